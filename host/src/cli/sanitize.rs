@@ -1,0 +1,80 @@
+//! `plumbline sanitize`: manifests in, sanitized YAML out.
+
+use super::{GlobalArgs, load_policies, yaml};
+use crate::ingest::read_manifests;
+use crate::policy::Decision;
+use anyhow::Context as _;
+use clap::Args;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `plumbline sanitize`.
+#[derive(Debug, Args)]
+pub struct SanitizeArgs {
+    /// Manifest files (YAML or JSON, multi-document, `List` kinds expanded);
+    /// `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Policy configuration; without one the built-in default chain runs
+    /// (neat, then redact-secrets).
+    #[arg(long, value_name = "CONFIG")]
+    policy: Option<PathBuf>,
+}
+
+/// Sanitizes every object; an object that fails is reported and the rest
+/// are still printed; the exit status is 1 if anything failed.
+pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> {
+    let (_runtime, policies) = load_policies(global, args.policy.as_deref())?;
+    let chain = policies.chain(Decision::Sanitize);
+    let mut failures = 0usize;
+    let mut out = std::io::stdout().lock();
+    let mut first = true;
+    for file in &args.files {
+        let (text, origin) = read_input(file)?;
+        let (manifests, errors) = read_manifests(&text, &origin);
+        for error in errors {
+            failures += 1;
+            eprintln!("error: {error}");
+        }
+        for manifest in manifests {
+            match chain.sanitize(&manifest.object.to_string()) {
+                Ok(Some(object)) => {
+                    let value: serde_json::Value = serde_json::from_str(&object)?;
+                    if !first {
+                        writeln!(out, "---")?;
+                    }
+                    first = false;
+                    write!(out, "{}", yaml::to_yaml(&value)?)?;
+                }
+                Ok(None) => {
+                    tracing::info!(origin = %manifest.origin, "dropped by the sanitize chain")
+                }
+                Err(error) => {
+                    failures += 1;
+                    eprintln!("error: {}: {error}", manifest.origin);
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{failures} object(s) could not be sanitized");
+        ExitCode::FAILURE
+    })
+}
+
+fn read_input(file: &PathBuf) -> anyhow::Result<(String, String)> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        return Ok((text, "<stdin>".into()));
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok((text, file.display().to_string()))
+}

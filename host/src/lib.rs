@@ -1,0 +1,15 @@
+//! Plumbline keeps Git and a workflow catalog true to what runs in
+//! Kubernetes; every decision it makes is a policy (a WebAssembly component
+//! or a CEL expression) that an operator can replace without rebuilding it.
+//!
+//! The crate reads the way data flows:
+//!
+//! - [`model`]: the plain data types every stage shares (`Event`, `Target`);
+//! - [`ingest`]: where objects come from (for now: manifest files);
+//! - [`policy`]: the policy runtime that answers every decision;
+//! - [`cli`]: the `plumbline` command.
+
+pub mod cli;
+pub mod ingest;
+pub mod model;
+pub mod policy;

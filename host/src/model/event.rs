@@ -1,0 +1,56 @@
+//! A change to a Kubernetes object, as every source reports it.
+
+use serde::Serialize;
+use std::fmt;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        })
+    }
+}
+
+/// Which object an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Target {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version, such as `v1`.
+    pub version: String,
+    /// Kind, such as `Deployment`.
+    pub kind: String,
+    /// Plural resource, such as `deployments`.
+    pub resource: String,
+    /// Subresource (`status`, `scale`) when the change came through one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// Namespace; none for cluster-scoped objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: String,
+}
+
+/// A change to an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub operation: Operation,
+    pub target: Target,
+    /// The object as JSON text: the new state, or the last known one for a delete.
+    pub object: String,
+    /// Who made the change, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}

@@ -1,0 +1,327 @@
+//! The operator's policy configuration: YAML, read raw (serde, unknown
+//! fields refused, no I/O), then loaded in one step that reads components,
+//! compiles them and every CEL expression, and reports every error at once.
+//!
+//! ```yaml
+//! limits:
+//!   deadlineMs: 100        # per plugin call
+//!   memoryMiB: 64          # per plugin instance
+//!   celDeadlineMs: 50      # per CEL expression with comprehensions
+//!   celMaxInputBytes: 1048576
+//! decisions:
+//!   sanitize:
+//!     failure: closed      # or open
+//!     steps:
+//!       - plugin: neat                     # a built-in plugin …
+//!       - plugin: ./plugins/my.wasm        # … or a component file
+//!         name: my-sanitizer
+//!         settings: { mode: strict }
+//!         grants: { environment: [HOME] }
+//!       - cel:
+//!           name: skip-ignored
+//!           expression: "!has(object.metadata.annotations) || object.metadata.annotations['plumbline.io/ignore'] != 'true'"
+//!       - celFile: policies/examples/sanitize-skip-ignored.yaml
+//! ```
+//!
+//! A decision the file does not mention keeps its default chain.
+
+use super::Decision;
+use super::builtin;
+use super::capability::Grants;
+use super::cel::{CelLimits, CelPolicy, CelSource};
+use super::chain::{Chain, FailureMode, PolicySet, Step};
+use super::error::PolicyError;
+use super::runtime::{PluginSource, Runtime, RuntimeConfig};
+use super::store::Limits;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A policy configuration file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    /// Per-call limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// The chain of each decision.
+    #[serde(default)]
+    pub decisions: BTreeMap<Decision, RawChain>,
+}
+
+/// Limits as written; absent fields keep their defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawLimits {
+    pub deadline_ms: Option<u64>,
+    pub memory_mi_b: Option<u64>,
+    pub cel_deadline_ms: Option<u64>,
+    pub cel_max_input_bytes: Option<usize>,
+}
+
+/// One decision's chain as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawChain {
+    #[serde(default)]
+    pub failure: FailureMode,
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+}
+
+/// One step as written: exactly one of `plugin`, `cel`, `celFile`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawStep {
+    /// A built-in plugin's name, or a path to a component (`.wasm`).
+    pub plugin: Option<String>,
+    /// The plugin's name in messages; defaults to `plugin`'s file stem.
+    pub name: Option<String>,
+    /// The plugin's settings, handed to it as JSON.
+    pub settings: Option<serde_json::Value>,
+    /// Capabilities granted to the plugin.
+    pub grants: Option<Grants>,
+    /// An inline CEL policy.
+    pub cel: Option<RawCel>,
+    /// A CEL policy file.
+    pub cel_file: Option<PathBuf>,
+}
+
+/// A CEL policy as written, inline or in its own file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCel {
+    pub name: String,
+    /// In a policy file: the decision it is written for, checked against
+    /// the chain it is used in.
+    pub decision: Option<Decision>,
+    pub expression: String,
+    /// The reason given when the expression is false (gate, schema).
+    pub message: Option<String>,
+    /// For schema rules: the JSON pointer a violation points at.
+    pub path: Option<String>,
+}
+
+/// A configuration read and checked for shape, ready to load.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    raw: RawConfig,
+    /// Where the configuration came from; relative paths are resolved from its folder.
+    origin: PathBuf,
+    base: PathBuf,
+}
+
+impl PolicyConfig {
+    /// The built-in default configuration.
+    pub fn builtin() -> PolicyConfig {
+        PolicyConfig::from_yaml(
+            builtin::DEFAULT_CONFIG,
+            Path::new("(built-in default policy)"),
+        )
+        .expect("the built-in policy configuration is valid")
+    }
+
+    /// Reads a configuration file.
+    pub fn from_file(path: &Path) -> Result<PolicyConfig, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        PolicyConfig::from_yaml(&text, path)
+    }
+
+    /// Reads a configuration from YAML text; `origin` names it in messages and
+    /// anchors relative paths.
+    pub fn from_yaml(text: &str, origin: &Path) -> Result<PolicyConfig, PolicyError> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| PolicyError::Config {
+            path: origin.to_owned(),
+            errors: vec![e.to_string()],
+        })?;
+        let base = origin
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        let mut config = PolicyConfig {
+            raw,
+            origin: origin.to_owned(),
+            base,
+        };
+        config.fill_defaults();
+        Ok(config)
+    }
+
+    /// Decisions the file leaves out keep the built-in chain.
+    fn fill_defaults(&mut self) {
+        if self.origin == Path::new("(built-in default policy)") {
+            return;
+        }
+        let defaults = PolicyConfig::builtin();
+        for (decision, chain) in defaults.raw.decisions {
+            self.raw.decisions.entry(decision).or_insert(chain);
+        }
+    }
+
+    /// The runtime settings this configuration asks for.
+    pub fn runtime_config(&self, cache_dir: Option<PathBuf>) -> RuntimeConfig {
+        let defaults = Limits::default();
+        let limits = &self.raw.limits;
+        RuntimeConfig {
+            limits: Limits {
+                deadline: limits
+                    .deadline_ms
+                    .map_or(defaults.deadline, Duration::from_millis),
+                memory: limits
+                    .memory_mi_b
+                    .map_or(defaults.memory, |m| (m as usize) << 20),
+            },
+            cache_dir,
+            ..RuntimeConfig::default()
+        }
+    }
+
+    fn cel_limits(&self) -> CelLimits {
+        let defaults = CelLimits::default();
+        CelLimits {
+            deadline: self
+                .raw
+                .limits
+                .cel_deadline_ms
+                .map_or(defaults.deadline, Duration::from_millis),
+            max_input: self
+                .raw
+                .limits
+                .cel_max_input_bytes
+                .unwrap_or(defaults.max_input),
+        }
+    }
+
+    /// Loads every plugin and CEL policy into a policy set, or lists every
+    /// error found.
+    pub fn load(&self, runtime: &Runtime) -> Result<PolicySet, PolicyError> {
+        let mut errors = Vec::new();
+        let mut chains = Vec::new();
+        for (decision, raw) in &self.raw.decisions {
+            let mut steps = Vec::new();
+            for (i, step) in raw.steps.iter().enumerate() {
+                match self.load_step(runtime, *decision, step) {
+                    Ok(step) => steps.push(step),
+                    Err(e) => errors.push(format!("decisions.{decision}.steps[{i}]: {e}")),
+                }
+            }
+            chains.push(Chain::new(*decision, raw.failure, steps));
+        }
+        if errors.is_empty() {
+            Ok(PolicySet::new(chains))
+        } else {
+            Err(PolicyError::Config {
+                path: self.origin.clone(),
+                errors,
+            })
+        }
+    }
+
+    fn load_step(
+        &self,
+        runtime: &Runtime,
+        decision: Decision,
+        step: &RawStep,
+    ) -> Result<Step, String> {
+        match (&step.plugin, &step.cel, &step.cel_file) {
+            (Some(plugin), None, None) => self.load_plugin(runtime, decision, plugin, step),
+            (None, Some(cel), None) => {
+                if step.name.is_some() || step.settings.is_some() || step.grants.is_some() {
+                    return Err("`name`, `settings` and `grants` belong to plugin steps".into());
+                }
+                self.load_cel(decision, cel, None)
+            }
+            (None, None, Some(file)) => {
+                let path = self.base.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let cel: RawCel = serde_saphyr::from_str(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                self.load_cel(decision, &cel, Some(path))
+            }
+            _ => Err("a step needs exactly one of `plugin`, `cel`, `celFile`".into()),
+        }
+    }
+
+    fn load_plugin(
+        &self,
+        runtime: &Runtime,
+        decision: Decision,
+        plugin: &str,
+        step: &RawStep,
+    ) -> Result<Step, String> {
+        let is_path = plugin.contains('/') || plugin.ends_with(".wasm");
+        let (bytes, default_name) = if is_path {
+            let path = self.base.join(plugin);
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| plugin.to_owned());
+            (std::borrow::Cow::Owned(bytes), stem)
+        } else {
+            let bytes = builtin::component(plugin).ok_or_else(|| {
+                format!(
+                    "no built-in plugin `{plugin}` (built-in: {}; a component file needs a path such as ./{plugin}.wasm)",
+                    builtin::names().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            (std::borrow::Cow::Borrowed(bytes), plugin.to_owned())
+        };
+        let grants = step.grants.clone().unwrap_or_default();
+        for preopen in &grants.filesystem {
+            if !self.base.join(&preopen.host).is_dir() {
+                return Err(format!(
+                    "granted folder {} does not exist",
+                    preopen.host.display()
+                ));
+            }
+        }
+        let settings = step
+            .settings
+            .as_ref()
+            .map_or_else(|| "{}".to_owned(), |s| s.to_string());
+        let name = step.name.clone().unwrap_or(default_name);
+        runtime
+            .load(PluginSource {
+                name: &name,
+                decision,
+                bytes: &bytes,
+                settings,
+                grants,
+            })
+            .map(Step::Plugin)
+            .map_err(|e| e.to_string())
+    }
+
+    fn load_cel(
+        &self,
+        decision: Decision,
+        cel: &RawCel,
+        file: Option<PathBuf>,
+    ) -> Result<Step, String> {
+        if let Some(written_for) = cel.decision
+            && written_for != decision
+        {
+            return Err(format!(
+                "CEL policy `{}` is written for the {written_for} decision, not {decision}",
+                cel.name
+            ));
+        }
+        let source = CelSource {
+            name: cel.name.clone(),
+            expression: cel.expression.clone(),
+            message: cel.message.clone(),
+            path: cel.path.clone(),
+            file,
+        };
+        CelPolicy::compile(source, decision, self.cel_limits())
+            .map(Step::Cel)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,33 @@
+//! The policy runtime: every decision Plumbline makes is answered here, by
+//! sandboxed WebAssembly components and CEL expressions, never by code of the
+//! stages that ask.
+//!
+//! - [`bindings`]: the host side of the WIT contracts in `wit/`;
+//! - [`runtime`]: the one engine, its linker, epoch clock and [`cache`];
+//! - [`store`]: the state and limits of one call;
+//! - [`capability`]: what a plugin asks for and what the operator grants;
+//! - [`plugin`]: a loaded component, answering its decision;
+//! - [`cel`]: CEL expressions, checked at load, bounded at run time;
+//! - [`chain`]: an ordered list of plugins and CEL policies for one decision;
+//! - [`config`]: the operator's policy configuration, raw → validated;
+//! - [`builtin`]: the default plugins embedded in the binary.
+
+pub mod bindings;
+pub mod builtin;
+pub mod cache;
+pub mod capability;
+pub mod cel;
+pub mod chain;
+pub mod config;
+mod decision;
+pub mod error;
+pub mod plugin;
+pub mod runtime;
+pub mod store;
+
+pub use chain::{Chain, FailureMode, PolicySet};
+pub use decision::Decision;
+pub use error::PolicyError;
+pub use plugin::Plugin;
+pub use runtime::{PluginSource, Runtime, RuntimeConfig};
+pub use store::Limits;
