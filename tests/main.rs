@@ -1,1 +1,11 @@
+//! Plumbline's tests against real parts: real components built from
+//! `plugins/` and `tests/guests/` run in the real runtime, and the real
+//! `plumbline` binary runs on real manifests. One test binary, so the host
+//! and the plugins are built once for all of them.
 
+mod cel_policies;
+mod cli;
+mod default_plugins;
+mod neat_conformance;
+mod runtime_limits;
+mod support;

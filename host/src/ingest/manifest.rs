@@ -17,10 +17,20 @@ pub struct Manifest {
 pub enum IngestError {
     /// The text is not YAML or JSON.
     #[error("{origin}: not valid YAML or JSON: {message}")]
-    Parse { origin: String, message: String },
+    Parse {
+        /// The file (and document) at fault.
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
     /// A document is not an object, or lacks what identifies one.
     #[error("{origin}: {message}")]
-    Invalid { origin: String, message: String },
+    Invalid {
+        /// The file, document and item at fault.
+        origin: String,
+        /// What is missing or wrong.
+        message: String,
+    },
 }
 
 /// Reads every object in `text`, expanding `List` kinds. Each document that
@@ -120,11 +130,11 @@ mod tests {
                     - {apiVersion: v1, kind: Secret}\n";
         let (objects, errors) = read_manifests(text, "f.yaml");
         let origins: Vec<_> = objects.iter().map(|m| m.origin.as_str()).collect();
-        assert_eq!(origins, ["f.yaml#1", "f.yaml#3.items[0]"]);
+        assert_eq!(origins, ["f.yaml#1", "f.yaml#2.items[0]"]);
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].to_string(),
-            "f.yaml#3.items[1]: object without metadata.name"
+            "f.yaml#2.items[1]: object without metadata.name"
         );
     }
 

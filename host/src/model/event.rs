@@ -7,8 +7,11 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
+    /// The object was created.
     Create,
+    /// The object was changed.
     Update,
+    /// The object was deleted.
     Delete,
 }
 
@@ -46,7 +49,9 @@ pub struct Target {
 /// A change to an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// What happened.
     pub operation: Operation,
+    /// To which object.
     pub target: Target,
     /// The object as JSON text: the new state, or the last known one for a delete.
     pub object: String,

@@ -92,7 +92,9 @@ impl std::fmt::Debug for CelPolicy {
 /// What a CEL policy is made of, as written in a configuration.
 #[derive(Debug, Clone)]
 pub struct CelSource {
+    /// The policy's name, used in every message about it.
     pub name: String,
+    /// The CEL expression; it must evaluate to a bool.
     pub expression: String,
     /// The reason given when the expression is false (gate, schema).
     pub message: Option<String>,

@@ -54,9 +54,15 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawLimits {
+    /// How long one plugin call may run, in milliseconds (default 100).
     pub deadline_ms: Option<u64>,
-    pub memory_mi_b: Option<u64>,
+    /// The most memory one plugin instance may use, in MiB (default 64).
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: Option<u64>,
+    /// How long a CEL expression with comprehensions may run, in
+    /// milliseconds (default 50).
     pub cel_deadline_ms: Option<u64>,
+    /// The largest input handed to a CEL expression, in bytes (default 1 MiB).
     pub cel_max_input_bytes: Option<usize>,
 }
 
@@ -64,8 +70,10 @@ pub struct RawLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawChain {
+    /// What happens when a step fails (default: closed).
     #[serde(default)]
     pub failure: FailureMode,
+    /// The steps, run in order.
     #[serde(default)]
     pub steps: Vec<RawStep>,
 }
@@ -92,10 +100,12 @@ pub struct RawStep {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawCel {
+    /// The policy's name, used in every message about it.
     pub name: String,
     /// In a policy file: the decision it is written for, checked against
     /// the chain it is used in.
     pub decision: Option<Decision>,
+    /// The CEL expression; it must evaluate to a bool.
     pub expression: String,
     /// The reason given when the expression is false (gate, schema).
     pub message: Option<String>,
@@ -173,7 +183,7 @@ impl PolicyConfig {
                     .deadline_ms
                     .map_or(defaults.deadline, Duration::from_millis),
                 memory: limits
-                    .memory_mi_b
+                    .memory_mib
                     .map_or(defaults.memory, |m| (m as usize) << 20),
             },
             cache_dir,

@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything that can go wrong loading or running a policy.
+///
+/// The fields are the same throughout: `plugin` and `decision` name the
+/// culprit component, `policy` and `expression` the culprit CEL policy,
+/// `message` says what went wrong.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)]
 pub enum PolicyError {
     /// The bytes are not a component this engine can compile.
     #[error("plugin `{plugin}` ({decision}): not a loadable component: {message}")]

@@ -252,6 +252,27 @@ pub const DEFAULT_RULES: &[Rule<'static>] = &[
         Equals(Int(10)),
     ),
     rule(
+        &["Deployment"],
+        "spec.strategy.rollingUpdate.maxSurge",
+        Equals(Str("25%")),
+    ),
+    rule(
+        &["Deployment"],
+        "spec.strategy.rollingUpdate.maxUnavailable",
+        Equals(Str("25%")),
+    ),
+    rule(
+        &["Deployment"],
+        "spec.strategy.rollingUpdate",
+        Equals(EmptyObject),
+    ),
+    rule(
+        &["Deployment"],
+        "spec.strategy.type",
+        Equals(Str("RollingUpdate")),
+    ),
+    rule(&["Deployment"], "spec.strategy", Equals(EmptyObject)),
+    rule(
         &["StatefulSet"],
         "spec.podManagementPolicy",
         Equals(Str("OrderedReady")),

@@ -8,7 +8,7 @@
 //!   bumped, as an annotation; with a fresh instance per call it is always 1;
 //! - `"garbage"`: returns text that is not JSON;
 //! - `"error"`: returns an error;
-//! - `"env"`: returns the environment variable `PLUMBLINE_GUEST_VALUE` and
+//! - `"env"`: returns the environment variable `PATH` and
 //!   the wall clock's seconds, to show what a guest sees without grants;
 //! - anything else: echoes the object.
 //!
@@ -58,7 +58,7 @@ impl Guest for Misbehave {
             "garbage" => Ok(Some("{ this is not json".to_owned())),
             "error" => Err("misbehave was told to fail".to_owned()),
             "env" => {
-                let value = std::env::var("PLUMBLINE_GUEST_VALUE").unwrap_or_default();
+                let value = std::env::var("PATH").unwrap_or_default();
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())

@@ -1,0 +1,158 @@
+//! The default plugins' behaviour, run through wasmtime on real manifests as
+//! the API server returns them (with managedFields and status).
+
+use crate::support::{json_of, load, root, runtime};
+use plumbline::model::{Event, Operation, Target};
+use plumbline::policy::bindings::Verdict;
+use plumbline::policy::Decision;
+use serde_json::{Value, json};
+
+fn sanitized(plugin: &str, settings: &str, example: &str) -> Value {
+    let runtime = runtime();
+    let plugin = load(&runtime, plugin, Decision::Sanitize, settings);
+    let object = json_of(&root().join("examples/cluster").join(example));
+    let out = plugin.sanitize(&object).unwrap().expect("kept");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn assert_server_state_gone(object: &Value) {
+    let meta = &object["metadata"];
+    for field in ["managedFields", "uid", "resourceVersion", "generation", "creationTimestamp", "selfLink"] {
+        assert!(meta.get(field).is_none(), "metadata.{field} kept in {object}");
+    }
+    assert!(object.get("status").is_none(), "status kept in {object}");
+}
+
+#[test]
+fn neat_cleans_a_deployment_and_keeps_its_spec() {
+    let d = sanitized("neat", "{}", "deployment-web.yaml");
+    assert_server_state_gone(&d);
+    assert_eq!(d["spec"]["replicas"], 0);
+    assert_eq!(d["spec"]["paused"], true);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["command"], json!(["sleep", "3600"]));
+    let pod = &d["spec"]["template"]["spec"];
+    for default in ["dnsPolicy", "restartPolicy", "schedulerName", "securityContext", "terminationGracePeriodSeconds"] {
+        assert!(pod.get(default).is_none(), "{default} kept");
+    }
+    assert!(d["spec"].get("strategy").is_none(), "the default strategy is noise");
+    assert!(d["spec"]["template"]["metadata"].get("creationTimestamp").is_none());
+}
+
+#[test]
+fn neat_drops_assigned_addresses_of_a_service_and_keeps_its_ports() {
+    let s = sanitized("neat", "{}", "service-web.yaml");
+    assert_server_state_gone(&s);
+    assert!(s["metadata"].get("annotations").is_none(), "last-applied annotation kept");
+    assert_eq!(
+        s["spec"],
+        json!({"ports": [{"name": "http", "port": 80, "targetPort": 8080}], "selector": {"app": "web"}})
+    );
+}
+
+#[test]
+fn neat_keeps_configmap_data_and_custom_resource_spec() {
+    let cm = sanitized("neat", "{}", "configmap-settings.yaml");
+    assert_server_state_gone(&cm);
+    assert_eq!(cm["data"], json!({"key": "value"}));
+    let widget = sanitized("neat", "{}", "widget-w1.yaml");
+    assert_server_state_gone(&widget);
+    assert_eq!(widget["spec"], json!({"size": "1024"}));
+    assert_eq!(widget["apiVersion"], "mutationlab.configbutler.ai/v2");
+}
+
+#[test]
+fn redact_secrets_never_lets_a_value_through() {
+    let raw = std::fs::read_to_string(root().join("examples/cluster/secret-registry.yaml")).unwrap();
+    let secret_value = raw.lines().find(|l| l.contains(".dockerconfigjson:")).unwrap().split(": ").nth(1).unwrap();
+    let dropped = sanitized("redact-secrets", "{}", "secret-registry.yaml");
+    assert_eq!(dropped["data"][".dockerconfigjson"], "<redacted>");
+    let key = r#"{"mode": "digest", "key": "an operator's key of some length"}"#;
+    let digested = sanitized("redact-secrets", key, "secret-registry.yaml");
+    let digest = digested["data"][".dockerconfigjson"].as_str().unwrap();
+    assert!(digest.starts_with("hmac-sha256:"), "{digest}");
+    for out in [&dropped, &digested] {
+        assert!(!out.to_string().contains(secret_value), "secret value leaked: {out}");
+    }
+    let config_map = sanitized("redact-secrets", "{}", "configmap-settings.yaml");
+    assert_eq!(config_map["data"], json!({"key": "value"}));
+}
+
+/// An event for `resource` in `namespace` (a ConfigMap-like object).
+pub fn event(resource: &str, namespace: Option<&str>) -> Event {
+    Event {
+        operation: Operation::Update,
+        target: Target {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            resource: resource.into(),
+            subresource: None,
+            namespace: namespace.map(str::to_owned),
+            name: "a".into(),
+        },
+        object: r#"{"kind":"ConfigMap"}"#.into(),
+        username: Some("alice".into()),
+    }
+}
+
+#[test]
+fn rule_match_decides_all_rules_in_one_call() {
+    let runtime = runtime();
+    let matcher = load(&runtime, "rule-match", Decision::Match, "{}");
+    let rules: Vec<String> = [
+        json!({"resources": ["configmaps"]}),
+        json!({"resources": ["deployments"]}),
+        json!({"resources": ["*"], "scope": "Cluster"}),
+        json!({"operations": ["UPDATE"], "apiGroups": [""], "resources": ["*"], "namespaces": ["prod"]}),
+        json!({"resources": ["deployments/scale"], "apiGroups": ["apps"]}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect();
+    assert_eq!(matcher.matches(&event("configmaps", Some("prod")), &rules).unwrap(), [0, 3]);
+    // A scale change of a Deployment, as the audit corpus records it.
+    let mut scale = event("deployments", Some("shop"));
+    scale.target.group = "apps".into();
+    scale.target.subresource = Some("scale".into());
+    assert_eq!(matcher.matches(&scale, &rules).unwrap(), [4]);
+    let error = matcher.matches(&scale, &[r#"{"resources": []}"#.into()]).unwrap_err();
+    assert!(error.to_string().contains("rule 0: `resources` must name at least one resource"), "{error}");
+}
+
+#[test]
+fn schema_lint_checks_a_kubernaut_workflow_schema() {
+    let runtime = runtime();
+    let lint = load(&runtime, "schema-lint", Decision::Schema, "{}");
+    // The parameters of kubernaut's audit-test workflow, as a JSON Schema.
+    let good = json!({"type": "object", "required": ["NAMESPACE", "POD_NAME"], "properties": {
+        "NAMESPACE": {"type": "string", "description": "Target namespace containing the affected pod"},
+        "POD_NAME": {"type": "string", "description": "Name of the pod to restart"}}});
+    assert!(lint.check(&good.to_string(), "{}").unwrap().is_empty());
+    let bad = json!({"type": "object", "required": ["NAMESPACE", "POD"], "properties": {
+        "NAMESPACE": {"type": "string"}, "MODE": {"type": "string", "description": "m", "enum": []}}});
+    let found = lint.check(&bad.to_string(), "{}").unwrap();
+    let paths: Vec<&str> = found.iter().map(|v| v.path.as_str()).collect();
+    assert_eq!(paths, ["/properties/MODE/enum", "/properties/NAMESPACE/description", "/required/1"]);
+}
+
+#[test]
+fn digest_gate_denies_drift_with_every_reason() {
+    let runtime = runtime();
+    let gate = load(&runtime, "digest-gate", Decision::Gate, "{}");
+    let mut request = json!({"image": {"digest": "sha256:aa"},
+        "catalog": {"workflowId": "restart-pod", "version": "1.0.0", "digest": "sha256:aa", "lifecycle": "active"},
+        "parameters": {"valid": true}});
+    assert!(matches!(gate.decide(&request.to_string()).unwrap(), Verdict::Allow));
+    request["image"]["digest"] = json!("sha256:bb");
+    request["catalog"]["lifecycle"] = json!("disabled");
+    let Verdict::Deny(reasons) = gate.decide(&request.to_string()).unwrap() else {
+        panic!("drift allowed")
+    };
+    assert_eq!(
+        reasons,
+        [
+            "image digest sha256:bb differs from the catalog's sha256:aa for restart-pod@1.0.0",
+            "restart-pod@1.0.0 is disabled, not active"
+        ]
+    );
+}
