@@ -34,7 +34,13 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("host/ is inside the workspace");
-    for watched in ["plugins", "tests/guests", "wit", "Cargo.lock"] {
+    for watched in [
+        "plugins",
+        "tests/guests",
+        "wit",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");

@@ -25,15 +25,31 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn sanitize_the_examples_through_the_default_chain() {
     let cache = tempfile::tempdir().unwrap();
-    let out = plumbline(&["sanitize", "examples/cluster/deployment-web.yaml", "examples/cluster/secret-registry.yaml"], cache.path());
+    let out = plumbline(
+        &[
+            "sanitize",
+            "examples/cluster/deployment-web.yaml",
+            "examples/cluster/secret-registry.yaml",
+        ],
+        cache.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     assert_eq!(documents.len(), 2, "{text}");
-    for banned in ["managedFields", "resourceVersion", "creationTimestamp", "status:", "eyJhdXRocyI6"] {
+    for banned in [
+        "managedFields",
+        "resourceVersion",
+        "creationTimestamp",
+        "status:",
+        "eyJhdXRocyI6",
+    ] {
         assert!(!text.contains(banned), "`{banned}` in output:\n{text}");
     }
-    assert!(text.contains("kind: Deployment") && text.contains(".dockerconfigjson: <redacted>"), "{text}");
+    assert!(
+        text.contains("kind: Deployment") && text.contains(".dockerconfigjson: <redacted>"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -48,11 +64,24 @@ fn sanitize_reads_stdin_and_reports_bad_documents_without_losing_the_rest() {
         .spawn()
         .unwrap();
     let input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good, uid: x}\ndata: {a: b}\n---\napiVersion: v1\nkind: ConfigMap\n";
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("name: good") && !stdout(&out).contains("uid"), "{}", stdout(&out));
-    assert!(stderr(&out).contains("<stdin>#2: object without metadata.name"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("name: good") && !stdout(&out).contains("uid"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("<stdin>#2: object without metadata.name"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -60,27 +89,74 @@ fn sanitize_names_a_file_that_is_not_yaml() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("broken.yaml");
     std::fs::write(&bad, "kind: [unclosed\n").unwrap();
-    let out = plumbline(&["sanitize", bad.to_str().unwrap(), "examples/cluster/configmap-settings.yaml"], dir.path());
+    let out = plumbline(
+        &[
+            "sanitize",
+            bad.to_str().unwrap(),
+            "examples/cluster/configmap-settings.yaml",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("broken.yaml: not valid YAML or JSON"), "{}", stderr(&out));
-    assert!(stdout(&out).contains("name: cm-a"), "the good file is still sanitized");
+    assert!(
+        stderr(&out).contains("broken.yaml: not valid YAML or JSON"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("name: cm-a"),
+        "the good file is still sanitized"
+    );
 }
 
 #[test]
 fn plugin_test_runs_the_neat_fixtures_and_shows_a_diff_on_failure() {
     let cache = tempfile::tempdir().unwrap();
     let neat = format!("{}/neat.wasm", env!("PLUMBLINE_GUESTS_DIR"));
-    let out = plumbline(&["plugin", "test", &neat, "--fixtures", "plugins/neat/fixtures"], cache.path());
+    let out = plumbline(
+        &[
+            "plugin",
+            "test",
+            &neat,
+            "--fixtures",
+            "plugins/neat/fixtures",
+        ],
+        cache.path(),
+    );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("PASS pod") && stdout(&out).contains("PASS service"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("PASS pod") && stdout(&out).contains("PASS service"),
+        "{}",
+        stdout(&out)
+    );
 
     let fixtures = tempfile::tempdir().unwrap();
-    std::fs::write(fixtures.path().join("cm.input.yaml"), "kind: ConfigMap\nmetadata: {name: a, uid: u}\n").unwrap();
-    std::fs::write(fixtures.path().join("cm.expected.yaml"), "kind: ConfigMap\nmetadata: {name: b}\n").unwrap();
-    let out = plumbline(&["plugin", "test", &neat, "--fixtures", fixtures.path().to_str().unwrap()], cache.path());
+    std::fs::write(
+        fixtures.path().join("cm.input.yaml"),
+        "kind: ConfigMap\nmetadata: {name: a, uid: u}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fixtures.path().join("cm.expected.yaml"),
+        "kind: ConfigMap\nmetadata: {name: b}\n",
+    )
+    .unwrap();
+    let out = plumbline(
+        &[
+            "plugin",
+            "test",
+            &neat,
+            "--fixtures",
+            fixtures.path().to_str().unwrap(),
+        ],
+        cache.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("FAIL cm") && text.contains("-  name: b") && text.contains("+  name: a"), "{text}");
+    assert!(
+        text.contains("FAIL cm") && text.contains("-  name: b") && text.contains("+  name: a"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -107,8 +183,14 @@ decisions:
     let out = plumbline(&["policy", "check", config.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("4 error(s) in the policy configuration"), "{err}");
-    assert!(err.contains("decisions.sanitize.steps[0]: no built-in plugin `no-such-plugin`"), "{err}");
+    assert!(
+        err.contains("4 error(s) in the policy configuration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("decisions.sanitize.steps[0]: no built-in plugin `no-such-plugin`"),
+        "{err}"
+    );
     assert!(err.contains("decisions.sanitize.steps[1]: CEL policy `broken`: expression `object.kind ==` does not compile"), "{err}");
     assert!(err.contains("decisions.sanitize.steps[2]: plugin `neat` (sanitize): settings refused: rules[0]: a rule needs a `path`"), "{err}");
     assert!(err.contains("decisions.gate.steps[0]: CEL policy `typo`: expression `requst.image.digest != ''`: unknown variable `requst`"), "{err}");
@@ -131,7 +213,15 @@ fn second_start_loads_every_component_from_the_cache() {
     let config = "policies/examples/team-payments.yaml";
     let first = plumbline(&["policy", "check", config], cache.path());
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(stdout(&first).contains("components: 5 compiled, 0 from the disk cache"), "{}", stdout(&first));
+    assert!(
+        stdout(&first).contains("components: 5 compiled, 0 from the disk cache"),
+        "{}",
+        stdout(&first)
+    );
     let second = plumbline(&["policy", "check", config], cache.path());
-    assert!(stdout(&second).contains("components: 0 compiled, 5 from the disk cache"), "{}", stdout(&second));
+    assert!(
+        stdout(&second).contains("components: 0 compiled, 5 from the disk cache"),
+        "{}",
+        stdout(&second)
+    );
 }

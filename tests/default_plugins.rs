@@ -3,8 +3,8 @@
 
 use crate::support::{json_of, load, root, runtime};
 use plumbline::model::{Event, Operation, Target};
-use plumbline::policy::bindings::Verdict;
 use plumbline::policy::Decision;
+use plumbline::policy::bindings::Verdict;
 use serde_json::{Value, json};
 
 fn sanitized(plugin: &str, settings: &str, example: &str) -> Value {
@@ -17,8 +17,18 @@ fn sanitized(plugin: &str, settings: &str, example: &str) -> Value {
 
 fn assert_server_state_gone(object: &Value) {
     let meta = &object["metadata"];
-    for field in ["managedFields", "uid", "resourceVersion", "generation", "creationTimestamp", "selfLink"] {
-        assert!(meta.get(field).is_none(), "metadata.{field} kept in {object}");
+    for field in [
+        "managedFields",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "selfLink",
+    ] {
+        assert!(
+            meta.get(field).is_none(),
+            "metadata.{field} kept in {object}"
+        );
     }
     assert!(object.get("status").is_none(), "status kept in {object}");
 }
@@ -29,20 +39,39 @@ fn neat_cleans_a_deployment_and_keeps_its_spec() {
     assert_server_state_gone(&d);
     assert_eq!(d["spec"]["replicas"], 0);
     assert_eq!(d["spec"]["paused"], true);
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["command"], json!(["sleep", "3600"]));
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["command"],
+        json!(["sleep", "3600"])
+    );
     let pod = &d["spec"]["template"]["spec"];
-    for default in ["dnsPolicy", "restartPolicy", "schedulerName", "securityContext", "terminationGracePeriodSeconds"] {
+    for default in [
+        "dnsPolicy",
+        "restartPolicy",
+        "schedulerName",
+        "securityContext",
+        "terminationGracePeriodSeconds",
+    ] {
         assert!(pod.get(default).is_none(), "{default} kept");
     }
-    assert!(d["spec"].get("strategy").is_none(), "the default strategy is noise");
-    assert!(d["spec"]["template"]["metadata"].get("creationTimestamp").is_none());
+    assert!(
+        d["spec"].get("strategy").is_none(),
+        "the default strategy is noise"
+    );
+    assert!(
+        d["spec"]["template"]["metadata"]
+            .get("creationTimestamp")
+            .is_none()
+    );
 }
 
 #[test]
 fn neat_drops_assigned_addresses_of_a_service_and_keeps_its_ports() {
     let s = sanitized("neat", "{}", "service-web.yaml");
     assert_server_state_gone(&s);
-    assert!(s["metadata"].get("annotations").is_none(), "last-applied annotation kept");
+    assert!(
+        s["metadata"].get("annotations").is_none(),
+        "last-applied annotation kept"
+    );
     assert_eq!(
         s["spec"],
         json!({"ports": [{"name": "http", "port": 80, "targetPort": 8080}], "selector": {"app": "web"}})
@@ -62,8 +91,15 @@ fn neat_keeps_configmap_data_and_custom_resource_spec() {
 
 #[test]
 fn redact_secrets_never_lets_a_value_through() {
-    let raw = std::fs::read_to_string(root().join("examples/cluster/secret-registry.yaml")).unwrap();
-    let secret_value = raw.lines().find(|l| l.contains(".dockerconfigjson:")).unwrap().split(": ").nth(1).unwrap();
+    let raw =
+        std::fs::read_to_string(root().join("examples/cluster/secret-registry.yaml")).unwrap();
+    let secret_value = raw
+        .lines()
+        .find(|l| l.contains(".dockerconfigjson:"))
+        .unwrap()
+        .split(": ")
+        .nth(1)
+        .unwrap();
     let dropped = sanitized("redact-secrets", "{}", "secret-registry.yaml");
     assert_eq!(dropped["data"][".dockerconfigjson"], "<redacted>");
     let key = r#"{"mode": "digest", "key": "an operator's key of some length"}"#;
@@ -71,7 +107,10 @@ fn redact_secrets_never_lets_a_value_through() {
     let digest = digested["data"][".dockerconfigjson"].as_str().unwrap();
     assert!(digest.starts_with("hmac-sha256:"), "{digest}");
     for out in [&dropped, &digested] {
-        assert!(!out.to_string().contains(secret_value), "secret value leaked: {out}");
+        assert!(
+            !out.to_string().contains(secret_value),
+            "secret value leaked: {out}"
+        );
     }
     let config_map = sanitized("redact-secrets", "{}", "configmap-settings.yaml");
     assert_eq!(config_map["data"], json!({"key": "value"}));
@@ -109,14 +148,26 @@ fn rule_match_decides_all_rules_in_one_call() {
     .iter()
     .map(Value::to_string)
     .collect();
-    assert_eq!(matcher.matches(&event("configmaps", Some("prod")), &rules).unwrap(), [0, 3]);
+    assert_eq!(
+        matcher
+            .matches(&event("configmaps", Some("prod")), &rules)
+            .unwrap(),
+        [0, 3]
+    );
     // A scale change of a Deployment, as the audit corpus records it.
     let mut scale = event("deployments", Some("shop"));
     scale.target.group = "apps".into();
     scale.target.subresource = Some("scale".into());
     assert_eq!(matcher.matches(&scale, &rules).unwrap(), [4]);
-    let error = matcher.matches(&scale, &[r#"{"resources": []}"#.into()]).unwrap_err();
-    assert!(error.to_string().contains("rule 0: `resources` must name at least one resource"), "{error}");
+    let error = matcher
+        .matches(&scale, &[r#"{"resources": []}"#.into()])
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("rule 0: `resources` must name at least one resource"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -132,7 +183,14 @@ fn schema_lint_checks_a_kubernaut_workflow_schema() {
         "NAMESPACE": {"type": "string"}, "MODE": {"type": "string", "description": "m", "enum": []}}});
     let found = lint.check(&bad.to_string(), "{}").unwrap();
     let paths: Vec<&str> = found.iter().map(|v| v.path.as_str()).collect();
-    assert_eq!(paths, ["/properties/MODE/enum", "/properties/NAMESPACE/description", "/required/1"]);
+    assert_eq!(
+        paths,
+        [
+            "/properties/MODE/enum",
+            "/properties/NAMESPACE/description",
+            "/required/1"
+        ]
+    );
 }
 
 #[test]
@@ -142,7 +200,10 @@ fn digest_gate_denies_drift_with_every_reason() {
     let mut request = json!({"image": {"digest": "sha256:aa"},
         "catalog": {"workflowId": "restart-pod", "version": "1.0.0", "digest": "sha256:aa", "lifecycle": "active"},
         "parameters": {"valid": true}});
-    assert!(matches!(gate.decide(&request.to_string()).unwrap(), Verdict::Allow));
+    assert!(matches!(
+        gate.decide(&request.to_string()).unwrap(),
+        Verdict::Allow
+    ));
     request["image"]["digest"] = json!("sha256:bb");
     request["catalog"]["lifecycle"] = json!("disabled");
     let Verdict::Deny(reasons) = gate.decide(&request.to_string()).unwrap() else {
@@ -155,4 +216,20 @@ fn digest_gate_denies_drift_with_every_reason() {
             "restart-pod@1.0.0 is disabled, not active"
         ]
     );
+}
+
+#[test]
+fn neat_handles_deep_nesting_within_its_small_stack() {
+    // Plugins are linked with a 64 KiB stack (.cargo/config.toml); serde_json
+    // stops at 128 levels, so the deepest object it accepts must fit.
+    let runtime = runtime();
+    let neat = load(&runtime, "neat", Decision::Sanitize, "{}");
+    let mut deep = json!("leaf");
+    for _ in 0..120 {
+        deep = json!({ "nested": deep });
+    }
+    let object = json!({"apiVersion": "example.com/v1", "kind": "Deep", "metadata": {"name": "d"}, "spec": deep});
+    let out: Value =
+        serde_json::from_str(&neat.sanitize(&object.to_string()).unwrap().unwrap()).unwrap();
+    assert_eq!(out, object);
 }

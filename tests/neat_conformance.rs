@@ -19,7 +19,9 @@ fn neat_of(input: &str) -> Value {
     let runtime = runtime();
     let neat = load(&runtime, "neat", Decision::Sanitize, "{}");
     let object: Value = serde_json::from_str(input).unwrap();
-    let clean = |o: &Value| -> Value { serde_json::from_str(&neat.sanitize(&o.to_string()).unwrap().unwrap()).unwrap() };
+    let clean = |o: &Value| -> Value {
+        serde_json::from_str(&neat.sanitize(&o.to_string()).unwrap().unwrap()).unwrap()
+    };
     match object.get("items") {
         Some(Value::Array(items)) if object["kind"] == "List" => {
             let mut list = object.clone();
@@ -42,7 +44,10 @@ fn every_golden_pair_matches() {
             if name == "list1" {
                 want.as_object_mut().unwrap().remove("metadata");
             }
-            assert_eq!(actual, want, "{name}-raw.{format} differs from {name}-neat.json");
+            assert_eq!(
+                actual, want,
+                "{name}-raw.{format} differs from {name}-neat.json"
+            );
         }
     }
 }

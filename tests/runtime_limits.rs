@@ -6,7 +6,8 @@ use plumbline::policy::chain::{Chain, FailureMode, Step};
 use plumbline::policy::{Decision, PolicyError, Runtime, RuntimeConfig};
 use std::time::{Duration, Instant};
 
-const OBJECT: &str = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","uid":"x"},"data":{"k":"v"}}"#;
+const OBJECT: &str =
+    r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","uid":"x"},"data":{"k":"v"}}"#;
 
 #[test]
 fn looping_guest_is_stopped_at_its_deadline_while_others_are_served() {
@@ -27,10 +28,19 @@ fn looping_guest_is_stopped_at_its_deadline_while_others_are_served() {
     let (result, elapsed) = handle.join().unwrap();
     let error = result.unwrap_err();
     assert!(matches!(error, PolicyError::Deadline { .. }), "{error}");
-    assert!(error.to_string().contains("plugin `misbehave` (sanitize)"), "{error}");
+    assert!(
+        error.to_string().contains("plugin `misbehave` (sanitize)"),
+        "{error}"
+    );
     assert!(elapsed >= deadline, "stopped early: {elapsed:?}");
-    assert!(elapsed < deadline + Duration::from_millis(100), "stopped late: {elapsed:?}");
-    assert!(served > 0, "no other call was served while the guest looped");
+    assert!(
+        elapsed < deadline + Duration::from_millis(100),
+        "stopped late: {elapsed:?}"
+    );
+    assert!(
+        served > 0,
+        "no other call was served while the guest looped"
+    );
 }
 
 #[test]
@@ -38,8 +48,14 @@ fn allocating_guest_is_refused_at_the_memory_cap() {
     let runtime = runtime();
     let hog = load(&runtime, "misbehave", Decision::Sanitize, r#""alloc""#);
     let error = hog.sanitize(OBJECT).unwrap_err();
-    assert!(matches!(error, PolicyError::MemoryCap { cap, .. } if cap == 32 << 20), "{error}");
-    assert!(error.to_string().contains("plugin `misbehave` (sanitize)"), "{error}");
+    assert!(
+        matches!(error, PolicyError::MemoryCap { cap, .. } if cap == 32 << 20),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("plugin `misbehave` (sanitize)"),
+        "{error}"
+    );
     // The pool slot is reusable afterwards.
     let ok = load(&runtime, "misbehave", Decision::Sanitize, r#""echo""#);
     assert_eq!(ok.sanitize(OBJECT).unwrap().unwrap(), OBJECT);
@@ -52,7 +68,10 @@ fn trapping_guest_yields_an_error_naming_it_and_its_panic() {
     let error = trap.sanitize(OBJECT).unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, PolicyError::Trap { .. }), "{message}");
-    assert!(message.starts_with("plugin `misbehave` (sanitize): trapped"), "{message}");
+    assert!(
+        message.starts_with("plugin `misbehave` (sanitize): trapped"),
+        "{message}"
+    );
     assert!(message.contains("misbehave was told to trap"), "{message}");
 }
 
@@ -62,7 +81,12 @@ fn garbage_output_yields_an_error_naming_the_plugin() {
     let garbage = load(&runtime, "misbehave", Decision::Sanitize, r#""garbage""#);
     let error = garbage.sanitize(OBJECT).unwrap_err();
     assert!(matches!(error, PolicyError::BadOutput { .. }), "{error}");
-    assert!(error.to_string().contains("plugin `misbehave` (sanitize): returned malformed output"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("plugin `misbehave` (sanitize): returned malformed output"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -71,7 +95,10 @@ fn every_call_gets_a_fresh_instance() {
     let counter = load(&runtime, "misbehave", Decision::Sanitize, r#""counter""#);
     for _ in 0..5 {
         let out = counter.sanitize(OBJECT).unwrap().unwrap();
-        assert!(out.contains(r#""calls":"1""#), "state leaked between calls: {out}");
+        assert!(
+            out.contains(r#""calls":"1""#),
+            "state leaked between calls: {out}"
+        );
     }
 }
 
@@ -83,7 +110,10 @@ fn fail_closed_stops_and_fail_open_skips() {
     let steps = vec![Step::Plugin(failing), Step::Plugin(neat)];
     let closed = Chain::new(Decision::Sanitize, FailureMode::Closed, steps.clone());
     let error = closed.sanitize(OBJECT).unwrap_err();
-    assert!(error.to_string().contains("misbehave was told to fail"), "{error}");
+    assert!(
+        error.to_string().contains("misbehave was told to fail"),
+        "{error}"
+    );
     let open = Chain::new(Decision::Sanitize, FailureMode::Open, steps);
     let out = open.sanitize(OBJECT).unwrap().unwrap();
     assert!(!out.contains("uid"), "neat still ran: {out}");
@@ -96,23 +126,52 @@ fn fail_closed_gate_denies_and_fail_open_gate_allows() {
     // A sanitizer is not a gate: loading it as one must fail, so use the
     // digest gate with a request it cannot read.
     let gate = load(&runtime, "digest-gate", Decision::Gate, "{}");
-    let closed = Chain::new(Decision::Gate, FailureMode::Closed, vec![Step::Plugin(gate.clone())]);
+    let closed = Chain::new(
+        Decision::Gate,
+        FailureMode::Closed,
+        vec![Step::Plugin(gate.clone())],
+    );
     let verdict = closed.decide("not json");
     let plumbline::policy::bindings::Verdict::Deny(reasons) = verdict else {
         panic!("a failing gate must deny when closed")
     };
-    assert!(reasons[0].contains("plugin `digest-gate` (gate): failed: request is not JSON"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("plugin `digest-gate` (gate): failed: request is not JSON"),
+        "{reasons:?}"
+    );
     let open = Chain::new(Decision::Gate, FailureMode::Open, vec![Step::Plugin(gate)]);
-    assert!(matches!(open.decide("not json"), plumbline::policy::bindings::Verdict::Allow));
+    assert!(matches!(
+        open.decide("not json"),
+        plumbline::policy::bindings::Verdict::Allow
+    ));
 }
 
 #[test]
 fn plugin_asking_for_a_capability_not_granted_is_refused_at_load() {
     let runtime = runtime();
-    let error = try_load(&runtime, "fs-reader", Decision::Sanitize, "{}", Grants::default()).unwrap_err();
+    let error = try_load(
+        &runtime,
+        "fs-reader",
+        Decision::Sanitize,
+        "{}",
+        Grants::default(),
+    )
+    .unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, PolicyError::NotGranted { capability: "filesystem", .. }), "{message}");
-    assert!(message.contains("plugin `fs-reader` (sanitize): imports `wasi:filesystem/preopens"), "{message}");
+    assert!(
+        matches!(
+            error,
+            PolicyError::NotGranted {
+                capability: "filesystem",
+                ..
+            }
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("plugin `fs-reader` (sanitize): imports `wasi:filesystem/preopens"),
+        "{message}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("value.txt"), "granted\n").unwrap();
@@ -124,7 +183,13 @@ fn plugin_asking_for_a_capability_not_granted_is_refused_at_load() {
         ..Grants::default()
     };
     let reader = try_load(&runtime, "fs-reader", Decision::Sanitize, "{}", grants).unwrap();
-    assert!(reader.sanitize(OBJECT).unwrap().unwrap().contains(r#""value":"granted""#));
+    assert!(
+        reader
+            .sanitize(OBJECT)
+            .unwrap()
+            .unwrap()
+            .contains(r#""value":"granted""#)
+    );
 }
 
 #[test]
@@ -139,7 +204,14 @@ fn guests_see_no_environment_and_a_fixed_clock_unless_granted() {
         real_clock: true,
         ..Grants::default()
     };
-    let granted = try_load(&runtime, "misbehave", Decision::Sanitize, r#""env""#, grants).unwrap();
+    let granted = try_load(
+        &runtime,
+        "misbehave",
+        Decision::Sanitize,
+        r#""env""#,
+        grants,
+    )
+    .unwrap();
     let out = granted.sanitize(OBJECT).unwrap().unwrap();
     assert!(out.contains(&format!(r#""value":"{path}""#)), "{out}");
     assert!(!out.contains(r#""now":"0""#), "{out}");
@@ -148,10 +220,23 @@ fn guests_see_no_environment_and_a_fixed_clock_unless_granted() {
 #[test]
 fn bad_settings_are_refused_at_load() {
     let runtime = runtime();
-    let error = try_load(&runtime, "misbehave", Decision::Sanitize, r#""refuse""#, Grants::default()).unwrap_err();
+    let error = try_load(
+        &runtime,
+        "misbehave",
+        Decision::Sanitize,
+        r#""refuse""#,
+        Grants::default(),
+    )
+    .unwrap_err();
     assert!(matches!(error, PolicyError::Settings { .. }), "{error}");
-    let error = try_load(&runtime, "neat", Decision::Sanitize, r#"{"rules": [{"path": "a['b"}]}"#, Grants::default())
-        .unwrap_err();
+    let error = try_load(
+        &runtime,
+        "neat",
+        Decision::Sanitize,
+        r#"{"rules": [{"path": "a['b"}]}"#,
+        Grants::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         error.to_string(),
         "plugin `neat` (sanitize): settings refused: rules[0]: unterminated ['…'] in path `['b`"
@@ -163,7 +248,12 @@ fn a_component_of_another_world_is_refused() {
     let runtime = runtime();
     let error = try_load(&runtime, "neat", Decision::Gate, "{}", Grants::default()).unwrap_err();
     assert!(matches!(error, PolicyError::WrongWorld { .. }), "{error}");
-    assert!(error.to_string().starts_with("plugin `neat` (gate): does not fit the `drift-gate` world"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("plugin `neat` (gate): does not fit the `drift-gate` world"),
+        "{error}"
+    );
     let error = runtime
         .load(plumbline::policy::PluginSource {
             name: "junk",
@@ -173,7 +263,12 @@ fn a_component_of_another_world_is_refused() {
             grants: Grants::default(),
         })
         .unwrap_err();
-    assert!(error.to_string().starts_with("plugin `junk` (gate): not a loadable component"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("plugin `junk` (gate): not a loadable component"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -189,14 +284,23 @@ fn second_start_loads_components_from_the_disk_cache() {
     for name in names {
         load(&first, name, Decision::Sanitize, "{}");
     }
-    assert_eq!((first.cache_stats().compiled, first.cache_stats().from_disk), (2, 0));
+    assert_eq!(
+        (first.cache_stats().compiled, first.cache_stats().from_disk),
+        (2, 0)
+    );
     drop(first);
     let second = Runtime::new(&config).unwrap();
     for name in names {
         let plugin = load(&second, name, Decision::Sanitize, "{}");
         assert!(plugin.sanitize(OBJECT).unwrap().is_some());
     }
-    assert_eq!((second.cache_stats().compiled, second.cache_stats().from_disk), (0, 2));
+    assert_eq!(
+        (
+            second.cache_stats().compiled,
+            second.cache_stats().from_disk
+        ),
+        (0, 2)
+    );
 }
 
 #[test]
@@ -207,7 +311,12 @@ fn a_corrupt_cache_file_is_compiled_again() {
         max_instances: 4,
         ..RuntimeConfig::default()
     };
-    load(&Runtime::new(&config).unwrap(), "neat", Decision::Sanitize, "{}");
+    load(
+        &Runtime::new(&config).unwrap(),
+        "neat",
+        Decision::Sanitize,
+        "{}",
+    );
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "cwasm") {

@@ -19,7 +19,9 @@ use std::hint::black_box;
 const DEPLOYMENT: &str = include_str!("deployment-5k.json");
 
 fn compact(text: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(text).unwrap().to_string()
+    serde_json::from_str::<serde_json::Value>(text)
+        .unwrap()
+        .to_string()
 }
 
 fn setup() -> (Runtime, plumbline::policy::PolicySet) {
@@ -82,10 +84,11 @@ fn chain(c: &mut Criterion) {
             redact_secrets::sanitize_json(&clean, "{}").unwrap()
         })
     });
-    group.bench_function("wasm", |b| b.iter(|| chain.sanitize(black_box(&object)).unwrap()));
+    group.bench_function("wasm", |b| {
+        b.iter(|| chain.sanitize(black_box(&object)).unwrap())
+    });
     group.finish();
 }
-
 
 criterion_group!(benches, neat, cel, chain);
 criterion_main!(benches);

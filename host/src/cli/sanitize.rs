@@ -12,8 +12,8 @@ use std::process::ExitCode;
 /// Arguments of `plumbline sanitize`.
 #[derive(Debug, Args)]
 pub struct SanitizeArgs {
-    /// Manifest files (YAML or JSON, multi-document, `List` kinds expanded);
-    /// `-` reads standard input.
+    /// Manifest files or folders of them (YAML or JSON, multi-document,
+    /// `List` kinds expanded); `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Policy configuration; without one the built-in default chain runs
@@ -28,9 +28,11 @@ pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> 
     let (_runtime, policies) = load_policies(global, args.policy.as_deref())?;
     let chain = policies.chain(Decision::Sanitize);
     let mut failures = 0usize;
+    let (mut written, mut dropped) = (0usize, 0usize);
     let mut out = std::io::stdout().lock();
     let mut first = true;
-    for file in &args.files {
+    let files = expand_folders(&args.files)?;
+    for file in &files {
         let (text, origin) = read_input(file)?;
         let (manifests, errors) = read_manifests(&text, &origin);
         for error in errors {
@@ -58,12 +60,41 @@ pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> 
         }
     }
     out.flush()?;
+    let steps: Vec<&str> = chain.steps().iter().map(|s| s.name()).collect();
+    eprintln!(
+        "sanitized {written} object(s) from {} file(s) through {}; {dropped} dropped by policy, {failures} failed",
+        files.len(),
+        steps.join(" → ")
+    );
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
         eprintln!("{failures} object(s) could not be sanitized");
         ExitCode::FAILURE
     })
+}
+
+/// Replaces each folder by the manifest files in it (`.yaml`, `.yml`,
+/// `.json`), sorted, so output order does not depend on the filesystem.
+fn expand_folders(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            })
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 fn read_input(file: &PathBuf) -> anyhow::Result<(String, String)> {
