@@ -48,9 +48,11 @@ pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> 
                     }
                     first = false;
                     write!(out, "{}", yaml::to_yaml(&value)?)?;
+                    written += 1;
                 }
                 Ok(None) => {
-                    tracing::info!(origin = %manifest.origin, "dropped by the sanitize chain")
+                    dropped += 1;
+                    tracing::info!(origin = %manifest.origin, "dropped by the sanitize chain");
                 }
                 Err(error) => {
                     failures += 1;

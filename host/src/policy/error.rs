@@ -13,6 +13,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[allow(missing_docs)]
 pub enum PolicyError {
+    /// The engine could not be built with the configured limits.
+    #[error("cannot start the WebAssembly engine: {message}")]
+    Engine { message: String },
     /// The bytes are not a component this engine can compile.
     #[error("plugin `{plugin}` ({decision}): not a loadable component: {message}")]
     Component {

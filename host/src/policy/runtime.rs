@@ -69,9 +69,7 @@ pub(crate) struct Inner {
 impl Runtime {
     /// Builds the engine and linker and starts the epoch clock.
     pub fn new(config: &RuntimeConfig) -> Result<Runtime, PolicyError> {
-        let engine = Engine::new(&engine_config(config)).map_err(|e| PolicyError::Component {
-            plugin: "(engine)".into(),
-            decision: Decision::Sanitize,
+        let engine = Engine::new(&engine_config(config)).map_err(|e| PolicyError::Engine {
             message: describe(&e),
         })?;
         let mut linker = Linker::new(&engine);
