@@ -73,3 +73,137 @@ pub fn json_of(path: &Path) -> String {
     let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
     value.to_string()
 }
+
+/// A `git daemon` serving bare repositories from a temporary folder on
+/// 127.0.0.1, with pushes enabled. Stopped when dropped.
+pub struct GitServer {
+    root: tempfile::TempDir,
+    port: u16,
+    daemon: Option<std::process::Child>,
+}
+
+impl GitServer {
+    /// Starts a server with one empty bare repository, `repo.git`.
+    pub fn start() -> GitServer {
+        let root = tempfile::tempdir().unwrap();
+        git(
+            root.path(),
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                "repo.git",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = GitServer {
+            root,
+            port,
+            daemon: None,
+        };
+        server.resume();
+        server
+    }
+
+    /// The repository's URL.
+    pub fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/repo.git", self.port)
+    }
+
+    /// The bare repository on disk.
+    pub fn bare(&self) -> PathBuf {
+        self.root.path().join("repo.git")
+    }
+
+    /// Stops serving (the repository stays).
+    pub fn stop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+    }
+
+    /// Serves again, on the same port.
+    pub fn resume(&mut self) {
+        // The daemon itself, not the `git` wrapper: some builds of git fork
+        // it as a child, which would outlive a kill of the wrapper.
+        let exec_path = git(Path::new("."), &["--exec-path"]);
+        let daemon = std::process::Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args([
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--base-path={}", self.root.path().display()))
+            .arg(self.root.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        self.daemon = Some(daemon);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("git daemon did not start on port {}", self.port);
+    }
+
+    /// `git log` of the branch: (author name, subject) per commit, newest first.
+    pub fn log(&self) -> Vec<(String, String)> {
+        let out = git(&self.bare(), &["log", "--format=%an%x09%s", "main"]);
+        out.lines()
+            .map(|l| {
+                let (a, s) = l.split_once('\t').unwrap();
+                (a.to_owned(), s.to_owned())
+            })
+            .collect()
+    }
+
+    /// Every file of the branch's tip with its content.
+    pub fn tree(&self) -> std::collections::BTreeMap<String, String> {
+        let files = git(&self.bare(), &["ls-tree", "-r", "--name-only", "main"]);
+        files
+            .lines()
+            .map(|f| {
+                (
+                    f.to_owned(),
+                    git(&self.bare(), &["show", &format!("main:{f}")]),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs git in `dir` and returns its output; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Other Writer")
+        .env("GIT_AUTHOR_EMAIL", "other@example.com")
+        .env("GIT_COMMITTER_NAME", "Other Writer")
+        .env("GIT_COMMITTER_EMAIL", "other@example.com")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

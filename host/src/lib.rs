@@ -7,9 +7,13 @@
 //! - [`model`]: the plain data types every stage shares (`Event`, `Target`);
 //! - [`ingest`]: where objects come from (for now: manifest files);
 //! - [`policy`]: the policy runtime that answers every decision;
+//! - [`mirror`]: events → match → sanitize → the files each destination needs;
+//! - [`sink`]: Git: layout, canonical YAML, batched commits and pushes;
 //! - [`cli`]: the `plumbline` command.
 
 pub mod cli;
 pub mod ingest;
+pub mod mirror;
 pub mod model;
 pub mod policy;
+pub mod sink;

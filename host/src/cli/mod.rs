@@ -3,8 +3,8 @@
 
 mod plugin_test;
 mod policy_check;
+mod run;
 mod sanitize;
-mod yaml;
 
 use crate::policy::config::PolicyConfig;
 use crate::policy::{PolicySet, Runtime};
@@ -48,6 +48,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Mirrors a folder of manifests into a Git repository, through the
+    /// match and sanitize policies.
+    Run(run::RunArgs),
     /// Runs the sanitize chain over manifests and prints the result as YAML.
     Sanitize(sanitize::SanitizeArgs),
     /// Tools for plugin authors.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global.log);
     let result = match cli.command {
+        Command::Run(args) => run::run(&cli.global, args),
         Command::Sanitize(args) => sanitize::run(&cli.global, args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(&cli.global, args),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(&cli.global, args),

@@ -16,11 +16,12 @@
 //! An expectation `{error: "text"}` passes when the plugin fails with a
 //! message containing that text.
 
-use super::{GlobalArgs, yaml};
+use super::GlobalArgs;
 use crate::model::{Event, Operation, Target};
 use crate::policy::bindings::Verdict;
 use crate::policy::capability::Grants;
 use crate::policy::{Decision, Plugin, PluginSource, PolicyError, Runtime, RuntimeConfig};
+use crate::sink::yaml;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::{Value, json};
@@ -195,7 +196,10 @@ fn passes(actual: &Value, expected: &Value) -> bool {
 }
 
 fn diff(expected: &Value, actual: &Value) -> anyhow::Result<String> {
-    let (expected, actual) = (yaml::to_yaml(expected)?, yaml::to_yaml(actual)?);
+    let (expected, actual) = (
+        yaml::canonical(expected).map_err(anyhow::Error::msg)?,
+        yaml::canonical(actual).map_err(anyhow::Error::msg)?,
+    );
     let diff = similar::TextDiff::from_lines(&expected, &actual);
     Ok(diff
         .unified_diff()

@@ -1,8 +1,9 @@
 //! `plumbline sanitize`: manifests in, sanitized YAML out.
 
-use super::{GlobalArgs, load_policies, yaml};
+use super::{GlobalArgs, load_policies};
 use crate::ingest::read_manifests;
 use crate::policy::Decision;
+use crate::sink::yaml;
 use anyhow::Context as _;
 use clap::Args;
 use std::io::{Read, Write};
@@ -47,7 +48,11 @@ pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> 
                         writeln!(out, "---")?;
                     }
                     first = false;
-                    write!(out, "{}", yaml::to_yaml(&value)?)?;
+                    write!(
+                        out,
+                        "{}",
+                        yaml::canonical(&value).map_err(anyhow::Error::msg)?
+                    )?;
                     written += 1;
                 }
                 Ok(None) => {

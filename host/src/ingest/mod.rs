@@ -1,7 +1,8 @@
 //! Where objects come from. For now: manifest files (YAML or JSON,
 //! multi-document, `List` kinds expanded), the way `kubectl get -o yaml`
-//! writes them.
+//! writes them, and folders of them.
 
+pub mod directory;
 pub mod manifest;
 
 pub use manifest::{IngestError, Manifest, read_manifests};

@@ -17,7 +17,10 @@
 //!   resource; `*/*` everything;
 //! - `scope`: `Cluster` selects cluster-scoped objects only, `Namespaced`
 //!   namespaced ones only, `*` or absent both;
-//! - `namespaces`: when present, a namespaced object must be in one of them.
+//! - `namespaces`: when present, a namespaced object must be in one of them;
+//! - `excludeResources`, `excludeApiGroups`: resources (any group) and groups
+//!   that a rule never selects, so "everything but the noisy kinds" is one
+//!   rule.
 
 use serde_json::Value;
 
@@ -42,6 +45,8 @@ pub struct Rule {
     resources: Vec<String>,
     scope: Option<String>,
     namespaces: Option<Vec<String>>,
+    exclude_resources: Vec<String>,
+    exclude_api_groups: Vec<String>,
 }
 
 fn strings(value: &Value, field: &str) -> Result<Vec<String>, String> {
@@ -89,6 +94,8 @@ impl Rule {
                     rule.scope = Some(scope.to_owned());
                 }
                 "namespaces" => rule.namespaces = Some(strings(value, key)?),
+                "excludeResources" => rule.exclude_resources = strings(value, key)?,
+                "excludeApiGroups" => rule.exclude_api_groups = strings(value, key)?,
                 other => return Err(format!("unknown field `{other}`")),
             }
         }
@@ -105,6 +112,8 @@ impl Rule {
             && any_or_empty(&self.api_versions, subject.version)
             && self.resources.iter().any(|r| resource_matches(r, subject))
             && self.scope_matches(subject.namespace)
+            && !self.exclude_resources.iter().any(|r| r == subject.resource)
+            && !self.exclude_api_groups.iter().any(|g| g == subject.group)
     }
 
     fn scope_matches(&self, namespace: Option<&str>) -> bool {
@@ -237,6 +246,17 @@ mod tests {
         assert!(m(ns, subject("pods", None, Some("a"))));
         assert!(!m(ns, subject("pods", None, Some("b"))));
         assert!(!m(ns, subject("nodes", None, None)));
+    }
+
+    #[test]
+    fn exclusions_win() {
+        let r =
+            r#"{"resources": ["*"], "excludeResources": ["pods"], "excludeApiGroups": ["apps"]}"#;
+        assert!(!m(r, subject("pods", None, Some("a"))));
+        assert!(!m(r, subject("deployments", None, Some("a"))));
+        let mut core = subject("configmaps", None, Some("a"));
+        core.group = "";
+        assert!(m(r, core));
     }
 
     #[test]

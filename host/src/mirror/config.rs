@@ -1,0 +1,86 @@
+//! Destinations and watch rules, with the fields of the custom resources
+//! (`GitDestination`, `WatchRule`/`ClusterWatchRule`) so that the Kubernetes
+//! source only has to add a way to read them.
+
+use crate::sink::layout::BaseFolder;
+use serde_json::{Value, json};
+
+/// What a destination does about files no live object produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+pub enum Prune {
+    /// Delete them after every complete snapshot.
+    #[default]
+    Always,
+    /// Delete only on delete events, never from a snapshot.
+    OnDelete,
+    /// Never delete.
+    Never,
+}
+
+/// A folder of a branch of a repository (a `GitDestination`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The destination's name, for messages and trailers.
+    pub name: String,
+    /// The repository (any URL git takes, or a local path).
+    pub repo_url: String,
+    /// The branch.
+    pub branch: String,
+    /// The folder inside the repository that this destination owns.
+    pub base_folder: BaseFolder,
+    /// Orphan handling.
+    pub prune: Prune,
+}
+
+/// One rule of a watch rule, routed to a destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchRule {
+    /// Where the rule came from, for messages.
+    pub name: String,
+    /// The rule in the `rule-match` plugin's format.
+    pub rule: Value,
+    /// Index into [`MirrorConfig::destinations`].
+    pub destination: usize,
+}
+
+/// Everything the mirror routes by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorConfig {
+    /// The destinations.
+    pub destinations: Vec<Destination>,
+    /// The rules, each naming a destination.
+    pub rules: Vec<WatchRule>,
+}
+
+/// Kinds that change all the time and are not desired state.
+pub const NOISY_RESOURCES: &[&str] = &[
+    "pods",
+    "events",
+    "endpoints",
+    "endpointslices",
+    "leases",
+    "controllerrevisions",
+    "jobs",
+    "cronjobs",
+];
+/// API groups whose objects are the cluster's own bookkeeping.
+pub const NOISY_GROUPS: &[&str] = &["flowcontrol.apiserver.k8s.io"];
+
+impl MirrorConfig {
+    /// One destination and one rule selecting every kind but the noisy ones,
+    /// custom resources included: the embedded default.
+    pub fn everything_to(destination: Destination) -> MirrorConfig {
+        MirrorConfig {
+            destinations: vec![destination],
+            rules: vec![WatchRule {
+                name: "default".into(),
+                rule: json!({
+                    "resources": ["*"],
+                    "excludeResources": NOISY_RESOURCES,
+                    "excludeApiGroups": NOISY_GROUPS,
+                }),
+                destination: 0,
+            }],
+        }
+    }
+}

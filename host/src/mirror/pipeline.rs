@@ -1,0 +1,133 @@
+//! One event through the policies: the match chain decides which rules
+//! select it (all rules in one call), the sanitize chain what of it belongs
+//! in Git, and each destination of a matching rule gets the file.
+
+use super::config::MirrorConfig;
+use crate::model::{Event, Operation};
+use crate::policy::{Decision, PolicyError, PolicySet};
+use crate::sink::layout::{self, LayoutError, ObjectKey};
+use crate::sink::yaml;
+
+/// What an event means for one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// Index into the configuration's destinations.
+    pub destination: usize,
+    /// The object's identity.
+    pub key: ObjectKey,
+    /// The file's path in the repository.
+    pub path: String,
+    /// The file's canonical YAML, or `None` when the file must go (a delete,
+    /// or a sanitizer that decided the object must not be written).
+    pub content: Option<String>,
+}
+
+/// Why an event could not be routed. The event is reported and skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// A policy failed (and its chain is fail-closed).
+    #[error("{object}: {source}")]
+    Policy {
+        /// The object.
+        object: String,
+        /// The policy's error (boxed: it is large, and rare).
+        #[source]
+        source: Box<PolicyError>,
+    },
+    /// The object's file could not be placed safely.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The sanitized object could not be written as YAML.
+    #[error("{object}: cannot write as YAML: {message}")]
+    Yaml {
+        /// The object.
+        object: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The mirror's decisions for events.
+pub struct Pipeline {
+    policies: PolicySet,
+    config: MirrorConfig,
+    rules: Vec<String>,
+}
+
+impl Pipeline {
+    /// A pipeline deciding with `policies` and routing by `config`.
+    pub fn new(policies: PolicySet, config: MirrorConfig) -> Pipeline {
+        let rules = config.rules.iter().map(|r| r.rule.to_string()).collect();
+        Pipeline {
+            policies,
+            config,
+            rules,
+        }
+    }
+
+    /// The routing configuration.
+    pub fn config(&self) -> &MirrorConfig {
+        &self.config
+    }
+
+    /// The policies.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The files `event` produces or removes, one per destination it
+    /// reaches; none if no rule selects it.
+    pub fn route(&self, event: &Event) -> Result<Vec<Routed>, MirrorError> {
+        let key = ObjectKey {
+            namespace: event.target.namespace.clone(),
+            group: event.target.group.clone(),
+            resource: event.target.resource.clone(),
+            name: event.target.name.clone(),
+        };
+        let policy_error = |source| MirrorError::Policy {
+            object: key.to_string(),
+            source: Box::new(source),
+        };
+        let matched = self
+            .policies
+            .chain(Decision::Match)
+            .matches(event, &self.rules)
+            .map_err(policy_error)?;
+        let mut destinations: Vec<usize> = matched
+            .iter()
+            .map(|&i| self.config.rules[i as usize].destination)
+            .collect();
+        destinations.sort_unstable();
+        destinations.dedup();
+        if destinations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let content = match event.operation {
+            Operation::Delete => None,
+            Operation::Create | Operation::Update => self
+                .policies
+                .chain(Decision::Sanitize)
+                .sanitize(&event.object)
+                .map_err(policy_error)?
+                .map(|json| {
+                    yaml::canonical_from_json(&json).map_err(|message| MirrorError::Yaml {
+                        object: key.to_string(),
+                        message,
+                    })
+                })
+                .transpose()?,
+        };
+        destinations
+            .into_iter()
+            .map(|destination| {
+                let base = &self.config.destinations[destination].base_folder;
+                Ok(Routed {
+                    destination,
+                    path: layout::path_of(base, &key)?,
+                    key: key.clone(),
+                    content: content.clone(),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,315 @@
+//! The mirror end to end: the real `plumbline run` binary against real bare
+//! repositories served by `git daemon` on 127.0.0.1.
+
+use crate::support::{GitServer, binary, git, root};
+use std::path::Path;
+use std::process::Output;
+
+/// A copy of the example folder to edit.
+fn source() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root().join("examples/cluster")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn run(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> Output {
+    let retry = if extra.contains(&"--retry-for") {
+        &[][..]
+    } else {
+        &["--retry-for", "20"][..]
+    };
+    std::process::Command::new(binary())
+        .args(["run", "--once", "--repo", repo, "--source-dir"])
+        .arg(source)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .args(retry)
+        .args(extra)
+        .output()
+        .expect("run plumbline")
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "plumbline failed:\n{err}");
+    err
+}
+
+const EXPECTED_FILES: [&str; 7] = [
+    "_cluster/core/persistentvolumes/pvc-54fad2fe-4d7b-11e9-9172-0800271788ca.yaml",
+    "default/core/secrets/myreg.yaml",
+    "default/core/services/myappservice.yaml",
+    "shop/apps/deployments/d1.yaml",
+    "shop/core/configmaps/cm-a.yaml",
+    "shop/core/services/web.yaml",
+    "shop/mutationlab.configbutler.ai/widgets/w1.yaml",
+];
+
+#[test]
+fn seed_gives_the_tree_in_one_commit_and_a_second_run_changes_nothing() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    ok(&run(src.path(), &server.url(), state.path(), &[]));
+    let tree = server.tree();
+    assert_eq!(
+        tree.keys().map(String::as_str).collect::<Vec<_>>(),
+        EXPECTED_FILES
+    );
+    assert_eq!(server.log().len(), 1);
+    assert_eq!(server.log()[0].0, "Unknown actor");
+    let secret = &tree["default/core/secrets/myreg.yaml"];
+    assert!(
+        secret.contains(".dockerconfigjson: <redacted>") && !secret.contains("eyJhdXRocyI6"),
+        "{secret}"
+    );
+    for (path, file) in &tree {
+        let object: serde_json::Value = serde_saphyr::from_str(file).unwrap();
+        for noise in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+        ] {
+            assert!(
+                object["metadata"].get(noise).is_none(),
+                "{path} keeps metadata.{noise}"
+            );
+        }
+        assert!(object.get("status").is_none(), "{path} keeps its status");
+    }
+
+    // A fresh state folder too: the result depends on the source alone.
+    let other_state = tempfile::tempdir().unwrap();
+    let err = ok(&run(src.path(), &server.url(), other_state.path(), &[]));
+    assert!(err.contains("0 written, 0 deleted, 0 commit(s)"), "{err}");
+    assert_eq!(server.log().len(), 1);
+    assert_eq!(server.tree(), tree, "bytes changed on a second run");
+}
+
+#[test]
+fn an_edit_and_a_delete_are_committed_as_the_actor() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    ok(&run(src.path(), &server.url(), state.path(), &[]));
+    let cm = src.path().join("configmap-settings.yaml");
+    let text = std::fs::read_to_string(&cm)
+        .unwrap()
+        .replace("key: value", "key: changed");
+    std::fs::write(&cm, text).unwrap();
+    std::fs::remove_file(src.path().join("service-web.yaml")).unwrap();
+    let err = ok(&run(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--actor", "alice"],
+    ));
+    assert!(err.contains("1 written, 1 deleted"), "{err}");
+    let tree = server.tree();
+    assert!(tree["shop/core/configmaps/cm-a.yaml"].contains("key: changed"));
+    assert!(!tree.contains_key("shop/core/services/web.yaml"));
+    let log = server.log();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].0, "alice", "{log:?}");
+}
+
+#[test]
+fn narrowing_scope_prunes_orphans_but_a_broken_snapshot_prunes_nothing() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    ok(&run(src.path(), &server.url(), state.path(), &[]));
+
+    // A broken file makes the snapshot incomplete: the deleted Service stays.
+    std::fs::remove_file(src.path().join("service-web.yaml")).unwrap();
+    std::fs::write(src.path().join("zz-broken.yaml"), "kind: [unclosed\n").unwrap();
+    let out = run(src.path(), &server.url(), state.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("zz-broken.yaml: not valid YAML") && err.contains("orphan(s) kept"),
+        "{err}"
+    );
+    assert!(server.tree().contains_key("shop/core/services/web.yaml"));
+
+    // Fixed, and the scope narrowed to the shop namespace's ConfigMaps.
+    std::fs::remove_file(src.path().join("zz-broken.yaml")).unwrap();
+    let policy = src.path().join("policy.yaml.txt");
+    std::fs::write(
+        &policy,
+        "decisions:\n  match:\n    steps:\n      - plugin: rule-match\n      - cel: { name: configmaps-only, expression: \"event.resource == 'configmaps'\" }\n",
+    )
+    .unwrap();
+    let err = ok(&run(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--policy", policy.to_str().unwrap()],
+    ));
+    assert!(err.contains("6 deleted"), "{err}");
+    assert_eq!(
+        server.tree().keys().collect::<Vec<_>>(),
+        ["shop/core/configmaps/cm-a.yaml"]
+    );
+}
+
+#[test]
+fn another_writer_moving_the_branch_is_replayed_and_both_commits_survive() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    ok(&run(src.path(), &server.url(), state.path(), &[]));
+    // The first push after this moves the branch under Plumbline's feet,
+    // between its fetch and the update, as a concurrent writer would.
+    let hook = server.bare().join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n[ -e ../raced ] && exit 0\ntouch ../raced\n\
+         unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
+         tip=$(git rev-parse refs/heads/main)\n\
+         tree=$(git rev-parse \"$tip^{tree}\")\n\
+         other=$(echo 'other writer' | GIT_AUTHOR_NAME='Other Writer' GIT_AUTHOR_EMAIL=o@example.com GIT_COMMITTER_NAME='Other Writer' GIT_COMMITTER_EMAIL=o@example.com git commit-tree \"$tree\" -p \"$tip\")\n\
+         git update-ref refs/heads/main \"$other\" \"$tip\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
+    std::fs::remove_file(src.path().join("service-web.yaml")).unwrap();
+    let err = ok(&run(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--actor", "bob"],
+    ));
+    assert!(err.contains("1 push retries"), "{err}");
+    let log = server.log();
+    let authors: Vec<&str> = log.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(authors, ["bob", "Other Writer", "Unknown actor"], "{log:?}");
+    assert!(!server.tree().contains_key("shop/core/services/web.yaml"));
+}
+
+#[test]
+fn a_remote_that_is_down_only_delays() {
+    let mut server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    server.stop();
+    let url = server.url();
+    let (src_path, state_path) = (src.path().to_owned(), state.path().to_owned());
+    let mirror = std::thread::spawn(move || run(&src_path, &url, &state_path, &[]));
+    // Once Plumbline has made its clone folder it is talking to the remote
+    // (and failing); leave it failing for a while, then come back.
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(state.path()).unwrap().next().is_none() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "plumbline never reached the remote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.resume();
+    let out = mirror.join().unwrap();
+    let err = ok(&out);
+    assert!(
+        err.contains("7 written") && !err.contains("0 push retries"),
+        "{err}"
+    );
+    assert_eq!(server.tree().len(), 7);
+}
+
+#[test]
+fn a_remote_down_past_the_retry_budget_is_a_clear_error_and_a_rerun_catches_up() {
+    let mut server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    server.stop();
+    let out = run(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--retry-for", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("destination `default` could not be synced: git fetch (git://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("Connection refused"), "{err}");
+    server.resume();
+    ok(&run(src.path(), &server.url(), state.path(), &[]));
+    assert_eq!(server.tree().len(), 7);
+}
+
+#[test]
+fn a_killed_daemon_converges_on_restart() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    let mut daemon = std::process::Command::new(binary())
+        .args([
+            "run",
+            "--interval",
+            "1",
+            "--batch-files",
+            "1",
+            "--repo",
+            &server.url(),
+            "--source-dir",
+        ])
+        .arg(src.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    daemon.kill().unwrap(); // SIGKILL, mid-pass
+    daemon.wait().unwrap();
+    std::fs::remove_file(src.path().join("widget-w1.yaml")).unwrap();
+    ok(&run(src.path(), &server.url(), state.path(), &[]));
+    let tree = server.tree();
+    assert_eq!(tree.len(), 6);
+    assert!(!tree.contains_key("shop/mutationlab.configbutler.ai/widgets/w1.yaml"));
+}
+
+#[test]
+fn names_that_could_escape_are_refused_and_nothing_is_written_outside() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    std::fs::write(
+        src.path().join("evil.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ../../../../escaped, namespace: shop}\n",
+    )
+    .unwrap();
+    let out = run(src.path(), &server.url(), state.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing name `../../../../escaped`"), "{err}");
+    assert_eq!(
+        server.tree().len(),
+        7,
+        "the other objects are still mirrored"
+    );
+    assert!(!state.path().join("escaped.yaml").exists());
+    assert!(
+        git(&server.bare(), &["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .all(|p| !p.contains(".."))
+    );
+
+    let out = run(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--base-folder", "../outside"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("base folder `../outside`"), "{err}");
+}
