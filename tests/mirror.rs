@@ -313,3 +313,80 @@ fn names_that_could_escape_are_refused_and_nothing_is_written_outside() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("base folder `../outside`"), "{err}");
 }
+
+#[test]
+fn destinations_and_rules_come_from_custom_resources() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    let config = src.path().join("mirror.yaml.txt");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: configbutler.ai/v1alpha1\nkind: GitRepoConfig\nmetadata: {{name: gitops, namespace: plumbline}}\n\
+             spec: {{repoUrl: '{}', allowedBranches: [main]}}\n---\n\
+             apiVersion: configbutler.ai/v1alpha1\nkind: GitDestination\nmetadata: {{name: prod, namespace: plumbline}}\n\
+             spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: clusters/prod}}\n---\n\
+             apiVersion: configbutler.ai/v1alpha1\nkind: WatchRule\nmetadata: {{name: shop, namespace: shop}}\n\
+             spec:\n  destinationRef: {{name: prod, namespace: plumbline}}\n  rules:\n\
+             \x20 - {{resources: [services, configmaps], condition: \"object.metadata.name != 'cm-a'\"}}\n---\n\
+             apiVersion: configbutler.ai/v1alpha1\nkind: ClusterWatchRule\nmetadata: {{name: volumes}}\n\
+             spec:\n  destinationRef: {{name: prod, namespace: plumbline}}\n  rules:\n  - {{scope: Cluster, resources: [persistentvolumes]}}\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["run", "--once", "--config"])
+        .arg(&config)
+        .arg("--source-dir")
+        .arg(src.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(
+        server.tree().keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "clusters/prod/_cluster/core/persistentvolumes/pvc-54fad2fe-4d7b-11e9-9172-0800271788ca.yaml",
+            "clusters/prod/shop/core/services/web.yaml",
+        ]
+    );
+}
+
+#[test]
+fn drifted_gitops_reverser_samples_are_refused_with_every_reason() {
+    let dir = crate::support::fixture("gitops-reverser-v0.13.1-samples");
+    let mut all = String::new();
+    for name in [
+        "gitrepoconfig",
+        "gitdestination",
+        "watchrule",
+        "clusterwatchrule",
+    ] {
+        all.push_str(
+            &std::fs::read_to_string(dir.join(format!("configbutler.ai_v1alpha1_{name}.yaml")))
+                .unwrap(),
+        );
+        all.push_str("\n---\n");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("samples.yaml");
+    std::fs::write(&config, all).unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["run", "--once", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error(s) in the mirror configuration"),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `gitRepoConfigRef`"), "{err}");
+}

@@ -7,7 +7,7 @@
 
 use super::{GlobalArgs, load_policies};
 use crate::ingest::directory;
-use crate::mirror::{Destination, MirrorConfig, Pipeline, Prune, desired_state};
+use crate::mirror::{Destination, MirrorConfig, Pipeline, Prune, desired_state, resources};
 use crate::sink::layout::BaseFolder;
 use crate::sink::worker::{self, SyncOptions, SyncReport};
 use anyhow::Context as _;
@@ -23,6 +23,11 @@ pub struct RunArgs {
     /// source.
     #[arg(long)]
     once: bool,
+    /// Destinations and rules as GitRepoConfig, GitDestination, WatchRule and
+    /// ClusterWatchRule resources (YAML, multi-document). Replaces --repo,
+    /// --branch, --base-folder and --prune.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The folder of manifests to mirror.
     #[arg(long, value_name = "DIR", default_value = "examples/cluster")]
     source_dir: PathBuf,
@@ -62,17 +67,10 @@ pub struct RunArgs {
 
 /// Runs the mirror once or for ever.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let base_folder = BaseFolder::new(&args.base_folder)?;
-    let repo = prepare_repo(&args.repo)?;
-    let destination = Destination {
-        name: "default".into(),
-        repo_url: repo.clone(),
-        branch: args.branch.clone(),
-        base_folder,
-        prune: args.prune,
-    };
+    let config = mirror_config(&args)?;
     let (_runtime, policies) = load_policies(global, args.policy.as_deref())?;
-    let pipeline = Pipeline::new(policies, MirrorConfig::everything_to(destination));
+    let pipeline = Pipeline::new(policies, config);
+    pipeline.check_rules()?;
     let state = args
         .state_dir
         .clone()
@@ -82,10 +80,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         let ok = pass(&pipeline, &args, &state)?;
         if args.once {
             if ok {
-                println!(
-                    "look at it: git --git-dir {repo} log --stat {}",
-                    args.branch
-                );
+                for d in &pipeline.config().destinations {
+                    println!(
+                        "look at it: git --git-dir {} log --stat {}",
+                        d.repo_url, d.branch
+                    );
+                }
             }
             return Ok(if ok {
                 ExitCode::SUCCESS
@@ -95,6 +95,33 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_secs(args.interval));
     }
+}
+
+/// The destinations and rules: from `--config`, or one destination from
+/// the flags that takes every kind but the noisy ones.
+fn mirror_config(args: &RunArgs) -> anyhow::Result<MirrorConfig> {
+    if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config = resources::read(&text, &path.display().to_string()).map_err(|errors| {
+            anyhow::anyhow!(
+                "{} error(s) in the mirror configuration:\n  - {}",
+                errors.len(),
+                errors.join("\n  - ")
+            )
+        })?;
+        for destination in &mut config.destinations {
+            destination.repo_url = prepare_repo(&destination.repo_url)?;
+        }
+        return Ok(config);
+    }
+    Ok(MirrorConfig::everything_to(Destination {
+        name: "default".into(),
+        repo_url: prepare_repo(&args.repo)?,
+        branch: args.branch.clone(),
+        base_folder: BaseFolder::new(&args.base_folder)?,
+        prune: args.prune,
+    }))
 }
 
 /// One snapshot, routed and synced to every destination; `false` if

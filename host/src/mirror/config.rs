@@ -2,6 +2,7 @@
 //! (`GitDestination`, `WatchRule`/`ClusterWatchRule`) so that the Kubernetes
 //! source only has to add a way to read them.
 
+use crate::policy::cel::CelPolicy;
 use crate::sink::layout::BaseFolder;
 use serde_json::{Value, json};
 
@@ -33,7 +34,7 @@ pub struct Destination {
 }
 
 /// One rule of a watch rule, routed to a destination.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct WatchRule {
     /// Where the rule came from, for messages.
     pub name: String,
@@ -41,10 +42,12 @@ pub struct WatchRule {
     pub rule: Value,
     /// Index into [`MirrorConfig::destinations`].
     pub destination: usize,
+    /// A CEL condition (`event`, `object`) that must also hold.
+    pub condition: Option<CelPolicy>,
 }
 
 /// Everything the mirror routes by.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MirrorConfig {
     /// The destinations.
     pub destinations: Vec<Destination>,
@@ -80,6 +83,7 @@ impl MirrorConfig {
                     "excludeApiGroups": NOISY_GROUPS,
                 }),
                 destination: 0,
+                condition: None,
             }],
         }
     }

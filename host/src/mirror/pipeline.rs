@@ -75,6 +75,34 @@ impl Pipeline {
         &self.policies
     }
 
+    /// Checks that the match chain can read every rule, by deciding a probe
+    /// event against all of them: a rule the matcher cannot read fails here,
+    /// at load, not on the first object.
+    pub fn check_rules(&self) -> Result<(), MirrorError> {
+        let probe = Event {
+            operation: Operation::Update,
+            target: crate::model::Target {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "ConfigMap".into(),
+                resource: "configmaps".into(),
+                subresource: None,
+                namespace: Some("default".into()),
+                name: "probe".into(),
+            },
+            object: r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"probe","namespace":"default"}}"#.into(),
+            username: None,
+        };
+        self.policies
+            .chain(Decision::Match)
+            .matches(&probe, &self.rules)
+            .map(drop)
+            .map_err(|source| MirrorError::Policy {
+                object: "the watch rules".into(),
+                source: Box::new(source),
+            })
+    }
+
     /// The files `event` produces or removes, one per destination it
     /// reaches; none if no rule selects it.
     pub fn route(&self, event: &Event) -> Result<Vec<Routed>, MirrorError> {
@@ -93,10 +121,22 @@ impl Pipeline {
             .chain(Decision::Match)
             .matches(event, &self.rules)
             .map_err(policy_error)?;
-        let mut destinations: Vec<usize> = matched
-            .iter()
-            .map(|&i| self.config.rules[i as usize].destination)
-            .collect();
+        let mut destinations = Vec::new();
+        for &i in &matched {
+            let rule = &self.config.rules[i as usize];
+            let holds = match &rule.condition {
+                None => true,
+                Some(condition) => {
+                    let view = crate::policy::chain::event_view(event);
+                    condition
+                        .test(&[("event", &view), ("object", &event.object)])
+                        .map_err(policy_error)?
+                }
+            };
+            if holds {
+                destinations.push(rule.destination);
+            }
+        }
         destinations.sort_unstable();
         destinations.dedup();
         if destinations.is_empty() {

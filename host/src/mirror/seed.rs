@@ -28,14 +28,35 @@ pub struct Desired {
     pub complete: bool,
 }
 
-/// Routes every event of `snapshot`.
+/// Routes every event of `snapshot`, on every core: each event costs a few
+/// fresh plugin instances, and they are independent.
 pub fn desired_state(pipeline: &Pipeline, snapshot: &Snapshot) -> Desired {
     let mut desired = Desired::default();
     for index in 0..pipeline.config().destinations.len() {
         desired.files.insert(index, BTreeMap::new());
     }
-    for event in &snapshot.events {
-        match pipeline.route(event) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = snapshot.events.len().div_ceil(workers).max(1);
+    let routed: Vec<Vec<_>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = snapshot
+            .events
+            .chunks(chunk)
+            .map(|events| {
+                scope.spawn(move || {
+                    events
+                        .iter()
+                        .map(|event| (event, pipeline.route(event)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("routing does not panic"))
+            .collect()
+    });
+    for (event, outcome) in routed.into_iter().flatten() {
+        match outcome {
             Ok(routed) => {
                 for r in routed {
                     if let Some(content) = r.content {

@@ -206,7 +206,7 @@ impl Chain {
 
 /// The `event` variable of a match expression: the target's fields, the
 /// operation and the user, flat.
-fn event_view(event: &Event) -> String {
+pub fn event_view(event: &Event) -> String {
     let mut view = serde_json::to_value(&event.target).expect("a target serializes");
     view["operation"] = event.operation.to_string().into();
     if let Some(user) = &event.username {

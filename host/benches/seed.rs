@@ -1,0 +1,150 @@
+//! End-to-end seed benchmark: 10,000 generated objects of realistic size
+//! through `plumbline run --once` (match + sanitize through Wasm, canonical
+//! YAML, commit, push) into an empty repository, against a baseline
+//! measured in the same run: copying the same sanitized files into a fresh
+//! clone and `git add -A && git commit && git push`, which is the least any
+//! tool that commits those files must do.
+//!
+//! `cargo bench --bench seed` (set `SEED_OBJECTS` to change the count).
+//! Prints the median of three runs of each, their ratio, objects per second
+//! and Plumbline's peak RSS (from `/usr/bin/time`).
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DEPLOYMENT: &str = include_str!("deployment-5k.json");
+
+fn main() {
+    let count: usize = std::env::var("SEED_OBJECTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    generate(&source, count);
+    let cache = work.path().join("cache");
+    let mut ours = Vec::new();
+    let mut baseline = Vec::new();
+    let mut rss_kib = 0;
+    for round in 0..3 {
+        let repo = bare(work.path(), &format!("ours-{round}.git"));
+        let state = work.path().join(format!("state-{round}"));
+        let started = Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .arg(env!("CARGO_BIN_EXE_plumbline"))
+            .args(["run", "--once", "--repo"])
+            .arg(&repo)
+            .arg("--source-dir")
+            .arg(&source)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap();
+        ours.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        rss_kib = rss_kib.max(
+            stderr
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0),
+        );
+
+        // The baseline commits exactly the files Plumbline wrote.
+        let files = work.path().join(format!("files-{round}"));
+        sh(&format!(
+            "mkdir -p {files} && git --git-dir {repo} archive main | tar -x -C {files}",
+            files = files.display(),
+            repo = repo.display()
+        ));
+        let target = bare(work.path(), &format!("baseline-{round}.git"));
+        let clone = work.path().join(format!("baseline-clone-{round}"));
+        let started = Instant::now();
+        sh(&format!(
+            "git init -q -b main {clone} && cp -r {files}/. {clone}/ && cd {clone} && \
+             git add -A && git -c user.name=b -c user.email=b@b commit -q -m seed && \
+             git push -q {target} main",
+            clone = clone.display(),
+            files = files.display(),
+            target = target.display()
+        ));
+        baseline.push(started.elapsed());
+    }
+    let (ours, baseline) = (median(ours), median(baseline));
+    println!("seed of {count} objects (median of 3):");
+    println!(
+        "  plumbline run --once     {:>8.2?}  ({:.0} objects/s)",
+        ours,
+        count as f64 / ours.as_secs_f64()
+    );
+    println!("  baseline cp + git commit {:>8.2?}", baseline);
+    println!(
+        "  ratio                    {:>8.2}×",
+        ours.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!("  plumbline peak RSS       {:>8} MiB", rss_kib / 1024);
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn bare(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    sh(&format!("git init -q --bare -b main {}", path.display()));
+    path
+}
+
+fn sh(script: &str) {
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+/// Writes `count` objects: a realistic mix of Deployments (~5 KiB, with
+/// managedFields and status), ConfigMaps, Services and Secrets across 50
+/// namespaces, one JSON file each, as `kubectl get -o json` writes them.
+fn generate(dir: &Path, count: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let deployment: Value = serde_json::from_str(DEPLOYMENT).unwrap();
+    for i in 0..count {
+        let namespace = format!("team-{:02}", i % 50);
+        let name = format!("app-{i:05}");
+        let object = match i % 4 {
+            0 => {
+                let mut d = deployment.clone();
+                d["metadata"]["name"] = json!(name);
+                d["metadata"]["namespace"] = json!(namespace);
+                d["spec"]["replicas"] = json!(1 + i % 5);
+                d
+            }
+            1 => json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{i}"), "resourceVersion": format!("{}", 1000 + i),
+                             "creationTimestamp": "2026-10-14T09:21:07Z", "labels": {"app": name}},
+                "data": {"config.yaml": format!("listen: 8080\nworkers: {}\nfeature_flags:\n  checkout_v2: true\n  region: eu-{}\n", i % 16, i % 3)}}),
+            2 => json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{i}"), "resourceVersion": format!("{}", 1000 + i)},
+                "spec": {"clusterIP": format!("10.43.{}.{}", i / 250 % 250, i % 250), "clusterIPs": [format!("10.43.{}.{}", i / 250 % 250, i % 250)],
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}], "selector": {"app": name},
+                         "sessionAffinity": "None", "type": "ClusterIP"}, "status": {"loadBalancer": {}}}),
+            _ => json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{i}")},
+                "data": {"password": "aHVudGVyMg==", "token": "c2VjcmV0LXRva2Vu"}}),
+        };
+        std::fs::write(dir.join(format!("{i:05}.json")), object.to_string()).unwrap();
+    }
+}

@@ -1,0 +1,315 @@
+//! The mirror's configuration as Kubernetes custom resources, read from a
+//! YAML file (multi-document): `GitRepoConfig`, `GitDestination`, `WatchRule`
+//! and `ClusterWatchRule`, with the fields of gitops-reverser's
+//! `configbutler.ai/v1alpha1` CRDs (plus `prune` on a destination and a CEL
+//! `condition` on a rule). The Kubernetes source will read the same
+//! resources from the API server; here they come from a file, so the mirror
+//! runs with no cluster.
+//!
+//! Every problem in the file is reported at once: unknown kinds or fields,
+//! references to nothing, branches a repository does not allow, base folders
+//! that could escape, CEL that does not compile.
+
+use super::config::{Destination, MirrorConfig, Prune, WatchRule};
+use crate::policy::Decision;
+use crate::policy::cel::{CelLimits, CelPolicy, CelSource};
+use crate::sink::layout::BaseFolder;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Resource {
+    #[allow(dead_code)]
+    api_version: Option<String>,
+    kind: String,
+    metadata: Metadata,
+    spec: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    name: String,
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RepoSpec {
+    repo_url: String,
+    #[serde(default)]
+    allowed_branches: Vec<String>,
+    #[allow(dead_code)]
+    secret_ref: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ref {
+    name: String,
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DestinationSpec {
+    repo_ref: Ref,
+    branch: String,
+    #[serde(default)]
+    base_folder: String,
+    #[serde(default)]
+    prune: Prune,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RuleSpec {
+    destination_ref: Ref,
+    rules: Vec<Value>,
+}
+
+/// Reads a configuration file's text; `origin` names it in messages.
+pub fn read(text: &str, origin: &str) -> Result<MirrorConfig, Vec<String>> {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| vec![format!("{origin}: {e}")])?;
+    let mut errors = Vec::new();
+    let mut repos = BTreeMap::new();
+    let mut destinations: Vec<(String, DestinationSpec)> = Vec::new();
+    let mut rules: Vec<(String, Option<String>, bool, RuleSpec)> = Vec::new();
+    for (i, document) in documents.into_iter().filter(|d| !d.is_null()).enumerate() {
+        let at = format!("{origin}#{}", i + 1);
+        let resource: Resource = match serde_json::from_value(document) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
+        let id = qualified(&resource.metadata.namespace, &resource.metadata.name);
+        let at = format!("{at} ({} {id})", resource.kind);
+        let spec = resource.spec;
+        match resource.kind.as_str() {
+            "GitRepoConfig" => match serde_json::from_value::<RepoSpec>(spec) {
+                Ok(repo) => {
+                    repos.insert(id, repo);
+                }
+                Err(e) => errors.push(format!("{at}: spec: {e}")),
+            },
+            "GitDestination" => match serde_json::from_value::<DestinationSpec>(spec) {
+                Ok(d) => destinations.push((id, d)),
+                Err(e) => errors.push(format!("{at}: spec: {e}")),
+            },
+            kind @ ("WatchRule" | "ClusterWatchRule") => {
+                let cluster = kind == "ClusterWatchRule";
+                if !cluster && resource.metadata.namespace.is_none() {
+                    errors.push(format!("{at}: a WatchRule is namespaced; give metadata.namespace"));
+                    continue;
+                }
+                match serde_json::from_value::<RuleSpec>(spec) {
+                    Ok(r) => rules.push((id, resource.metadata.namespace.clone(), cluster, r)),
+                    Err(e) => errors.push(format!("{at}: spec: {e}")),
+                }
+            }
+            other => errors.push(format!(
+                "{at}: unknown kind `{other}` (known: GitRepoConfig, GitDestination, WatchRule, ClusterWatchRule)"
+            )),
+        }
+    }
+    let mut config = MirrorConfig {
+        destinations: Vec::new(),
+        rules: Vec::new(),
+    };
+    let mut destination_index = BTreeMap::new();
+    for (id, spec) in destinations {
+        match destination(&id, spec, &repos) {
+            Ok(d) => {
+                destination_index.insert(id, config.destinations.len());
+                config.destinations.push(d);
+            }
+            Err(e) => errors.push(format!("GitDestination {id}: {e}")),
+        }
+    }
+    for (id, namespace, cluster, spec) in rules {
+        let kind = if cluster {
+            "ClusterWatchRule"
+        } else {
+            "WatchRule"
+        };
+        let target = qualified(
+            &spec.destination_ref.namespace.clone().or(namespace.clone()),
+            &spec.destination_ref.name,
+        );
+        let Some(&index) = destination_index.get(&target) else {
+            errors.push(format!(
+                "{kind} {id}: destinationRef `{target}` names no GitDestination"
+            ));
+            continue;
+        };
+        for (i, raw) in spec.rules.into_iter().enumerate() {
+            match watch_rule(&id, i, raw, namespace.as_deref(), cluster, index) {
+                Ok(rule) => config.rules.push(rule),
+                Err(e) => errors.push(format!("{kind} {id}: rules[{i}]: {e}")),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+fn qualified(namespace: &Option<String>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+fn destination(
+    id: &str,
+    spec: DestinationSpec,
+    repos: &BTreeMap<String, RepoSpec>,
+) -> Result<Destination, String> {
+    let namespace = id.split_once('/').map(|(ns, _)| ns.to_owned());
+    let repo_id = qualified(
+        &spec.repo_ref.namespace.clone().or(namespace),
+        &spec.repo_ref.name,
+    );
+    let repo = repos
+        .get(&repo_id)
+        .ok_or_else(|| format!("repoRef `{repo_id}` names no GitRepoConfig"))?;
+    if !repo.allowed_branches.is_empty()
+        && !repo.allowed_branches.iter().any(|b| glob(b, &spec.branch))
+    {
+        return Err(format!(
+            "branch `{}` is not among GitRepoConfig {repo_id}'s allowedBranches ({})",
+            spec.branch,
+            repo.allowed_branches.join(", ")
+        ));
+    }
+    Ok(Destination {
+        name: id.to_owned(),
+        repo_url: repo.repo_url.clone(),
+        branch: spec.branch,
+        base_folder: BaseFolder::new(&spec.base_folder).map_err(|e| e.to_string())?,
+        prune: spec.prune,
+    })
+}
+
+/// `*` matches any run of characters; nothing else is special.
+fn glob(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((head, rest)) => {
+            let Some(value) = value.strip_prefix(head) else {
+                return false;
+            };
+            (0..=value.len())
+                .filter(|&i| value.is_char_boundary(i))
+                .any(|i| glob(rest, &value[i..]))
+        }
+    }
+}
+
+fn watch_rule(
+    id: &str,
+    index: usize,
+    mut raw: Value,
+    namespace: Option<&str>,
+    cluster: bool,
+    destination: usize,
+) -> Result<WatchRule, String> {
+    let map = raw.as_object_mut().ok_or("a rule must be an object")?;
+    let condition = match map.remove("condition") {
+        None => None,
+        Some(Value::String(expression)) => {
+            let source = CelSource {
+                name: format!("{id} rules[{index}]"),
+                expression,
+                message: None,
+                path: None,
+                file: None,
+            };
+            Some(
+                CelPolicy::compile(source, Decision::Match, CelLimits::default())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        Some(_) => return Err("`condition` must be a CEL expression (a string)".into()),
+    };
+    if !cluster {
+        if map.contains_key("scope") {
+            return Err(
+                "`scope` belongs to ClusterWatchRule rules; a WatchRule watches its own namespace"
+                    .into(),
+            );
+        }
+        map.insert("scope".into(), json!("Namespaced"));
+        map.insert("namespaces".into(), json!([namespace]));
+    }
+    Ok(WatchRule {
+        name: format!("{id} rules[{index}]"),
+        rule: raw,
+        destination,
+        condition,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "\
+apiVersion: configbutler.ai/v1alpha1
+kind: GitRepoConfig
+metadata: {name: gitops, namespace: plumbline}
+spec: {repoUrl: 'git://127.0.0.1/repo.git', allowedBranches: [main, 'release-*']}
+---
+apiVersion: configbutler.ai/v1alpha1
+kind: GitDestination
+metadata: {name: prod, namespace: plumbline}
+spec: {repoRef: {name: gitops}, branch: main, baseFolder: clusters/prod}
+---
+apiVersion: configbutler.ai/v1alpha1
+kind: WatchRule
+metadata: {name: shop, namespace: shop}
+spec:
+  destinationRef: {name: prod, namespace: plumbline}
+  rules:
+  - {resources: [configmaps], condition: \"object.metadata.name != 'skip'\"}
+";
+
+    #[test]
+    fn reads_the_custom_resources() {
+        let config = read(CONFIG, "c.yaml").unwrap();
+        assert_eq!(config.destinations[0].base_folder.as_str(), "clusters/prod");
+        assert_eq!(
+            config.rules[0].rule,
+            json!({"resources": ["configmaps"], "scope": "Namespaced", "namespaces": ["shop"]})
+        );
+        assert!(config.rules[0].condition.is_some());
+    }
+
+    #[test]
+    fn lists_every_error() {
+        let broken = CONFIG
+            .replace("branch: main", "branch: dev")
+            .replace("!= 'skip'", "!=")
+            + "---\nkind: Widget\nmetadata: {name: w}\nspec: {}\n";
+        let errors = read(&broken, "c.yaml").unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("unknown kind `Widget`"));
+        assert!(errors[1].contains("branch `dev` is not among"));
+        assert!(errors[2].contains("destinationRef `plumbline/prod` names no GitDestination"));
+    }
+
+    #[test]
+    fn branch_globs() {
+        assert!(glob("release-*", "release-1.2"));
+        assert!(glob("*", "anything"));
+        assert!(!glob("release-*", "main"));
+        assert!(glob("main", "main"));
+    }
+}
