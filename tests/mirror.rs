@@ -390,3 +390,35 @@ fn drifted_gitops_reverser_samples_are_refused_with_every_reason() {
     );
     assert!(err.contains("unknown field `gitRepoConfigRef`"), "{err}");
 }
+
+#[test]
+fn a_branch_that_keeps_moving_fails_after_the_retry_budget_instead_of_looping() {
+    let server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    ok(&run(src.path(), &server.url(), state.path(), &[]));
+    // Every push now races another writer, for ever.
+    let hook = server.bare().join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nunset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
+         tip=$(git rev-parse refs/heads/main)\n\
+         other=$(echo again | GIT_AUTHOR_NAME=o GIT_AUTHOR_EMAIL=o@o GIT_COMMITTER_NAME=o GIT_COMMITTER_EMAIL=o@o git commit-tree \"$tip^{tree}\" -p \"$tip\")\n\
+         git update-ref refs/heads/main \"$other\" \"$tip\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
+    std::fs::remove_file(src.path().join("service-web.yaml")).unwrap();
+    let out = run(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--retry-for", "2"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the branch keeps moving"), "{err}");
+}

@@ -127,6 +127,7 @@ fn mirror_config(args: &RunArgs) -> anyhow::Result<MirrorConfig> {
 /// One snapshot, routed and synced to every destination; `false` if
 /// anything could not be mirrored.
 fn pass(pipeline: &Pipeline, args: &RunArgs, state: &Path) -> anyhow::Result<bool> {
+    let started = std::time::Instant::now();
     let snapshot = directory::scan(&args.source_dir, args.actor.as_deref());
     for error in &snapshot.errors {
         eprintln!("error: {error}");
@@ -135,6 +136,7 @@ fn pass(pipeline: &Pipeline, args: &RunArgs, state: &Path) -> anyhow::Result<boo
     for error in &desired.errors {
         eprintln!("error: {error}");
     }
+    tracing::info!(objects = snapshot.events.len(), elapsed = ?started.elapsed(), "snapshot read and routed");
     let mut options = SyncOptions::new(format!("directory {}", args.source_dir.display()));
     options.complete = desired.complete;
     options.deleted_by = args.actor.clone();
@@ -143,7 +145,9 @@ fn pass(pipeline: &Pipeline, args: &RunArgs, state: &Path) -> anyhow::Result<boo
     for (index, destination) in pipeline.config().destinations.iter().enumerate() {
         let files = &desired.files[&index];
         let workdir = state.join(clone_folder(destination));
+        let synced = std::time::Instant::now();
         let report = worker::sync(destination, files, &workdir, &options)?;
+        tracing::info!(destination = %destination.name, elapsed = ?synced.elapsed(), "synced");
         summarize(&snapshot, files.len(), destination, &report);
     }
     Ok(desired.complete)

@@ -96,6 +96,17 @@ pub struct SyncReport {
 /// Why a sync failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// Every push was rejected (the branch kept moving) until the retry
+    /// budget ran out.
+    #[error(
+        "destination `{destination}`: the push was rejected {attempts} times; the branch keeps moving"
+    )]
+    Rejected {
+        /// The destination.
+        destination: String,
+        /// How many pushes were rejected.
+        attempts: u32,
+    },
     /// Git failed, and kept failing until the retry budget ran out.
     #[error("destination `{destination}` could not be synced")]
     Git {
@@ -111,6 +122,15 @@ pub enum SinkError {
 enum Change<'a> {
     Write(&'a str, &'a DesiredFile),
     Delete(String),
+}
+
+impl Change<'_> {
+    fn path(&self) -> &str {
+        match self {
+            Change::Write(path, _) => path,
+            Change::Delete(path) => path,
+        }
+    }
 }
 
 /// Brings `destination` to `desired`, in the clone kept in `workdir`.
@@ -137,6 +157,12 @@ pub fn sync(
                 return Ok(report);
             }
             Ok((_, Push::Rejected)) => {
+                if started.elapsed() >= options.retry_for {
+                    return Err(SinkError::Rejected {
+                        destination: destination.name.clone(),
+                        attempts: report.push_retries + 1,
+                    });
+                }
                 report.push_retries += 1;
                 tracing::info!(destination = %destination.name, "push rejected: the branch moved; replaying on its new tip");
             }
@@ -177,7 +203,8 @@ fn attempt(
         }
         let author = batch_author(batch, options);
         let message = message(destination, batch.len(), &resources, options);
-        if clone.commit(&message, &author, &options.committer)? {
+        let paths: Vec<&str> = batch.iter().map(Change::path).collect();
+        if clone.commit(&paths, &message, &author, &options.committer)? {
             report.commits += 1;
         }
     }
