@@ -163,22 +163,7 @@ fn another_writer_moving_the_branch_is_replayed_and_both_commits_survive() {
     ok(&run(src.path(), &server.url(), state.path(), &[]));
     // The first push after this moves the branch under Plumbline's feet,
     // between its fetch and the update, as a concurrent writer would.
-    let hook = server.bare().join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\n[ -e ../raced ] && exit 0\ntouch ../raced\n\
-         unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
-         tip=$(git rev-parse refs/heads/main)\n\
-         tree=$(git rev-parse \"$tip^{tree}\")\n\
-         other=$(echo 'other writer' | GIT_AUTHOR_NAME='Other Writer' GIT_AUTHOR_EMAIL=o@example.com GIT_COMMITTER_NAME='Other Writer' GIT_COMMITTER_EMAIL=o@example.com git commit-tree \"$tree\" -p \"$tip\")\n\
-         git update-ref refs/heads/main \"$other\" \"$tip\"\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&hook)
-        .status()
-        .unwrap();
+    racing_writer(&server, true);
     std::fs::remove_file(src.path().join("service-web.yaml")).unwrap();
     let err = ok(&run(
         src.path(),
@@ -397,20 +382,7 @@ fn a_branch_that_keeps_moving_fails_after_the_retry_budget_instead_of_looping() 
     let (src, state) = (source(), tempfile::tempdir().unwrap());
     ok(&run(src.path(), &server.url(), state.path(), &[]));
     // Every push now races another writer, for ever.
-    let hook = server.bare().join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\nunset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
-         tip=$(git rev-parse refs/heads/main)\n\
-         other=$(echo again | GIT_AUTHOR_NAME=o GIT_AUTHOR_EMAIL=o@o GIT_COMMITTER_NAME=o GIT_COMMITTER_EMAIL=o@o git commit-tree \"$tip^{tree}\" -p \"$tip\")\n\
-         git update-ref refs/heads/main \"$other\" \"$tip\"\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&hook)
-        .status()
-        .unwrap();
+    racing_writer(&server, false);
     std::fs::remove_file(src.path().join("service-web.yaml")).unwrap();
     let out = run(
         src.path(),
@@ -421,4 +393,30 @@ fn a_branch_that_keeps_moving_fails_after_the_retry_budget_instead_of_looping() 
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the branch keeps moving"), "{err}");
+}
+
+/// Installs a pre-receive hook that, like a concurrent writer, commits on
+/// the branch between Plumbline's fetch and its push (once, or every time).
+fn racing_writer(server: &GitServer, once: bool) {
+    let guard = if once {
+        "[ -e ../raced ] && exit 0\ntouch ../raced\n"
+    } else {
+        ""
+    };
+    let hook = server.bare().join("hooks/pre-receive");
+    let script = format!(
+        "#!/bin/sh\n{guard}\
+         unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
+         export GIT_AUTHOR_NAME='Other Writer' GIT_AUTHOR_EMAIL=o@example.com\n\
+         export GIT_COMMITTER_NAME='Other Writer' GIT_COMMITTER_EMAIL=o@example.com\n\
+         tip=$(git rev-parse refs/heads/main)\n\
+         other=$(echo 'other writer' | git commit-tree \"$tip^{{tree}}\" -p \"$tip\")\n\
+         git update-ref refs/heads/main \"$other\" \"$tip\"\n"
+    );
+    std::fs::write(&hook, script).unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
 }
