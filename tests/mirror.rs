@@ -420,3 +420,39 @@ fn racing_writer(server: &GitServer, once: bool) {
         .status()
         .unwrap();
 }
+
+#[test]
+fn following_survives_a_remote_that_stays_down_past_the_retry_budget() {
+    let mut server = GitServer::start();
+    let (src, state) = (source(), tempfile::tempdir().unwrap());
+    server.stop();
+    let mut daemon = std::process::Command::new(binary())
+        .args([
+            "run",
+            "--interval",
+            "1",
+            "--retry-for",
+            "1",
+            "--repo",
+            &server.url(),
+            "--source-dir",
+        ])
+        .arg(src.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon gave up");
+    server.resume();
+    let started = std::time::Instant::now();
+    while server.log_len() == 0 && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(server.tree().len(), 7);
+}

@@ -167,6 +167,19 @@ impl GitServer {
             .collect()
     }
 
+    /// How many commits the branch has (0 while it does not exist).
+    pub fn log_len(&self) -> usize {
+        let out = std::process::Command::new("git")
+            .current_dir(self.bare())
+            .args(["rev-list", "--count", "main"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
     /// Every file of the branch's tip with its content.
     pub fn tree(&self) -> std::collections::BTreeMap<String, String> {
         let files = git(&self.bare(), &["ls-tree", "-r", "--name-only", "main"]);

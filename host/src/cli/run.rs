@@ -77,7 +77,17 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| global.cache_dir().map(|c| c.with_file_name("state")))
         .unwrap_or_else(|| std::env::temp_dir().join("plumbline-state"));
     loop {
-        let ok = pass(&pipeline, &args, &state)?;
+        let ok = match pass(&pipeline, &args, &state) {
+            Ok(ok) => ok,
+            // Following, a pass that fails (a remote down past the retry
+            // budget) is reported and the next pass tries again: the
+            // folder is the truth, so nothing is lost by waiting.
+            Err(error) if !args.once => {
+                eprintln!("error: {error:#}; trying again in {} s", args.interval);
+                false
+            }
+            Err(error) => return Err(error),
+        };
         if args.once {
             if ok {
                 for d in &pipeline.config().destinations {
