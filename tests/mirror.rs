@@ -234,25 +234,12 @@ fn a_remote_down_past_the_retry_budget_is_a_clear_error_and_a_rerun_catches_up()
 fn a_killed_daemon_converges_on_restart() {
     let server = GitServer::start();
     let (src, state) = (source(), tempfile::tempdir().unwrap());
-    let mut daemon = std::process::Command::new(binary())
-        .args([
-            "run",
-            "--interval",
-            "1",
-            "--batch-files",
-            "1",
-            "--repo",
-            &server.url(),
-            "--source-dir",
-        ])
-        .arg(src.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .arg("--cache-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = follow(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--batch-files", "1"],
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     daemon.kill().unwrap(); // SIGKILL, mid-pass
     daemon.wait().unwrap();
@@ -426,25 +413,12 @@ fn following_survives_a_remote_that_stays_down_past_the_retry_budget() {
     let mut server = GitServer::start();
     let (src, state) = (source(), tempfile::tempdir().unwrap());
     server.stop();
-    let mut daemon = std::process::Command::new(binary())
-        .args([
-            "run",
-            "--interval",
-            "1",
-            "--retry-for",
-            "1",
-            "--repo",
-            &server.url(),
-            "--source-dir",
-        ])
-        .arg(src.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .arg("--cache-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = follow(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--retry-for", "1"],
+    );
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert!(daemon.try_wait().unwrap().is_none(), "the daemon gave up");
     server.resume();
@@ -455,4 +429,19 @@ fn following_survives_a_remote_that_stays_down_past_the_retry_budget() {
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     assert_eq!(server.tree().len(), 7);
+}
+
+/// Starts `plumbline run` following `source` (a pass a second), in the background.
+fn follow(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(binary())
+        .args(["run", "--interval", "1", "--repo", repo, "--source-dir"])
+        .arg(source)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .args(extra)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start plumbline")
 }
