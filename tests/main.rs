@@ -6,6 +6,7 @@
 mod cel_policies;
 mod cli;
 mod default_plugins;
+mod follow;
 mod mirror;
 mod neat_conformance;
 mod runtime_limits;

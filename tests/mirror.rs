@@ -434,7 +434,8 @@ fn following_survives_a_remote_that_stays_down_past_the_retry_budget() {
 /// Starts `plumbline run` following `source` (a pass a second), in the background.
 fn follow(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> std::process::Child {
     std::process::Command::new(binary())
-        .args(["run", "--interval", "1", "--repo", repo, "--source-dir"])
+        .args(["run", "--interval", "1", "--batch-wait", "0.2"])
+        .args(["--listen", "127.0.0.1:0", "--repo", repo, "--source-dir"])
         .arg(source)
         .arg("--state-dir")
         .arg(state)

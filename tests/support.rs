@@ -180,8 +180,12 @@ impl GitServer {
             .unwrap_or(0)
     }
 
-    /// Every file of the branch's tip with its content.
+    /// Every file of the branch's tip with its content (none while the
+    /// branch does not exist).
     pub fn tree(&self) -> std::collections::BTreeMap<String, String> {
+        if self.log_len() == 0 {
+            return Default::default();
+        }
         let files = git(&self.bare(), &["ls-tree", "-r", "--name-only", "main"]);
         files
             .lines()
@@ -219,4 +223,105 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `plumbline run` following a source folder in the background, its
+/// standard error collected; killed when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `plumbline run` with `args` (after `run`), serving HTTP on a
+    /// free port, polling its source every second.
+    pub fn start(args: &[&std::ffi::OsStr]) -> Daemon {
+        use std::io::Read as _;
+        let mut child = std::process::Command::new(binary())
+            .args(["run", "--interval", "1", "--batch-wait", "0.2"])
+            .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+            .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start plumbline");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Daemon { child, stderr }
+    }
+
+    /// What the daemon printed so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The address its HTTP server bound, once it says so.
+    pub fn address(&self) -> String {
+        wait_for("the daemon to serve HTTP", || {
+            let text = self.stderr();
+            let (_, rest) = text.split_once(" on http://")?;
+            Some(rest.split_whitespace().next()?.to_owned())
+        })
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `probe` every 100 ms for up to 60 s; panics naming `what`.
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A plain HTTP/1.1 GET: the status code and the body.
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -9,11 +9,15 @@
 //! - [`policy`]: the policy runtime that answers every decision;
 //! - [`mirror`]: events → match → sanitize → the files each destination needs;
 //! - [`sink`]: Git: layout, canonical YAML, batched commits and pushes;
+//! - [`telemetry`]: metrics and readiness, which every stage records into;
+//! - [`api`]: the one HTTP server (`/healthz`, `/readyz`, `/metrics`);
 //! - [`cli`]: the `plumbline` command.
 
+pub mod api;
 pub mod cli;
 pub mod ingest;
 pub mod mirror;
 pub mod model;
 pub mod policy;
 pub mod sink;
+pub mod telemetry;

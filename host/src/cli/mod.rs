@@ -3,6 +3,7 @@
 
 mod plugin_test;
 mod policy_check;
+mod progress;
 mod run;
 mod sanitize;
 
@@ -50,7 +51,7 @@ pub struct GlobalArgs {
 enum Command {
     /// Mirrors a folder of manifests into a Git repository, through the
     /// match and sanitize policies.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Runs the sanitize chain over manifests and prints the result as YAML.
     Sanitize(sanitize::SanitizeArgs),
     /// Tools for plugin authors.
@@ -78,7 +79,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global.log);
     let result = match cli.command {
-        Command::Run(args) => run::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, *args),
         Command::Sanitize(args) => sanitize::run(&cli.global, args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(&cli.global, args),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(&cli.global, args),

@@ -1,19 +1,29 @@
 //! `plumbline run`: mirror a source into Git.
 //!
-//! For now the source is a folder of manifests; each pass reads it whole (a
-//! snapshot), routes every object through the match and sanitize chains,
-//! and brings each destination to the files that snapshot implies, in
-//! batched commits, pruning orphans only after a complete snapshot.
+//! The source (for now a folder of manifests) is seeded, then followed;
+//! its events are routed through the match and sanitize chains into the
+//! durable queue, and one worker per (repository, branch) commits and
+//! pushes from there. With `--once` it seeds, waits for every worker to
+//! push everything, prints what it wrote where, and exits.
 
+use super::progress;
 use super::{GlobalArgs, load_policies};
-use crate::ingest::directory;
-use crate::mirror::{Destination, MirrorConfig, Pipeline, Prune, desired_state, resources};
+use crate::ingest::directory::{Changes, Follower};
+use crate::mirror::queue::{Partition, Queue, disk::DiskQueue};
+use crate::mirror::{Destination, MirrorConfig, Pipeline, Prune, Router, resources};
 use crate::sink::layout::BaseFolder;
-use crate::sink::worker::{self, SyncOptions, SyncReport};
+use crate::sink::worker::{self, SinkOptions, SyncReport, Worker};
+use crate::telemetry::health::Status;
+use crate::telemetry::{Health, Metrics};
 use anyhow::Context as _;
 use clap::Args;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Arguments of `plumbline run`.
@@ -51,60 +61,259 @@ pub struct RunArgs {
     /// Policy configuration; without one the built-in default policies run.
     #[arg(long, value_name = "CONFIG")]
     policy: Option<PathBuf>,
-    /// Where Plumbline keeps its clone. Default: next to the component cache.
+    /// Where Plumbline keeps its queue and its repositories. Default: next to
+    /// the component cache.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Seconds between passes when following the source.
+    /// Seconds between looks at the source folder when following it.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     interval: u64,
-    /// Seconds to keep retrying a remote that does not answer.
+    /// With --once, seconds a remote may keep failing before Plumbline gives
+    /// up. Following, it retries for ever, with backoff.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     retry_for: u64,
     /// Most files one commit changes.
     #[arg(long, value_name = "N", default_value_t = 200)]
     batch_files: usize,
+    /// Most bytes of file content one commit writes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    batch_bytes: usize,
+    /// Longest a change waits (seconds) for its batch to fill.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    batch_wait: f64,
+    /// The commit subject; {operation}, {count}, {resources} and
+    /// {destination} are replaced.
+    #[arg(long, value_name = "TEMPLATE", default_value = worker::DEFAULT_MESSAGE)]
+    message: String,
+    /// Most entries waiting in the queue per repository and branch; when
+    /// full, reading the source waits (nothing is dropped).
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    queue_capacity: u64,
+    /// Where to serve /healthz, /readyz and /metrics. Following, the default
+    /// is 127.0.0.1:9478; with --once, only if given.
+    #[arg(long, value_name = "ADDRESS")]
+    listen: Option<SocketAddr>,
 }
+
+/// The default address of the HTTP server.
+const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
 
 /// Runs the mirror once or for ever.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = mirror_config(&args)?;
     let (_runtime, policies) = load_policies(global, args.policy.as_deref())?;
-    let pipeline = Pipeline::new(policies, config);
+    let pipeline = Arc::new(Pipeline::new(policies, config));
     pipeline.check_rules()?;
     let state = args
         .state_dir
         .clone()
         .or_else(|| global.cache_dir().map(|c| c.with_file_name("state")))
         .unwrap_or_else(|| std::env::temp_dir().join("plumbline-state"));
-    loop {
-        let ok = match pass(&pipeline, &args, &state) {
-            Ok(ok) => ok,
-            // Following, a pass that fails (a remote down past the retry
-            // budget) is reported and the next pass tries again: the
-            // folder is the truth, so nothing is lost by waiting.
-            Err(error) if !args.once => {
-                eprintln!("error: {error:#}; trying again in {} s", args.interval);
-                false
-            }
-            Err(error) => return Err(error),
-        };
-        if args.once {
-            if ok {
-                for d in &pipeline.config().destinations {
-                    println!(
-                        "look at it: git --git-dir {} log --stat {}",
-                        d.repo_url, d.branch
-                    );
-                }
-            }
-            return Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
-        }
-        std::thread::sleep(Duration::from_secs(args.interval));
+    let (metrics, registry) = Metrics::new();
+    let health = Arc::new(Health::default());
+    health.set("policies", Status::Ready);
+    let listen = match args.listen {
+        Some(address) => Some(address),
+        None if args.once => None,
+        None => Some(DEFAULT_LISTEN.parse().expect("a valid address")),
+    };
+    if let Some(address) = listen {
+        let bound = crate::api::serve(address, registry, health.clone())
+            .with_context(|| format!("serving HTTP on {address}"))?;
+        eprintln!("serving /healthz, /readyz and /metrics on http://{bound}");
     }
+    let queue_path = state.join("queue.redb");
+    let queue: Arc<dyn Queue> = Arc::new(
+        DiskQueue::open(
+            &queue_path,
+            args.queue_capacity.max(2 * args.batch_files as u64),
+        )
+        .with_context(|| format!("opening the queue in {}", state.display()))?,
+    );
+    let source = format!("directory {}", args.source_dir.display());
+    let router = Router::new(pipeline.clone(), queue.clone(), metrics.clone(), &source);
+    let finished = Arc::new(AtomicBool::new(false));
+    let context = WorkerContext {
+        queue,
+        options: sink_options(&args, &source),
+        metrics: metrics.clone(),
+        health,
+        state,
+        finished: finished.clone(),
+        follow: !args.once,
+    };
+    let workers = spawn_workers(pipeline.config(), &context)?;
+    let partitions: Vec<Partition> = workers.iter().map(|(p, _)| p.clone()).collect();
+    let progress = progress::Progress::start(metrics, &source, &partitions);
+    let mut follower = Follower::new(&args.source_dir, args.actor.as_deref());
+    let seed = follower.poll();
+    report_errors(&seed);
+    let routing = router.seed(&seed.events, seed.is_complete(), args.actor.as_deref())?;
+    for error in &routing.errors {
+        eprintln!("error: {error}");
+    }
+    if args.once {
+        finished.store(true, Ordering::Release);
+        let ok = seed.is_complete() && routing.errors.is_empty();
+        return finish(workers, &seed, ok, progress);
+    }
+    tracing::info!(
+        objects = seed.events.len(),
+        "seeded; following {}",
+        args.source_dir.display()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(args.interval));
+        let changes = follower.poll();
+        report_errors(&changes);
+        if changes.events.is_empty() {
+            continue;
+        }
+        tracing::info!(events = changes.events.len(), "the folder changed");
+        let routing = router.submit(&changes.events)?;
+        for error in &routing.errors {
+            eprintln!("error: {error}");
+        }
+    }
+}
+
+fn report_errors(changes: &Changes) {
+    for error in &changes.errors {
+        eprintln!("error: {error}");
+    }
+}
+
+fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
+    let mut options = SinkOptions::new(source);
+    options.batch.files = args.batch_files.max(1);
+    options.batch.bytes = args.batch_bytes.max(1);
+    options.batch.wait = Duration::from_secs_f64(args.batch_wait.max(0.0));
+    options.message_template = args.message.clone();
+    options.retry_for = args.once.then(|| Duration::from_secs(args.retry_for));
+    options
+}
+
+/// What every worker shares.
+struct WorkerContext {
+    queue: Arc<dyn Queue>,
+    options: SinkOptions,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    state: PathBuf,
+    finished: Arc<AtomicBool>,
+    follow: bool,
+}
+
+type Workers = Vec<(Partition, JoinHandle<anyhow::Result<SyncReport>>)>;
+
+/// One worker thread per (repository, branch).
+fn spawn_workers(config: &MirrorConfig, context: &WorkerContext) -> anyhow::Result<Workers> {
+    let mut partitions: BTreeMap<Partition, Vec<Destination>> = BTreeMap::new();
+    for destination in &config.destinations {
+        partitions
+            .entry(destination.partition())
+            .or_default()
+            .push(destination.clone());
+    }
+    let mut workers = Vec::new();
+    for (partition, destinations) in partitions {
+        let gitdir = context.state.join(repo_folder(&partition));
+        let (queue, options) = (context.queue.clone(), context.options.clone());
+        let (metrics, health) = (context.metrics.clone(), context.health.clone());
+        let (finished, follow) = (context.finished.clone(), context.follow);
+        let p = partition.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("sink {}", partition.branch))
+            .spawn(move || -> anyhow::Result<SyncReport> {
+                loop {
+                    let result = Worker::new(
+                        p.clone(),
+                        destinations.clone(),
+                        queue.clone(),
+                        &gitdir,
+                        options.clone(),
+                        metrics.clone(),
+                        health.clone(),
+                    )
+                    .and_then(|mut worker| worker.run(&finished));
+                    match result {
+                        Ok(report) => return Ok(report),
+                        // Following, a worker that fails starts over: what
+                        // it had not pushed is still in the queue.
+                        Err(error) if follow => {
+                            let error = anyhow::Error::new(error);
+                            eprintln!("error: {error:#}; starting over in 5 s");
+                            std::thread::sleep(Duration::from_secs(5));
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            })?;
+        workers.push((partition, handle));
+    }
+    Ok(workers)
+}
+
+/// Waits for every worker, prints what each did, and says where to look.
+fn finish(
+    workers: Workers,
+    seed: &Changes,
+    complete: bool,
+    progress: progress::Progress,
+) -> anyhow::Result<ExitCode> {
+    let mut failure = None;
+    let mut reports = Vec::new();
+    for (partition, handle) in workers {
+        match handle.join().expect("a sink worker does not panic") {
+            Ok(report) => reports.push((partition, report)),
+            Err(error) => failure = Some(error),
+        }
+    }
+    progress.finish();
+    for (partition, report) in &reports {
+        summarize(seed, partition, report);
+    }
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if complete {
+        for (partition, _) in &reports {
+            if Path::new(&partition.repo).is_dir() {
+                println!(
+                    "look at it: git --git-dir {} log --stat {}",
+                    partition.repo, partition.branch
+                );
+            } else {
+                println!("pushed to {partition}");
+            }
+        }
+    }
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn summarize(seed: &Changes, partition: &Partition, report: &SyncReport) {
+    eprintln!(
+        "{} object(s) from {} file(s) → {} file(s) in {partition}: {} written, {} deleted, {} commit(s), {} push retries{}",
+        seed.events.len(),
+        seed.files,
+        report.files,
+        report.written,
+        report.deleted,
+        report.commits,
+        report.push_retries,
+        if report.orphans_kept > 0 {
+            format!(
+                "; {} orphan(s) kept: the seed was incomplete",
+                report.orphans_kept
+            )
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// The destinations and rules: from `--config`, or one destination from
@@ -134,68 +343,10 @@ fn mirror_config(args: &RunArgs) -> anyhow::Result<MirrorConfig> {
     }))
 }
 
-/// One snapshot, routed and synced to every destination; `false` if
-/// anything could not be mirrored.
-fn pass(pipeline: &Pipeline, args: &RunArgs, state: &Path) -> anyhow::Result<bool> {
-    let started = std::time::Instant::now();
-    let snapshot = directory::scan(&args.source_dir, args.actor.as_deref());
-    for error in &snapshot.errors {
-        eprintln!("error: {error}");
-    }
-    let desired = desired_state(pipeline, &snapshot);
-    for error in &desired.errors {
-        eprintln!("error: {error}");
-    }
-    tracing::info!(objects = snapshot.events.len(), elapsed = ?started.elapsed(), "snapshot read and routed");
-    let mut options = SyncOptions::new(format!("directory {}", args.source_dir.display()));
-    options.complete = desired.complete;
-    options.deleted_by = args.actor.clone();
-    options.retry_for = Duration::from_secs(args.retry_for);
-    options.batch.files = args.batch_files.max(1);
-    for (index, destination) in pipeline.config().destinations.iter().enumerate() {
-        let files = &desired.files[&index];
-        let workdir = state.join(clone_folder(destination));
-        let synced = std::time::Instant::now();
-        let report = worker::sync(destination, files, &workdir, &options)?;
-        tracing::info!(destination = %destination.name, elapsed = ?synced.elapsed(), "synced");
-        summarize(&snapshot, files.len(), destination, &report);
-    }
-    Ok(desired.complete)
-}
-
-fn summarize(
-    snapshot: &directory::Snapshot,
-    files: usize,
-    destination: &Destination,
-    report: &SyncReport,
-) {
-    eprintln!(
-        "{} object(s) from {} file(s) → {files} file(s) in {} ({}): {} written, {} deleted, {} commit(s), {} push retries{}",
-        snapshot.events.len(),
-        snapshot.files,
-        crate::sink::git::redact(&destination.repo_url),
-        destination.branch,
-        report.written,
-        report.deleted,
-        report.commits,
-        report.push_retries,
-        if report.orphans_kept > 0 {
-            format!(
-                "; {} orphan(s) kept: the snapshot was incomplete",
-                report.orphans_kept
-            )
-        } else {
-            String::new()
-        }
-    );
-}
-
-/// A folder name for a destination's clone, unique per repository and branch.
-fn clone_folder(destination: &Destination) -> String {
-    let digest = crate::policy::cache::content_digest(
-        format!("{}\n{}", destination.repo_url, destination.branch).as_bytes(),
-    );
-    format!("clone-{}", &digest["sha256:".len().."sha256:".len() + 16])
+/// A folder name for a partition's repository.
+fn repo_folder(partition: &Partition) -> String {
+    let digest = crate::policy::cache::content_digest(partition.key().as_bytes());
+    format!("repo-{}", &digest["sha256:".len().."sha256:".len() + 16])
 }
 
 /// A local path that does not exist yet becomes a bare repository, so the

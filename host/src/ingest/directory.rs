@@ -1,69 +1,222 @@
 //! The directory source: a folder of manifests (a dump of a cluster, or the
-//! embedded default), read whole as a snapshot of what exists.
+//! embedded default), followed.
 //!
-//! A file that does not parse, or an object that cannot be identified, is
-//! reported with its path and skipped; the rest of the folder is still read.
-//! Since what that file holds is unknown, such a snapshot is incomplete, and
-//! nothing may be pruned on its account.
+//! The first [`Follower::poll`] lists everything (the seed); each later one
+//! re-reads only the files whose size or modification time changed and
+//! turns the difference into create, update and delete events. A file that
+//! does not parse, or an object that cannot be identified, is reported with
+//! its path and skipped; the rest of the folder is still read. Since what
+//! that file holds is unknown, the objects it held before stay (no delete
+//! event is made on its account) and a seed that met it is incomplete.
 
 use super::manifest::{IngestError, read_manifests};
 use crate::model::{Event, Operation, Target};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-/// Everything a folder holds, and what could not be read.
+/// What one look at the folder found.
 #[derive(Debug, Default)]
-pub struct Snapshot {
-    /// One create event per object found.
+pub struct Changes {
+    /// One event per object created, changed or deleted.
     pub events: Vec<Event>,
     /// Files and documents that could not be used.
     pub errors: Vec<IngestError>,
-    /// How many files were read.
+    /// How many files the folder holds.
     pub files: usize,
 }
 
-impl Snapshot {
+impl Changes {
     /// Whether every file was read: only then may absent objects be pruned.
     pub fn is_complete(&self) -> bool {
         self.errors.is_empty()
     }
 }
 
-/// Reads every `.yaml`, `.yml` and `.json` file under `dir`, recursively,
-/// in path order; each object becomes a create event by `actor`.
-pub fn scan(dir: &Path, actor: Option<&str>) -> Snapshot {
-    let mut snapshot = Snapshot::default();
-    let mut files = Vec::new();
-    if let Err(error) = collect_files(dir, &mut files) {
-        snapshot.errors.push(IngestError::Parse {
-            origin: dir.display().to_string(),
-            message: error.to_string(),
-        });
-        return snapshot;
-    }
-    files.sort();
-    for file in files {
-        snapshot.files += 1;
-        let origin = file.display().to_string();
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                snapshot.errors.push(IngestError::Parse {
-                    origin,
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let (manifests, errors) = read_manifests(&text, &origin);
-        snapshot.errors.extend(errors);
-        for manifest in manifests {
-            snapshot
-                .events
-                .push(event_of(&manifest.object, Operation::Create, actor));
+/// An object's identity: what its file in Git is named by.
+type Identity = (String, String, Option<String>, String);
+
+/// What the follower remembers of an object: enough to tell a change and
+/// to describe it in a delete event, never the object itself.
+#[derive(Debug, Clone)]
+struct Known {
+    digest: [u8; 32],
+    /// apiVersion, kind, name, namespace and labels: what rules select by.
+    stub: Value,
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    stamp: Option<(SystemTime, u64)>,
+    objects: HashMap<Identity, Known>,
+}
+
+/// Follows a folder of manifests.
+#[derive(Debug)]
+pub struct Follower {
+    dir: PathBuf,
+    actor: Option<String>,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+impl Follower {
+    /// A follower of `dir` whose changes are attributed to `actor`.
+    pub fn new(dir: &Path, actor: Option<&str>) -> Follower {
+        Follower {
+            dir: dir.to_owned(),
+            actor: actor.map(str::to_owned),
+            files: BTreeMap::new(),
         }
     }
-    snapshot
+
+    /// Reads what changed since the last poll (everything, the first time).
+    pub fn poll(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        let mut paths = Vec::new();
+        if let Err(error) = collect_files(&self.dir, &mut paths) {
+            changes.errors.push(IngestError::Parse {
+                origin: self.dir.display().to_string(),
+                message: error.to_string(),
+            });
+            return changes;
+        }
+        paths.sort();
+        changes.files = paths.len();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| paths.binary_search(p).is_err())
+            .cloned()
+            .collect();
+        for path in paths {
+            self.read(path, &mut changes);
+        }
+        // Files that went, last: an object that moved to another file is
+        // held there by now, and is not deleted.
+        for path in gone {
+            let state = self.files.remove(&path).unwrap_or_default();
+            self.deleted(state.objects, &mut changes);
+        }
+        collapse(&mut changes.events);
+        changes
+    }
+
+    /// Re-reads `path` if it changed, recording its events.
+    fn read(&mut self, path: PathBuf, changes: &mut Changes) {
+        let stamp = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        let previous = self.files.entry(path.clone()).or_default();
+        if stamp.is_some() && previous.stamp == stamp {
+            return;
+        }
+        previous.stamp = stamp;
+        let origin = path.display().to_string();
+        let (manifests, errors) = match std::fs::read_to_string(&path) {
+            Ok(text) => read_manifests(&text, &origin),
+            Err(e) => (
+                Vec::new(),
+                vec![IngestError::Parse {
+                    origin,
+                    message: e.to_string(),
+                }],
+            ),
+        };
+        let broken = !errors.is_empty();
+        changes.errors.extend(errors);
+        let mut before = std::mem::take(&mut previous.objects);
+        let mut now = HashMap::new();
+        for manifest in manifests {
+            let object = manifest.object;
+            let event = event_of(&object, Operation::Create, self.actor.as_deref());
+            let known = Known {
+                digest: Sha256::digest(event.object.as_bytes()).into(),
+                stub: stub_of(&object),
+            };
+            let id = identity(&event.target);
+            let operation = match before.remove(&id) {
+                None => Some(Operation::Create),
+                Some(old) if old.digest != known.digest => Some(Operation::Update),
+                Some(_) => None,
+            };
+            if let Some(operation) = operation {
+                changes.events.push(Event { operation, ..event });
+            }
+            now.insert(id, known);
+        }
+        if broken {
+            // What the broken part held is unknown: keep what it held.
+            now.extend(before);
+        } else {
+            self.deleted(before, changes);
+        }
+        if let Some(state) = self.files.get_mut(&path) {
+            state.objects = now;
+        }
+    }
+
+    /// Delete events for `objects`, unless another file holds them now.
+    fn deleted(&self, objects: HashMap<Identity, Known>, changes: &mut Changes) {
+        for (id, known) in objects {
+            if self.files.values().any(|f| f.objects.contains_key(&id)) {
+                continue;
+            }
+            changes.events.push(event_of(
+                &known.stub,
+                Operation::Delete,
+                self.actor.as_deref(),
+            ));
+        }
+    }
+}
+
+/// One event per object: an object dropped from one file and added to one
+/// read after it is an update, not a delete and a create (which routing,
+/// done in parallel, could reorder).
+fn collapse(events: &mut Vec<Event>) {
+    let mut seen: HashMap<Identity, usize> = HashMap::new();
+    let mut keep = vec![true; events.len()];
+    for i in 0..events.len() {
+        let id = identity(&events[i].target);
+        if let Some(&earlier) = seen.get(&id) {
+            keep[earlier] = false;
+            if events[earlier].operation == Operation::Delete {
+                events[i].operation = Operation::Update;
+            }
+        }
+        seen.insert(id, i);
+    }
+    let mut index = 0;
+    events.retain(|_| {
+        index += 1;
+        keep[index - 1]
+    });
+}
+
+fn identity(target: &Target) -> Identity {
+    (
+        target.group.clone(),
+        target.resource.clone(),
+        target.namespace.clone(),
+        target.name.clone(),
+    )
+}
+
+/// The parts of an object a rule can select by, for its delete event.
+fn stub_of(object: &Value) -> Value {
+    let mut metadata = serde_json::Map::new();
+    for field in ["name", "namespace", "labels"] {
+        if let Some(value) = object.pointer(&format!("/metadata/{field}")) {
+            metadata.insert(field.to_owned(), value.clone());
+        }
+    }
+    serde_json::json!({
+        "apiVersion": object.get("apiVersion"),
+        "kind": object.get("kind"),
+        "metadata": metadata,
+    })
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -166,5 +319,99 @@ mod tests {
         );
         assert_eq!(event.target.namespace.as_deref(), Some("shop"));
         assert_eq!(event.username.as_deref(), Some("alice"));
+    }
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+
+    fn summary(changes: &Changes) -> Vec<(Operation, String)> {
+        let mut out: Vec<_> = changes
+            .events
+            .iter()
+            .map(|e| (e.operation, e.target.name.clone()))
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        out
+    }
+
+    const A: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ns, labels: {team: x}}\ndata: {k: v}\n";
+    const B: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: ns}\n";
+
+    #[test]
+    fn file_changes_become_create_update_and_delete_events() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", A);
+        write(dir.path(), "b.yaml", B);
+        let mut follower = Follower::new(dir.path(), Some("alice"));
+        let seed = follower.poll();
+        assert!(seed.is_complete());
+        assert_eq!(
+            summary(&seed),
+            [
+                (Operation::Create, "a".into()),
+                (Operation::Create, "b".into())
+            ]
+        );
+        assert!(follower.poll().events.is_empty(), "nothing changed");
+
+        write(dir.path(), "a.yaml", &A.replace("k: v", "k: changed"));
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        let changes = follower.poll();
+        assert_eq!(
+            summary(&changes),
+            [
+                (Operation::Update, "a".into()),
+                (Operation::Delete, "b".into())
+            ]
+        );
+        assert!(
+            changes
+                .events
+                .iter()
+                .all(|e| e.username.as_deref() == Some("alice"))
+        );
+
+        // A delete event carries what rules select by, not the object.
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        let deleted = &follower.poll().events[0];
+        let object: Value = serde_json::from_str(&deleted.object).unwrap();
+        assert_eq!(object["metadata"]["labels"]["team"], "x");
+        assert!(object.get("data").is_none());
+    }
+
+    #[test]
+    fn a_broken_file_keeps_what_it_held_and_an_object_that_moved_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", A);
+        write(dir.path(), "b.yaml", B);
+        let mut follower = Follower::new(dir.path(), None);
+        follower.poll();
+        write(dir.path(), "b.yaml", "kind: [unclosed\n");
+        let changes = follower.poll();
+        assert!(!changes.is_complete());
+        assert!(changes.events.is_empty(), "{:?}", summary(&changes));
+        assert!(changes.errors[0].to_string().contains("b.yaml"));
+
+        // `a` moves into the repaired b.yaml: an update at most, no delete;
+        // and back into a.yaml while b.yaml drops it: one event, not two.
+        write(dir.path(), "b.yaml", &format!("{B}---\n{A}"));
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        let changes = follower.poll();
+        assert!(
+            changes
+                .events
+                .iter()
+                .all(|e| e.operation != Operation::Delete),
+            "{:?}",
+            summary(&changes)
+        );
+        write(dir.path(), "a.yaml", A);
+        write(dir.path(), "b.yaml", B);
+        let events = summary(&follower.poll());
+        assert!(
+            matches!(&events[..], [(op, name)] if name == "a" && *op != Operation::Delete),
+            "{events:?}"
+        );
     }
 }

@@ -33,6 +33,16 @@ pub struct Destination {
     pub prune: Prune,
 }
 
+impl Destination {
+    /// The queue partition (repository and branch) this destination is in.
+    pub fn partition(&self) -> super::queue::Partition {
+        super::queue::Partition {
+            repo: self.repo_url.clone(),
+            branch: self.branch.clone(),
+        }
+    }
+}
+
 /// One rule of a watch rule, routed to a destination.
 #[derive(Debug, Clone)]
 pub struct WatchRule {

@@ -1,18 +1,19 @@
-//! The mirror: events → match → sanitize → route to destinations, and the
-//! desired state of each destination that a snapshot implies.
+//! The mirror: events → match → sanitize → route into the durable queue.
 //!
 //! - [`config`]: destinations and watch rules;
 //! - [`resources`]: the same, read from `GitRepoConfig`, `GitDestination`,
 //!   `WatchRule` and `ClusterWatchRule` resources in a file;
 //! - [`pipeline`]: one event through the match and sanitize chains to the
 //!   files it should produce;
-//! - [`seed`]: a whole snapshot to the desired files of every destination.
+//! - [`router`]: events (or a whole seed) on every core into the queue;
+//! - [`queue`]: the durable queue the Git sinks consume.
 
 pub mod config;
 pub mod pipeline;
+pub mod queue;
 pub mod resources;
-pub mod seed;
+pub mod router;
 
 pub use config::{Destination, MirrorConfig, Prune, WatchRule};
 pub use pipeline::{MirrorError, Pipeline, Routed};
-pub use seed::{Desired, DesiredFile, desired_state};
+pub use router::{Router, Routing};

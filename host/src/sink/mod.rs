@@ -1,12 +1,14 @@
 //! Git: where each object's file lives, its canonical bytes, and the worker
-//! that brings a branch to a desired state in batched commits and pushes.
+//! that brings a branch along with the queue in batched commits and pushes.
 //!
 //! - [`layout`]: object identity ↔ path, refusing anything that could escape;
 //! - [`yaml`]: canonical YAML;
-//! - [`git`]: the `git` program, wrapped;
-//! - [`worker`]: one destination's sync: write, prune, commit, push, replay.
+//! - [`store`]: the local repository through `gix`: trees, blobs, commits;
+//! - [`remote`]: fetch and push through the `git` program;
+//! - [`worker`]: one (repository, branch): batch, commit, push, acknowledge.
 
-pub mod git;
 pub mod layout;
+pub mod remote;
+pub mod store;
 pub mod worker;
 pub mod yaml;

@@ -1,18 +1,29 @@
-//! Brings one destination (a folder of a branch) to a desired state.
+//! One worker per (repository, branch): reads its partition of the queue,
+//! commits in batches, pushes, and only then acknowledges.
 //!
-//! The desired state is recomputed onto the remote's tip on every attempt,
-//! so a push rejected because another writer moved the branch is handled by
-//! fetching, resetting to the new tip and applying the same desired state
-//! again: both writers' commits survive, and nothing is committed twice.
-//! With the remote down, the worker retries with backoff; nothing it has to
-//! write is lost, since it is recomputed from the source on every attempt.
+//! Every commit is built on the remote's tip from entries still in the
+//! queue, so each failure has one answer. A push rejected because another
+//! writer moved the branch: fetch, start over from the new tip and read the
+//! unacknowledged entries again (both writers' commits survive, nothing is
+//! committed twice). A remote that is down: keep the local commits, retry
+//! with backoff, while routing keeps appending (until the partition is full,
+//! when it waits). A crash: the next start reads from the first entry not
+//! acknowledged. An entry that changes nothing (same bytes as the tip) costs
+//! a hash and produces no commit.
 
-use super::git::{Clone, GitError, Person, Push};
 use super::layout;
-use crate::mirror::{DesiredFile, Destination, Prune};
-use std::collections::{BTreeMap, BTreeSet};
+use super::remote::{GitError, Push, Remote};
+use super::store::{Person, Store};
+use crate::mirror::queue::{Entry, FileChange, Partition, Queue, QueueError, Seq};
+use crate::mirror::{Destination, Prune};
+use crate::model::Operation;
+use crate::telemetry::health::Status;
+use crate::telemetry::{Health, Metrics, RepoLabels};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// When a commit is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +32,8 @@ pub struct BatchLimits {
     pub files: usize,
     /// Most bytes written by one commit.
     pub bytes: usize,
+    /// Longest a change waits for its batch to fill.
+    pub wait: Duration,
 }
 
 impl Default for BatchLimits {
@@ -28,13 +41,14 @@ impl Default for BatchLimits {
         BatchLimits {
             files: 200,
             bytes: 1 << 20,
+            wait: Duration::from_secs(20),
         }
     }
 }
 
-/// How a sync behaves.
+/// How a worker behaves.
 #[derive(Debug, Clone)]
-pub struct SyncOptions {
+pub struct SinkOptions {
     /// Batch sizes.
     pub batch: BatchLimits,
     /// Who commits (the daemon).
@@ -46,18 +60,18 @@ pub struct SyncOptions {
     pub message_template: String,
     /// Where the changes came from, for the `Plumbline-Source` trailer.
     pub source: String,
-    /// How long to keep retrying a remote that does not answer.
-    pub retry_for: Duration,
-    /// Whether orphans may be deleted (the snapshot was complete).
-    pub complete: bool,
-    /// Who deleted the objects whose files go, when the source knows.
-    pub deleted_by: Option<String>,
+    /// How long a remote may keep failing before the worker gives up;
+    /// `None` to retry for ever (a daemon following its source).
+    pub retry_for: Option<Duration>,
+    /// Push after this many local commits even when more entries wait, so
+    /// that progress reaches the remote during a long seed.
+    pub push_every: usize,
 }
 
-impl SyncOptions {
+impl SinkOptions {
     /// Defaults for a source described by `source`.
-    pub fn new(source: impl Into<String>) -> SyncOptions {
-        SyncOptions {
+    pub fn new(source: impl Into<String>) -> SinkOptions {
+        SinkOptions {
             batch: BatchLimits::default(),
             committer: Person {
                 name: "Plumbline".into(),
@@ -67,16 +81,18 @@ impl SyncOptions {
                 name: "Unknown actor".into(),
                 email: "unknown-actor@plumbline.invalid".into(),
             },
-            message_template: "{operation}: {count} file(s) of {resources} in {destination}".into(),
+            message_template: DEFAULT_MESSAGE.into(),
             source: source.into(),
-            retry_for: Duration::from_secs(60),
-            complete: true,
-            deleted_by: None,
+            retry_for: None,
+            push_every: 25,
         }
     }
 }
 
-/// What a sync did.
+/// The default commit subject.
+pub const DEFAULT_MESSAGE: &str = "{operation}: {count} file(s) of {resources} in {destination}";
+
+/// What a worker pushed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Files written (created or changed).
@@ -89,11 +105,13 @@ pub struct SyncReport {
     pub bytes: u64,
     /// Pushes retried (rejections and failures).
     pub push_retries: u32,
-    /// Orphans kept because the snapshot was incomplete.
+    /// Orphans kept because a seed was incomplete.
     pub orphans_kept: usize,
+    /// Files the branch holds under the worker's destinations.
+    pub files: usize,
 }
 
-/// Why a sync failed.
+/// Why a worker stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Every push was rejected (the branch kept moving) until the retry
@@ -102,7 +120,7 @@ pub enum SinkError {
         "destination `{destination}`: the push was rejected {attempts} times; the branch keeps moving"
     )]
     Rejected {
-        /// The destination.
+        /// The destination(s).
         destination: String,
         /// How many pushes were rejected.
         attempts: u32,
@@ -110,240 +128,540 @@ pub enum SinkError {
     /// Git failed, and kept failing until the retry budget ran out.
     #[error("destination `{destination}` could not be synced")]
     Git {
-        /// The destination.
+        /// The destination(s).
         destination: String,
         /// The last failure.
         #[source]
         source: GitError,
     },
+    /// The queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
-/// One change to the work tree.
-enum Change<'a> {
-    Write(&'a str, &'a DesiredFile),
-    Delete(String),
+/// Changes committed locally and not pushed yet, or staged for the next
+/// commit.
+#[derive(Debug, Default)]
+struct Batch {
+    files: usize,
+    bytes: usize,
+    author: Option<Option<String>>,
+    operations: BTreeSet<&'static str>,
+    resources: BTreeSet<String>,
+    destinations: BTreeSet<String>,
+    started: Option<Instant>,
+    written: usize,
+    deleted: usize,
 }
 
-impl Change<'_> {
-    fn path(&self) -> &str {
-        match self {
-            Change::Write(path, _) => path,
-            Change::Delete(path) => path,
-        }
-    }
+/// A seed under way for one destination: the paths its live objects produce.
+struct Seed {
+    id: u64,
+    live: HashSet<String>,
 }
 
-/// Brings `destination` to `desired`, in the clone kept in `workdir`.
-pub fn sync(
-    destination: &Destination,
-    desired: &BTreeMap<String, DesiredFile>,
-    workdir: &Path,
-    options: &SyncOptions,
-) -> Result<SyncReport, SinkError> {
-    let fail = |source| SinkError::Git {
-        destination: destination.name.clone(),
-        source,
-    };
-    let started = std::time::Instant::now();
-    let mut backoff = Duration::from_millis(250);
-    let mut report = SyncReport::default();
-    loop {
-        match attempt(destination, desired, workdir, options) {
-            Ok((attempt_report, Push::Accepted)) => {
-                report = SyncReport {
-                    push_retries: report.push_retries,
-                    ..attempt_report
-                };
-                return Ok(report);
-            }
-            Ok((_, Push::Rejected)) => {
-                if started.elapsed() >= options.retry_for {
-                    return Err(SinkError::Rejected {
-                        destination: destination.name.clone(),
-                        attempts: report.push_retries + 1,
-                    });
-                }
-                report.push_retries += 1;
-                tracing::info!(destination = %destination.name, "push rejected: the branch moved; replaying on its new tip");
-            }
-            Err(error) => {
-                if started.elapsed() >= options.retry_for {
-                    return Err(fail(error));
-                }
-                report.push_retries += 1;
-                tracing::warn!(destination = %destination.name, %error, retry_in = ?backoff, "git failed; retrying");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+/// The sink of one partition.
+pub struct Worker {
+    partition: Partition,
+    destinations: Vec<Destination>,
+    queue: Arc<dyn Queue>,
+    remote: Remote,
+    store: Store,
+    options: SinkOptions,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    labels: RepoLabels,
+    /// The last entry read.
+    cursor: Seq,
+    /// The entry being applied.
+    reading: Seq,
+    /// Every entry up to this one is in a local commit or changed nothing.
+    done_through: Seq,
+    staged: Batch,
+    /// Committed locally, not pushed.
+    unpushed: Batch,
+    unpushed_commits: usize,
+    seeds: HashMap<String, Seed>,
+    report: SyncReport,
+    /// When the remote started failing, if it is failing.
+    failing_since: Option<Instant>,
+    /// When pushes started being rejected, if they are.
+    rejected_since: Option<Instant>,
+    rejections: u32,
 }
 
-/// One attempt: reset to the remote, write, commit in batches, push.
-fn attempt(
-    destination: &Destination,
-    desired: &BTreeMap<String, DesiredFile>,
-    workdir: &Path,
-    options: &SyncOptions,
-) -> Result<(SyncReport, Push), GitError> {
-    let clone = Clone::open(&destination.repo_url, &destination.branch, workdir)?;
-    let changes = plan(&clone, destination, desired, options)?;
-    let (changes, orphans_kept) = changes;
-    let mut report = SyncReport {
-        orphans_kept,
-        ..SyncReport::default()
-    };
-    if changes.is_empty() {
-        return Ok((report, Push::Accepted));
-    }
-    for batch in batches(&changes, options.batch, options.deleted_by.as_deref()) {
-        let mut resources = BTreeSet::new();
-        for change in batch {
-            apply(&clone, change, &mut report, &mut resources)?;
-        }
-        let author = batch_author(batch, options);
-        let message = message(destination, batch.len(), &resources, options);
-        let paths: Vec<&str> = batch.iter().map(Change::path).collect();
-        if clone.commit(&paths, &message, &author, &options.committer)? {
-            report.commits += 1;
-        }
-    }
-    let push = clone.push()?;
-    Ok((report, push))
-}
-
-/// The changes that bring the work tree to `desired`, and how many orphans
-/// are kept because pruning is not allowed now.
-fn plan<'a>(
-    clone: &Clone,
-    destination: &Destination,
-    desired: &'a BTreeMap<String, DesiredFile>,
-    options: &SyncOptions,
-) -> Result<(Vec<Change<'a>>, usize), GitError> {
-    let mut changes = Vec::new();
-    for (path, file) in desired {
-        let current = std::fs::read(clone.workdir().join(path)).ok();
-        if current.as_deref() != Some(file.content.as_bytes()) {
-            changes.push(Change::Write(path, file));
-        }
-    }
-    let base = &destination.base_folder;
-    let orphans: Vec<String> = clone
-        .tracked_files(base.as_str())?
-        .into_iter()
-        .filter(|path| layout::key_of(base, path).is_some() && !desired.contains_key(path))
-        .collect();
-    let may_prune = options.complete && destination.prune == Prune::Always;
-    let kept = if may_prune { 0 } else { orphans.len() };
-    if may_prune {
-        changes.extend(orphans.into_iter().map(Change::Delete));
-    }
-    Ok((changes, kept))
-}
-
-fn batches<'c, 'a>(
-    changes: &'c [Change<'a>],
-    limits: BatchLimits,
-    deleted_by: Option<&str>,
-) -> Vec<&'c [Change<'a>]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, change) in changes.iter().enumerate() {
-        let size = match change {
-            Change::Write(_, file) => file.content.len(),
-            Change::Delete(_) => 0,
+impl Worker {
+    /// A worker for `destinations` (all in `partition`), keeping its
+    /// repository in `gitdir`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        partition: Partition,
+        destinations: Vec<Destination>,
+        queue: Arc<dyn Queue>,
+        gitdir: &Path,
+        options: SinkOptions,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Result<Worker, SinkError> {
+        let names = names(&destinations);
+        let git = |source| SinkError::Git {
+            destination: names.clone(),
+            source,
         };
-        let full = i - start >= limits.files || (bytes + size > limits.bytes && i > start);
-        let author_changes =
-            i > start && author_of(&changes[i - 1], deleted_by) != author_of(change, deleted_by);
-        if full || author_changes {
-            out.push(&changes[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
+        let remote = Remote::new(&partition.repo, &partition.branch, gitdir).map_err(git)?;
+        let store = Store::open(gitdir).map_err(git)?;
+        let labels = RepoLabels::new(&partition.repo, &partition.branch);
+        Ok(Worker {
+            partition,
+            destinations,
+            queue,
+            remote,
+            store,
+            options,
+            metrics,
+            health,
+            labels,
+            cursor: 0,
+            reading: 0,
+            done_through: 0,
+            staged: Batch::default(),
+            unpushed: Batch::default(),
+            unpushed_commits: 0,
+            seeds: HashMap::new(),
+            report: SyncReport::default(),
+            failing_since: None,
+            rejected_since: None,
+            rejections: 0,
+        })
     }
-    if start < changes.len() {
-        out.push(&changes[start..]);
-    }
-    out
-}
 
-fn author_of<'a>(change: &'a Change<'_>, deleted_by: Option<&'a str>) -> Option<&'a str> {
-    match change {
-        Change::Write(_, file) => file.actor.as_deref(),
-        Change::Delete(_) => deleted_by,
+    fn part(&self) -> String {
+        format!("sink {}", self.partition)
     }
-}
 
-fn batch_author(batch: &[Change<'_>], options: &SyncOptions) -> Person {
-    match batch
-        .first()
-        .and_then(|c| author_of(c, options.deleted_by.as_deref()))
-    {
-        Some(actor) => Person {
-            name: actor.to_owned(),
-            email: format!(
-                "{}@users.plumbline.invalid",
-                actor.replace(
-                    |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-',
-                    "_"
-                )
-            ),
-        },
-        None => options.unknown_actor.clone(),
-    }
-}
-
-fn apply(
-    clone: &Clone,
-    change: &Change<'_>,
-    report: &mut SyncReport,
-    resources: &mut BTreeSet<String>,
-) -> Result<(), GitError> {
-    let io = |path: &Path, source| GitError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    match change {
-        Change::Write(path, file) => {
-            let full = clone.workdir().join(path);
-            if let Some(parent) = full.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    /// Runs until `finished` is set and every entry is pushed, or for ever.
+    pub fn run(&mut self, finished: &AtomicBool) -> Result<SyncReport, SinkError> {
+        self.health
+            .set(&self.part(), Status::NotReady("starting".into()));
+        self.start_over()?;
+        loop {
+            // Read first, then check: `finished` is set after the last
+            // append, so an empty read after seeing it means the end.
+            let done = finished.load(Ordering::Acquire);
+            let wait = match self.staged.started {
+                Some(started) => self.options.batch.wait.saturating_sub(started.elapsed()),
+                None if done => Duration::ZERO,
+                None => Duration::from_millis(500),
+            };
+            let entries = self.queue.read(
+                &self.partition,
+                self.cursor,
+                self.options.batch.files,
+                wait.min(Duration::from_millis(500)),
+            )?;
+            self.record_depth();
+            if entries.is_empty() {
+                let due = self
+                    .staged
+                    .started
+                    .is_some_and(|s| s.elapsed() >= self.options.batch.wait);
+                if due || done {
+                    self.commit(self.cursor)?;
+                }
+                if self.unpushed_commits > 0 {
+                    self.push()?;
+                } else if self.staged.files == 0 {
+                    self.caught_up()?;
+                    if done {
+                        self.report.files = self.held_files();
+                        return Ok(self.report.clone());
+                    }
+                }
+                continue;
             }
-            std::fs::write(&full, &file.content).map_err(|e| io(&full, e))?;
-            report.written += 1;
-            report.bytes += file.content.len() as u64;
-            resources.insert(file.resource.clone());
-        }
-        Change::Delete(path) => {
-            let full = clone.workdir().join(path);
-            std::fs::remove_file(&full).map_err(|e| io(&full, e))?;
-            report.deleted += 1;
-            // `{…}/{resource}/{name}.yaml`: planned deletions are our files.
-            if let Some(resource) = path.rsplit('/').nth(1) {
-                resources.insert(resource.to_owned());
+            for (seq, entry) in entries {
+                self.reading = seq;
+                self.apply(entry)?;
+                self.cursor = seq;
+                if self.staged.files == 0 {
+                    self.done_through = seq;
+                }
+            }
+            if self.unpushed_commits >= self.options.push_every {
+                self.push()?;
             }
         }
     }
-    Ok(())
+
+    /// Acknowledges every entry through `through`.
+    fn ack(&self, through: Seq) -> Result<(), SinkError> {
+        if self.queue.acked(&self.partition)? < through {
+            self.queue.ack(&self.partition, through)?;
+        }
+        self.record_depth();
+        Ok(())
+    }
+
+    fn record_depth(&self) {
+        self.metrics
+            .queue_depth
+            .get_or_create(&self.labels)
+            .set(self.queue.depth(&self.partition) as i64);
+    }
+
+    /// Nothing waits: everything read is pushed (or changed nothing).
+    fn caught_up(&mut self) -> Result<(), SinkError> {
+        self.ack(self.cursor)?;
+        self.health.set(&self.part(), Status::Ready);
+        Ok(())
+    }
+
+    /// Fetches the remote's tip (retrying while it fails) and reads again
+    /// from the first entry not acknowledged.
+    fn start_over(&mut self) -> Result<(), SinkError> {
+        let mut backoff = Duration::from_millis(250);
+        let tip = loop {
+            match self.remote.fetch() {
+                Ok(tip) => {
+                    self.failing_since = None;
+                    break tip;
+                }
+                Err(error) => {
+                    self.failed(error, backoff)?;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        self.store.reset(tip).map_err(|source| self.git(source))?;
+        self.cursor = self.queue.acked(&self.partition)?;
+        self.done_through = self.cursor;
+        self.staged = Batch::default();
+        self.unpushed = Batch::default();
+        self.unpushed_commits = 0;
+        Ok(())
+    }
+
+    /// Records a failure of the remote; an error once it has failed for
+    /// longer than the retry budget, else waits `backoff`.
+    fn failed(&mut self, error: GitError, backoff: Duration) -> Result<(), SinkError> {
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        self.report.push_retries += 1;
+        self.metrics.push_retries.get_or_create(&self.labels).inc();
+        self.health
+            .set(&self.part(), Status::NotReady(format!("{error}")));
+        if self
+            .options
+            .retry_for
+            .is_some_and(|budget| since.elapsed() >= budget)
+        {
+            return Err(self.git(error));
+        }
+        tracing::warn!(partition = %self.partition, %error, retry_in = ?backoff, "git failed; retrying");
+        std::thread::sleep(backoff);
+        Ok(())
+    }
+
+    fn git(&self, source: GitError) -> SinkError {
+        SinkError::Git {
+            destination: names(&self.destinations),
+            source,
+        }
+    }
+
+    fn apply(&mut self, entry: Entry) -> Result<(), SinkError> {
+        match entry {
+            Entry::File(change) => self.apply_file(change),
+            Entry::SeedStart { destination, seed } => {
+                let live = HashSet::new();
+                self.seeds.insert(destination, Seed { id: seed, live });
+                Ok(())
+            }
+            Entry::SeedEnd {
+                destination,
+                seed,
+                complete,
+                deleted_by,
+            } => self.end_seed(&destination, seed, complete, deleted_by),
+        }
+    }
+
+    fn apply_file(&mut self, change: FileChange) -> Result<(), SinkError> {
+        let Some(destination) = self.destination(&change.destination) else {
+            tracing::warn!(destination = %change.destination, path = %change.path, "no such destination any more; entry skipped");
+            return Ok(());
+        };
+        let prune = destination.prune;
+        if change.content.is_some()
+            && let Some(seed) = self.seeds.get_mut(&change.destination)
+        {
+            seed.live.insert(change.path.clone());
+        }
+        if self
+            .staged
+            .author
+            .as_ref()
+            .is_some_and(|a| *a != change.actor)
+        {
+            self.commit(self.reading.saturating_sub(1))?;
+        }
+        let changed = match &change.content {
+            Some(content) => self
+                .store
+                .write(&change.path, content.as_bytes())
+                .map_err(|source| self.git(source))?,
+            // `Never` keeps files even when their object is deleted.
+            None if prune == Prune::Never => false,
+            None => self.store.remove(&change.path),
+        };
+        if changed {
+            self.stage(&change);
+        }
+        if self.staged.files >= self.options.batch.files
+            || self.staged.bytes >= self.options.batch.bytes
+        {
+            self.commit(self.reading)?;
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, change: &FileChange) {
+        let batch = &mut self.staged;
+        batch.started.get_or_insert_with(Instant::now);
+        batch.author = Some(change.actor.clone());
+        batch.files += 1;
+        batch.operations.insert(match change.operation {
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        });
+        batch.resources.insert(change.resource.clone());
+        batch.destinations.insert(change.destination.clone());
+        match &change.content {
+            Some(content) => {
+                batch.bytes += content.len();
+                batch.written += 1;
+            }
+            None => batch.deleted += 1,
+        }
+    }
+
+    /// Ends a seed: files under the destination that no live object
+    /// produced are deleted, if the seed was complete and pruning allowed.
+    fn end_seed(
+        &mut self,
+        name: &str,
+        id: u64,
+        complete: bool,
+        deleted_by: Option<String>,
+    ) -> Result<(), SinkError> {
+        self.prune(name, id, complete, deleted_by)?;
+        // The seed's last changes go out now, not when their batch would
+        // have filled.
+        self.commit(self.reading)
+    }
+
+    fn prune(
+        &mut self,
+        name: &str,
+        id: u64,
+        complete: bool,
+        deleted_by: Option<String>,
+    ) -> Result<(), SinkError> {
+        let Some(destination) = self.destination(name).cloned() else {
+            return Ok(());
+        };
+        let Some(seed) = self.seeds.remove(name).filter(|s| s.id == id) else {
+            // The seed began before a restart: its live set is unknown, so
+            // its orphans wait for the next seed.
+            tracing::info!(
+                destination = name,
+                "seed began before a restart; orphans wait for the next seed"
+            );
+            return Ok(());
+        };
+        let base = &destination.base_folder;
+        let mut orphans: Vec<String> = self
+            .store
+            .paths()
+            .filter(|p| !seed.live.contains(*p) && layout::key_of(base, p).is_some())
+            .map(str::to_owned)
+            .collect();
+        orphans.sort_unstable();
+        if !complete || destination.prune != Prune::Always {
+            self.report.orphans_kept = orphans.len();
+            return Ok(());
+        }
+        self.report.orphans_kept = 0;
+        for path in orphans {
+            let resource = path.rsplit('/').nth(1).unwrap_or_default().to_owned();
+            self.apply_file(FileChange {
+                destination: name.to_owned(),
+                path,
+                content: None,
+                operation: Operation::Delete,
+                actor: deleted_by.clone(),
+                resource,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
+
+    /// Files the branch holds under this worker's destinations.
+    fn held_files(&self) -> usize {
+        self.store
+            .paths()
+            .filter(|p| {
+                self.destinations
+                    .iter()
+                    .any(|d| layout::key_of(&d.base_folder, p).is_some())
+            })
+            .count()
+    }
+
+    /// Commits what is staged: every entry through `through`.
+    fn commit(&mut self, through: Seq) -> Result<(), SinkError> {
+        let batch = std::mem::take(&mut self.staged);
+        if !self.store.has_staged() {
+            return Ok(());
+        }
+        self.done_through = through;
+        let author = match batch.author.clone().flatten() {
+            Some(actor) => person_of(&actor),
+            None => self.options.unknown_actor.clone(),
+        };
+        let message = self.message(&batch);
+        let committed = self
+            .store
+            .commit(&message, &author, &self.options.committer)
+            .map_err(|source| self.git(source))?;
+        if committed.is_some() {
+            self.unpushed_commits += 1;
+            let u = &mut self.unpushed;
+            u.written += batch.written;
+            u.deleted += batch.deleted;
+            u.bytes += batch.bytes;
+        }
+        Ok(())
+    }
+
+    /// Pushes the local commits; on success acknowledges everything read.
+    fn push(&mut self) -> Result<(), SinkError> {
+        let Some(tip) = self.store.tip() else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.remote.push(tip) {
+                Ok(Push::Accepted) => {
+                    self.failing_since = None;
+                    self.rejected_since = None;
+                    self.rejections = 0;
+                    self.pushed();
+                    return self.ack(self.done_through);
+                }
+                Ok(Push::Rejected) => {
+                    self.rejections += 1;
+                    self.report.push_retries += 1;
+                    self.metrics.push_retries.get_or_create(&self.labels).inc();
+                    let since = *self.rejected_since.get_or_insert_with(Instant::now);
+                    if self
+                        .options
+                        .retry_for
+                        .is_some_and(|budget| since.elapsed() >= budget)
+                    {
+                        return Err(SinkError::Rejected {
+                            destination: names(&self.destinations),
+                            attempts: self.rejections,
+                        });
+                    }
+                    tracing::info!(partition = %self.partition, "push rejected: the branch moved; replaying on its new tip");
+                    // Seeds restart with their entries.
+                    return self.start_over();
+                }
+                Err(error) => {
+                    self.failed(error, backoff)?;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    fn pushed(&mut self) {
+        let u = std::mem::take(&mut self.unpushed);
+        let commits = std::mem::take(&mut self.unpushed_commits);
+        self.report.written += u.written;
+        self.report.deleted += u.deleted;
+        self.report.bytes += u.bytes as u64;
+        self.report.commits += commits;
+        let m = &self.metrics;
+        m.files_written
+            .get_or_create(&self.labels)
+            .inc_by(u.written as u64);
+        m.files_deleted
+            .get_or_create(&self.labels)
+            .inc_by(u.deleted as u64);
+        m.commits.get_or_create(&self.labels).inc_by(commits as u64);
+        m.commit_bytes
+            .get_or_create(&self.labels)
+            .inc_by(u.bytes as u64);
+        tracing::info!(partition = %self.partition, commits, written = u.written, deleted = u.deleted, "pushed");
+    }
+
+    fn message(&self, batch: &Batch) -> String {
+        let operations = batch.operations.iter().copied().collect::<Vec<_>>();
+        let operation = match operations.as_slice() {
+            [one] => *one,
+            _ => "sync",
+        };
+        let resources = batch
+            .resources
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let destinations = batch
+            .destinations
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let subject = self
+            .options
+            .message_template
+            .replace("{operation}", operation)
+            .replace("{count}", &batch.files.to_string())
+            .replace("{destination}", &destinations)
+            .replace("{resources}", &resources);
+        format!(
+            "{subject}\n\nPlumbline-Operation: {}\nPlumbline-Resources: {resources}\nPlumbline-Source: {}\n",
+            operations.join(", "),
+            self.options.source
+        )
+    }
 }
 
-fn message(
-    destination: &Destination,
-    count: usize,
-    resources: &BTreeSet<String>,
-    options: &SyncOptions,
-) -> String {
-    let resources = resources.iter().cloned().collect::<Vec<_>>().join(", ");
-    let subject = options
-        .message_template
-        .replace("{operation}", "sync")
-        .replace("{count}", &count.to_string())
-        .replace("{destination}", &destination.name)
-        .replace("{resources}", &resources);
-    format!(
-        "{subject}\n\nPlumbline-Operation: sync\nPlumbline-Resources: {resources}\nPlumbline-Source: {}\n",
-        options.source
-    )
+fn names(destinations: &[Destination]) -> String {
+    destinations
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Git identity of a Kubernetes user name.
+fn person_of(actor: &str) -> Person {
+    Person {
+        name: actor.to_owned(),
+        email: format!(
+            "{}@users.plumbline.invalid",
+            actor.replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-',
+                "_"
+            )
+        ),
+    }
 }

@@ -1,0 +1,143 @@
+//! The durable queue between routing and the Git sinks.
+//!
+//! Routed changes are appended, durably, before the source is told they
+//! were taken; a sink reads them in order and acknowledges them only after
+//! the push that contains them succeeded, so a crash or a remote that is
+//! down loses nothing: a restart reads again from the first change not
+//! acknowledged. The queue is partitioned by (repository, branch), the unit
+//! one sink worker owns, and is bounded: a full partition makes `append`
+//! wait (backpressure), it never drops.
+//!
+//! [`Queue`] is the small interface a second backend (NATS JetStream, for
+//! several replicas) implements; [`disk::DiskQueue`] is the embedded one.
+
+pub mod disk;
+
+use crate::model::Operation;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// One branch of one repository: the unit of ordering and of ownership.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    /// The repository URL, as configured.
+    pub repo: String,
+    /// The branch.
+    pub branch: String,
+}
+
+impl Partition {
+    /// The partition's key in a store: both parts, unambiguously joined.
+    pub fn key(&self) -> String {
+        format!("{}\n{}", self.repo, self.branch)
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            crate::sink::remote::redact(&self.repo),
+            self.branch
+        )
+    }
+}
+
+/// One file to write or remove, as routing decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    /// The destination (its name) the file belongs to.
+    pub destination: String,
+    /// The file's path in the repository.
+    pub path: String,
+    /// Canonical YAML, or `None` when the file must go.
+    pub content: Option<String>,
+    /// What happened to the object.
+    pub operation: Operation,
+    /// Who made the change, when known.
+    pub actor: Option<String>,
+    /// The object's resource, for commit trailers.
+    pub resource: String,
+}
+
+/// An entry of the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// A file to write or remove.
+    File(FileChange),
+    /// A listing of everything begins for a destination: the files it
+    /// produces until the matching [`Entry::SeedEnd`] are the live ones.
+    SeedStart {
+        /// The destination.
+        destination: String,
+        /// Tells this seed from others.
+        seed: u64,
+    },
+    /// The listing ended; files no live object produced are orphans, and
+    /// may be pruned only if the listing was complete.
+    SeedEnd {
+        /// The destination.
+        destination: String,
+        /// The seed this ends.
+        seed: u64,
+        /// Whether every source was read and every object routed.
+        complete: bool,
+        /// Who deleted the orphans' objects, when the source knows.
+        deleted_by: Option<String>,
+    },
+}
+
+/// A sequence number, increasing within a partition.
+pub type Seq = u64;
+
+/// Why the queue failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The store could not be opened, read or written.
+    #[error("queue {path}: {message}")]
+    Store {
+        /// The store.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// An entry could not be encoded or decoded.
+    #[error("queue entry {seq} of {partition}: {message}")]
+    Entry {
+        /// The partition.
+        partition: String,
+        /// The entry.
+        seq: Seq,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A durable, bounded, partitioned queue with acknowledgement.
+pub trait Queue: Send + Sync {
+    /// Appends `entries` to `partition`, durably, in order, waiting while
+    /// the partition is full. Returns the last entry's sequence number.
+    fn append(&self, partition: &Partition, entries: &[Entry]) -> Result<Seq, QueueError>;
+
+    /// Up to `max` entries after `after`, oldest first, waiting up to `wait`
+    /// for the first one.
+    fn read(
+        &self,
+        partition: &Partition,
+        after: Seq,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<(Seq, Entry)>, QueueError>;
+
+    /// Removes every entry up to and including `through`.
+    fn ack(&self, partition: &Partition, through: Seq) -> Result<(), QueueError>;
+
+    /// The sequence number before the first entry not acknowledged: where a
+    /// reader starts.
+    fn acked(&self, partition: &Partition) -> Result<Seq, QueueError>;
+
+    /// How many entries wait in `partition`.
+    fn depth(&self, partition: &Partition) -> u64;
+}

@@ -1,0 +1,200 @@
+//! Routing: events through the pipeline, on every core, into each
+//! destination's partition of the queue.
+//!
+//! Appending is the acknowledgement a source waits for: when `submit` or
+//! `seed` returns, every file the events produce is durably queued. A seed
+//! is framed by markers, so that the sink knows which files the listing
+//! produced and may prune the rest (only if the listing was complete).
+
+use super::pipeline::{MirrorError, Pipeline};
+use super::queue::{Entry, FileChange, Partition, Queue, QueueError};
+use crate::model::Event;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::SourceLabels;
+use std::sync::Arc;
+
+/// Events routed per queue transaction.
+const CHUNK: usize = 128;
+
+/// What routing some events did.
+#[derive(Debug, Default)]
+pub struct Routing {
+    /// Events routed.
+    pub events: usize,
+    /// Events that could not be routed (reported, skipped).
+    pub errors: Vec<MirrorError>,
+}
+
+/// Routes events into the queue.
+pub struct Router {
+    pipeline: Arc<Pipeline>,
+    queue: Arc<dyn Queue>,
+    metrics: Arc<Metrics>,
+    source: SourceLabels,
+}
+
+impl Router {
+    /// A router deciding with `pipeline` into `queue`; `source` names where
+    /// the events come from, for metrics.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        queue: Arc<dyn Queue>,
+        metrics: Arc<Metrics>,
+        source: &str,
+    ) -> Router {
+        Router {
+            pipeline,
+            queue,
+            metrics,
+            source: SourceLabels {
+                source: source.to_owned(),
+            },
+        }
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The partition of each destination, by index.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.pipeline
+            .config()
+            .destinations
+            .iter()
+            .map(|d| d.partition())
+            .collect()
+    }
+
+    /// Routes `events` (independent of each other: at most one per
+    /// object) and queues their files; returns once they are durable.
+    pub fn submit(&self, events: &[Event]) -> Result<Routing, QueueError> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = events.len().div_ceil(workers).max(1);
+        let results: Vec<Result<Routing, QueueError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = events
+                .chunks(share)
+                .map(|events| scope.spawn(move || self.route_all(events)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("routing does not panic"))
+                .collect()
+        });
+        let mut total = Routing::default();
+        for result in results {
+            let routing = result?;
+            total.events += routing.events;
+            total.errors.extend(routing.errors);
+        }
+        Ok(total)
+    }
+
+    fn route_all(&self, events: &[Event]) -> Result<Routing, QueueError> {
+        let partitions = self.partitions();
+        let destinations = &self.pipeline.config().destinations;
+        let mut routing = Routing::default();
+        for chunk in events.chunks(CHUNK) {
+            let mut queued: Vec<Vec<Entry>> = vec![Vec::new(); destinations.len()];
+            for event in chunk {
+                routing.events += 1;
+                self.metrics
+                    .objects_scanned
+                    .get_or_create(&self.source)
+                    .inc();
+                match self.pipeline.route(event) {
+                    Ok(routed) => {
+                        for r in routed {
+                            queued[r.destination].push(Entry::File(FileChange {
+                                destination: destinations[r.destination].name.clone(),
+                                path: r.path,
+                                content: r.content,
+                                operation: event.operation,
+                                actor: event.username.clone(),
+                                resource: r.key.resource,
+                            }));
+                        }
+                    }
+                    Err(error) => {
+                        self.metrics
+                            .objects_failed
+                            .get_or_create(&self.source)
+                            .inc();
+                        routing.errors.push(error);
+                    }
+                }
+            }
+            self.append_grouped(&partitions, queued)?;
+        }
+        Ok(routing)
+    }
+
+    /// Appends each destination's entries, one transaction per partition.
+    fn append_grouped(
+        &self,
+        partitions: &[Partition],
+        queued: Vec<Vec<Entry>>,
+    ) -> Result<(), QueueError> {
+        let mut by_partition: Vec<(&Partition, Vec<Entry>)> = Vec::new();
+        for (index, entries) in queued.into_iter().enumerate() {
+            let partition = &partitions[index];
+            match by_partition.iter_mut().find(|(p, _)| *p == partition) {
+                Some((_, all)) => all.extend(entries),
+                None => by_partition.push((partition, entries)),
+            }
+        }
+        for (partition, entries) in by_partition {
+            if !entries.is_empty() {
+                self.queue.append(partition, &entries)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A listing of everything: `events` framed by seed markers for every
+    /// destination. `complete` says whether the source read everything;
+    /// the seed is complete only if every event was routed too.
+    pub fn seed(
+        &self,
+        events: &[Event],
+        complete: bool,
+        deleted_by: Option<&str>,
+    ) -> Result<Routing, QueueError> {
+        let id = seed_id();
+        let partitions = self.partitions();
+        let destinations = &self.pipeline.config().destinations;
+        let marker = |make: &dyn Fn(String) -> Entry| {
+            destinations
+                .iter()
+                .map(|d| vec![make(d.name.clone())])
+                .collect::<Vec<_>>()
+        };
+        self.append_grouped(
+            &partitions,
+            marker(&|destination| Entry::SeedStart {
+                destination,
+                seed: id,
+            }),
+        )?;
+        let routing = self.submit(events)?;
+        let complete = complete && routing.errors.is_empty();
+        self.append_grouped(
+            &partitions,
+            marker(&|destination| Entry::SeedEnd {
+                destination,
+                seed: id,
+                complete,
+                deleted_by: deleted_by.map(str::to_owned),
+            }),
+        )?;
+        Ok(routing)
+    }
+}
+
+/// A seed's identity: the time it began, which no earlier seed shares.
+fn seed_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,211 @@
+//! The remote, through the `git` program: fetch a branch, push a commit.
+//!
+//! Why the program and not a library for these two: gitoxide (`gix`) has no
+//! push in any released version, and libgit2 would add a C dependency with
+//! its own transport and credential quirks. The `git` program speaks every
+//! transport and credential helper an operator already uses. Everything
+//! local (reading trees, writing blobs, trees and commits) goes through
+//! `gix` in [`super::store`], in process. Each call here is one short
+//! process with a fixed, isolated configuration (no hooks, no user config,
+//! no automatic gc), and every failure comes back with git's own message
+//! and the remote's URL with any credentials in it redacted.
+
+use gix::ObjectId;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Why a Git operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The `git` program could not be started.
+    #[error("cannot run git: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// A git command failed.
+    #[error("git {command} ({remote}): {message}")]
+    Command {
+        /// The subcommand that failed.
+        command: String,
+        /// The remote, with credentials redacted.
+        remote: String,
+        /// What git printed.
+        message: String,
+    },
+    /// The local repository could not be read or written.
+    #[error("local repository {}: {source}", path.display())]
+    Local {
+        /// The repository.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<gix::Error>,
+    },
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    /// The remote took it.
+    Accepted,
+    /// The remote moved on since the last fetch (not a fast-forward).
+    Rejected,
+}
+
+/// One branch of one remote, fetched into and pushed from a local bare
+/// repository.
+#[derive(Debug)]
+pub struct Remote {
+    gitdir: PathBuf,
+    url: String,
+    branch: String,
+}
+
+/// A URL with its password or token replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if !userinfo.contains('/') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Remote {
+    /// The branch `branch` of `url`, kept in the bare repository `gitdir`
+    /// (made if missing).
+    pub fn new(url: &str, branch: &str, gitdir: &Path) -> Result<Remote, GitError> {
+        if !gitdir.join("HEAD").is_file() {
+            gix::init_bare(gitdir).map_err(|e| GitError::Local {
+                path: gitdir.to_owned(),
+                source: Box::new(e),
+            })?;
+        }
+        Ok(Remote {
+            gitdir: gitdir.to_owned(),
+            url: url.to_owned(),
+            branch: branch.to_owned(),
+        })
+    }
+
+    /// The local bare repository.
+    pub fn gitdir(&self) -> &Path {
+        &self.gitdir
+    }
+
+    /// The remote's URL, credentials redacted.
+    pub fn display_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// Fetches the branch; returns its tip, or `None` if the remote has no
+    /// such branch yet.
+    pub fn fetch(&self) -> Result<Option<ObjectId>, GitError> {
+        let tracking = format!("refs/remotes/origin/{}", self.branch);
+        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        let fetched = self.git_output(["fetch", "--quiet", "--no-tags", &self.url, &refspec])?;
+        if !fetched.status.success() {
+            if missing_ref(&fetched) {
+                return Ok(None);
+            }
+            return Err(self.failure("fetch", &fetched));
+        }
+        let out = self.git_output(["rev-parse", "--verify", "--quiet", &tracking])?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        let hex = String::from_utf8_lossy(&out.stdout);
+        ObjectId::from_hex(hex.trim().as_bytes())
+            .map(Some)
+            .map_err(|e| GitError::Command {
+                command: "rev-parse".into(),
+                remote: redact(&self.url),
+                message: e.to_string(),
+            })
+    }
+
+    /// Pushes `commit` to the branch, fast-forward only.
+    pub fn push(&self, commit: ObjectId) -> Result<Push, GitError> {
+        let refspec = format!("{commit}:refs/heads/{}", self.branch);
+        let out = self.git_output(["push", "--quiet", "--porcelain", &self.url, &refspec])?;
+        if out.status.success() {
+            return Ok(Push::Accepted);
+        }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A non-fast-forward, or a ref that another writer moved between our
+        // fetch and the remote's update: both mean "replay on the new tip".
+        let moved = [
+            "[rejected]",
+            "non-fast-forward",
+            "fetch first",
+            "failed to update ref",
+            "cannot lock ref",
+        ];
+        if moved.iter().any(|m| text.contains(m)) {
+            Ok(Push::Rejected)
+        } else {
+            Err(self.failure("push", &out))
+        }
+    }
+
+    fn git_output<I, S>(&self, args: I) -> Result<Output, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new("git");
+        command
+            .arg("--git-dir")
+            .arg(&self.gitdir)
+            // Only Plumbline's own settings: no user or system config, no
+            // hooks, no prompts, no gc (which could drop objects of commits
+            // not pushed yet).
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .args(["-c", "core.hooksPath=/dev/null", "-c", "gc.auto=0"])
+            .args(["-c", "core.fsync=none"])
+            .args(args);
+        command.output().map_err(GitError::Spawn)
+    }
+
+    fn failure(&self, command: &str, out: &Output) -> GitError {
+        let message = String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .replace(&self.url, &redact(&self.url));
+        GitError::Command {
+            command: command.to_owned(),
+            remote: redact(&self.url),
+            message,
+        }
+    }
+}
+
+fn missing_ref(out: &Output) -> bool {
+    String::from_utf8_lossy(&out.stderr).contains("couldn't find remote ref")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(
+            redact("https://bot:s3cr3t@git.example.com/r.git"),
+            "https://bot:***@git.example.com/r.git"
+        );
+        assert_eq!(
+            redact("https://git.example.com/r.git"),
+            "https://git.example.com/r.git"
+        );
+        assert_eq!(redact("/srv/git/r.git"), "/srv/git/r.git");
+    }
+}
