@@ -5,9 +5,13 @@
 //! clone and `git add -A && git commit && git push`, which is the least any
 //! tool that commits those files must do.
 //!
-//! `cargo bench --bench seed` (set `SEED_OBJECTS` to change the count).
-//! Prints the median of three runs of each, their ratio, objects per second
-//! and Plumbline's peak RSS (from `/usr/bin/time`).
+//! Then every object changes, and the same daemon state mirrors the
+//! updates: the sustained rate of update events.
+//!
+//! `cargo bench --bench seed` (`SEED_OBJECTS` changes the count, default
+//! 10,000; `SEED_ROUNDS` the rounds, default 3). Prints the median of the
+//! rounds of each, their ratio, objects per second, updates per second and
+//! Plumbline's peak RSS (from `/usr/bin/time`).
 
 use serde_json::{Value, json};
 use std::path::Path;
@@ -21,44 +25,23 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
+    let rounds: usize = std::env::var("SEED_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
     let work = tempfile::tempdir().unwrap();
     let source = work.path().join("source");
-    generate(&source, count);
+    generate(&source, count, 0);
     let cache = work.path().join("cache");
     let mut ours = Vec::new();
     let mut baseline = Vec::new();
     let mut rss_kib = 0;
-    for round in 0..3 {
+    for round in 0..rounds {
         let repo = bare(work.path(), &format!("ours-{round}.git"));
         let state = work.path().join(format!("state-{round}"));
-        let started = Instant::now();
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%M"])
-            .arg(env!("CARGO_BIN_EXE_plumbline"))
-            .args(["run", "--once", "--repo"])
-            .arg(&repo)
-            .arg("--source-dir")
-            .arg(&source)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .output()
-            .unwrap();
-        ours.push(started.elapsed());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        rss_kib = rss_kib.max(
-            stderr
-                .lines()
-                .last()
-                .and_then(|l| l.trim().parse().ok())
-                .unwrap_or(0),
-        );
+        let (elapsed, rss) = mirror(&source, &repo, &state, &cache);
+        ours.push(elapsed);
+        rss_kib = rss_kib.max(rss);
 
         // The baseline commits exactly the files Plumbline wrote.
         let files = work.path().join(format!("files-{round}"));
@@ -80,8 +63,17 @@ fn main() {
         ));
         baseline.push(started.elapsed());
     }
+    // Every object changes; the first round's daemon state mirrors them.
+    generate(&source, count, 1);
+    let (updates, rss) = mirror(
+        &source,
+        &work.path().join("ours-0.git"),
+        &work.path().join("state-0"),
+        &cache,
+    );
+    rss_kib = rss_kib.max(rss);
     let (ours, baseline) = (median(ours), median(baseline));
-    println!("seed of {count} objects (median of 3):");
+    println!("seed of {count} objects (median of {rounds}):");
     println!(
         "  plumbline run --once     {:>8.2?}  ({:.0} objects/s)",
         ours,
@@ -92,7 +84,40 @@ fn main() {
         "  ratio                    {:>8.2}×",
         ours.as_secs_f64() / baseline.as_secs_f64()
     );
+    println!(
+        "  {count} updates           {:>8.2?}  ({:.0} updates/s)",
+        updates,
+        count as f64 / updates.as_secs_f64()
+    );
     println!("  plumbline peak RSS       {:>8} MiB", rss_kib / 1024);
+}
+
+/// `plumbline run --once` of `source` into `repo`: how long it took and its
+/// peak RSS in KiB.
+fn mirror(source: &Path, repo: &Path, state: &Path, cache: &Path) -> (Duration, u64) {
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_plumbline"))
+        .args(["run", "--once", "--repo"])
+        .arg(repo)
+        .arg("--source-dir")
+        .arg(source)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let rss = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (elapsed, rss)
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -118,7 +143,8 @@ fn sh(script: &str) {
 /// Writes `count` objects: a realistic mix of Deployments (~5 KiB, with
 /// managedFields and status), ConfigMaps, Services and Secrets across 50
 /// namespaces, one JSON file each, as `kubectl get -o json` writes them.
-fn generate(dir: &Path, count: usize) {
+/// Each `generation` changes every object.
+fn generate(dir: &Path, count: usize, generation: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let deployment: Value = serde_json::from_str(DEPLOYMENT).unwrap();
     for i in 0..count {
@@ -129,21 +155,21 @@ fn generate(dir: &Path, count: usize) {
                 let mut d = deployment.clone();
                 d["metadata"]["name"] = json!(name);
                 d["metadata"]["namespace"] = json!(namespace);
-                d["spec"]["replicas"] = json!(1 + i % 5);
+                d["spec"]["replicas"] = json!(1 + i % 5 + generation);
                 d
             }
             1 => json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{i}"), "resourceVersion": format!("{}", 1000 + i),
                              "creationTimestamp": "2026-10-14T09:21:07Z", "labels": {"app": name}},
-                "data": {"config.yaml": format!("listen: 8080\nworkers: {}\nfeature_flags:\n  checkout_v2: true\n  region: eu-{}\n", i % 16, i % 3)}}),
+                "data": {"config.yaml": format!("listen: 8080\nworkers: {}\nfeature_flags:\n  checkout_v2: true\n  region: eu-{}\n", i % 16 + generation, i % 3)}}),
             2 => json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{i}"), "resourceVersion": format!("{}", 1000 + i)},
                 "spec": {"clusterIP": format!("10.43.{}.{}", i / 250 % 250, i % 250), "clusterIPs": [format!("10.43.{}.{}", i / 250 % 250, i % 250)],
-                         "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}], "selector": {"app": name},
+                         "ports": [{"name": "http", "port": 80 + generation, "protocol": "TCP", "targetPort": 8080}], "selector": {"app": name},
                          "sessionAffinity": "None", "type": "ClusterIP"}, "status": {"loadBalancer": {}}}),
             _ => json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{i}")},
-                "data": {"password": "aHVudGVyMg==", "token": "c2VjcmV0LXRva2Vu"}}),
+                "data": {"password": "aHVudGVyMg==", "token": "c2VjcmV0LXRva2Vu"}, "immutable": generation > 0}),
         };
         std::fs::write(dir.join(format!("{i:05}.json")), object.to_string()).unwrap();
     }
