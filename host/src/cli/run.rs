@@ -146,35 +146,52 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let partitions: Vec<Partition> = workers.iter().map(|(p, _)| p.clone()).collect();
     let progress = progress::Progress::start(metrics, &source, &partitions);
     let mut follower = Follower::new(&args.source_dir, args.actor.as_deref());
-    let seed = follower.poll();
-    report_errors(&seed);
-    let routing = router.seed(&seed.events, seed.is_complete(), args.actor.as_deref())?;
-    for error in &routing.errors {
-        eprintln!("error: {error}");
-    }
+    let seed_id = router.begin_seed()?;
+    let (seed, routed) = look(&mut follower, &router)?;
+    let complete = seed.is_complete() && routed;
+    router.end_seed(seed_id, complete, args.actor.as_deref())?;
     if args.once {
         finished.store(true, Ordering::Release);
-        let ok = seed.is_complete() && routing.errors.is_empty();
-        return finish(workers, &seed, ok, progress);
+        return finish(workers, &seed, complete, progress);
     }
     tracing::info!(
-        objects = seed.events.len(),
+        objects = seed.events,
         "seeded; following {}",
         args.source_dir.display()
     );
     loop {
         std::thread::sleep(Duration::from_secs(args.interval));
-        let changes = follower.poll();
-        report_errors(&changes);
-        if changes.events.is_empty() {
-            continue;
-        }
-        tracing::info!(events = changes.events.len(), "the folder changed");
-        let routing = router.submit(&changes.events)?;
-        for error in &routing.errors {
-            eprintln!("error: {error}");
+        let (changes, _) = look(&mut follower, &router)?;
+        if changes.events > 0 {
+            tracing::info!(events = changes.events, "the folder changed");
         }
     }
+}
+
+/// One look at the folder, its events routed into the queue as they come;
+/// whether every event was routed.
+fn look(follower: &mut Follower, router: &Router) -> anyhow::Result<(Changes, bool)> {
+    let mut failure = None;
+    let mut routed = true;
+    let changes = follower.poll(&mut |events| {
+        if failure.is_some() {
+            return;
+        }
+        match router.submit(&events) {
+            Ok(routing) => {
+                for error in &routing.errors {
+                    eprintln!("error: {error}");
+                }
+                routed &= routing.errors.is_empty();
+            }
+            Err(error) => failure = Some(error),
+        }
+    });
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    report_errors(&changes);
+    Ok((changes, routed))
 }
 
 fn report_errors(changes: &Changes) {
@@ -279,10 +296,9 @@ fn finish(
     if complete {
         for (partition, _) in &reports {
             if Path::new(&partition.repo).is_dir() {
-                println!(
-                    "look at it: git --git-dir {} log --stat {}",
-                    partition.repo, partition.branch
-                );
+                let (repo, branch) = (&partition.repo, &partition.branch);
+                println!("look at it: git --git-dir {repo} log --stat {branch}");
+                println!("the tree:   git --git-dir {repo} ls-tree -r --name-only {branch}");
             } else {
                 println!("pushed to {partition}");
             }
@@ -298,7 +314,7 @@ fn finish(
 fn summarize(seed: &Changes, partition: &Partition, report: &SyncReport) {
     eprintln!(
         "{} object(s) from {} file(s) → {} file(s) in {partition}: {} written, {} deleted, {} commit(s), {} push retries{}",
-        seed.events.len(),
+        seed.events,
         seed.files,
         report.files,
         report.written,

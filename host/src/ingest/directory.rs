@@ -17,11 +17,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// What one look at the folder found.
+/// Events handed on at a time: a seed of a large folder streams through
+/// in chunks of this size instead of being held whole.
+pub const CHUNK: usize = 1024;
+
+/// What one look at the folder found (its events went to the caller).
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// One event per object created, changed or deleted.
-    pub events: Vec<Event>,
+    /// How many events (objects created, changed or deleted).
+    pub events: usize,
     /// Files and documents that could not be used.
     pub errors: Vec<IngestError>,
     /// How many files the folder holds.
@@ -43,8 +47,9 @@ type Identity = (String, String, Option<String>, String);
 #[derive(Debug, Clone)]
 struct Known {
     digest: [u8; 32],
-    /// apiVersion, kind, name, namespace and labels: what rules select by.
-    stub: Value,
+    /// apiVersion, kind, name, namespace and labels (what rules select
+    /// by), as JSON text.
+    stub: String,
 }
 
 #[derive(Debug, Default)]
@@ -71,9 +76,12 @@ impl Follower {
         }
     }
 
-    /// Reads what changed since the last poll (everything, the first time).
-    pub fn poll(&mut self) -> Changes {
+    /// Reads what changed since the last poll (everything, the first time),
+    /// handing the events to `flush` in chunks of at most [`CHUNK`], each
+    /// holding at most one event per object.
+    pub fn poll(&mut self, flush: &mut dyn FnMut(Vec<Event>)) -> Changes {
         let mut changes = Changes::default();
+        let mut events = Vec::new();
         let mut paths = Vec::new();
         if let Err(error) = collect_files(&self.dir, &mut paths) {
             changes.errors.push(IngestError::Parse {
@@ -90,21 +98,29 @@ impl Follower {
             .filter(|p| paths.binary_search(p).is_err())
             .cloned()
             .collect();
+        let mut hand_on = |events: &mut Vec<Event>, changes: &mut Changes, at_least| {
+            if events.len() >= at_least {
+                collapse(events);
+                changes.events += events.len();
+                flush(std::mem::take(events));
+            }
+        };
         for path in paths {
-            self.read(path, &mut changes);
+            self.read(path, &mut events, &mut changes);
+            hand_on(&mut events, &mut changes, CHUNK);
         }
         // Files that went, last: an object that moved to another file is
         // held there by now, and is not deleted.
         for path in gone {
             let state = self.files.remove(&path).unwrap_or_default();
-            self.deleted(state.objects, &mut changes);
+            self.deleted(state.objects, &mut events);
         }
-        collapse(&mut changes.events);
+        hand_on(&mut events, &mut changes, 1);
         changes
     }
 
     /// Re-reads `path` if it changed, recording its events.
-    fn read(&mut self, path: PathBuf, changes: &mut Changes) {
+    fn read(&mut self, path: PathBuf, events: &mut Vec<Event>, changes: &mut Changes) {
         let stamp = std::fs::metadata(&path)
             .ok()
             .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
@@ -133,7 +149,7 @@ impl Follower {
             let event = event_of(&object, Operation::Create, self.actor.as_deref());
             let known = Known {
                 digest: Sha256::digest(event.object.as_bytes()).into(),
-                stub: stub_of(&object),
+                stub: stub_of(&object).to_string(),
             };
             let id = identity(&event.target);
             let operation = match before.remove(&id) {
@@ -142,7 +158,7 @@ impl Follower {
                 Some(_) => None,
             };
             if let Some(operation) = operation {
-                changes.events.push(Event { operation, ..event });
+                events.push(Event { operation, ..event });
             }
             now.insert(id, known);
         }
@@ -150,7 +166,7 @@ impl Follower {
             // What the broken part held is unknown: keep what it held.
             now.extend(before);
         } else {
-            self.deleted(before, changes);
+            self.deleted(before, events);
         }
         if let Some(state) = self.files.get_mut(&path) {
             state.objects = now;
@@ -158,16 +174,13 @@ impl Follower {
     }
 
     /// Delete events for `objects`, unless another file holds them now.
-    fn deleted(&self, objects: HashMap<Identity, Known>, changes: &mut Changes) {
+    fn deleted(&self, objects: HashMap<Identity, Known>, events: &mut Vec<Event>) {
         for (id, known) in objects {
             if self.files.values().any(|f| f.objects.contains_key(&id)) {
                 continue;
             }
-            changes.events.push(event_of(
-                &known.stub,
-                Operation::Delete,
-                self.actor.as_deref(),
-            ));
+            let stub: Value = serde_json::from_str(&known.stub).unwrap_or_default();
+            events.push(event_of(&stub, Operation::Delete, self.actor.as_deref()));
         }
     }
 }
@@ -325,9 +338,16 @@ mod tests {
         std::fs::write(dir.join(file), text).unwrap();
     }
 
-    fn summary(changes: &Changes) -> Vec<(Operation, String)> {
-        let mut out: Vec<_> = changes
-            .events
+    /// Polls, collecting the events.
+    fn poll(follower: &mut Follower) -> (Changes, Vec<Event>) {
+        let mut events = Vec::new();
+        let changes = follower.poll(&mut |chunk| events.extend(chunk));
+        assert_eq!(changes.events, events.len());
+        (changes, events)
+    }
+
+    fn summary(events: &[Event]) -> Vec<(Operation, String)> {
+        let mut out: Vec<_> = events
             .iter()
             .map(|e| (e.operation, e.target.name.clone()))
             .collect();
@@ -344,37 +364,36 @@ mod tests {
         write(dir.path(), "a.yaml", A);
         write(dir.path(), "b.yaml", B);
         let mut follower = Follower::new(dir.path(), Some("alice"));
-        let seed = follower.poll();
+        let (seed, events) = poll(&mut follower);
         assert!(seed.is_complete());
         assert_eq!(
-            summary(&seed),
+            summary(&events),
             [
                 (Operation::Create, "a".into()),
                 (Operation::Create, "b".into())
             ]
         );
-        assert!(follower.poll().events.is_empty(), "nothing changed");
+        assert!(poll(&mut follower).1.is_empty(), "nothing changed");
 
         write(dir.path(), "a.yaml", &A.replace("k: v", "k: changed"));
         std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
-        let changes = follower.poll();
+        let (_, events) = poll(&mut follower);
         assert_eq!(
-            summary(&changes),
+            summary(&events),
             [
                 (Operation::Update, "a".into()),
                 (Operation::Delete, "b".into())
             ]
         );
         assert!(
-            changes
-                .events
+            events
                 .iter()
                 .all(|e| e.username.as_deref() == Some("alice"))
         );
 
         // A delete event carries what rules select by, not the object.
         std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
-        let deleted = &follower.poll().events[0];
+        let deleted = &poll(&mut follower).1[0];
         let object: Value = serde_json::from_str(&deleted.object).unwrap();
         assert_eq!(object["metadata"]["labels"]["team"], "x");
         assert!(object.get("data").is_none());
@@ -386,29 +405,26 @@ mod tests {
         write(dir.path(), "a.yaml", A);
         write(dir.path(), "b.yaml", B);
         let mut follower = Follower::new(dir.path(), None);
-        follower.poll();
+        poll(&mut follower);
         write(dir.path(), "b.yaml", "kind: [unclosed\n");
-        let changes = follower.poll();
+        let (changes, events) = poll(&mut follower);
         assert!(!changes.is_complete());
-        assert!(changes.events.is_empty(), "{:?}", summary(&changes));
+        assert!(events.is_empty(), "{:?}", summary(&events));
         assert!(changes.errors[0].to_string().contains("b.yaml"));
 
         // `a` moves into the repaired b.yaml: an update at most, no delete;
         // and back into a.yaml while b.yaml drops it: one event, not two.
         write(dir.path(), "b.yaml", &format!("{B}---\n{A}"));
         std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
-        let changes = follower.poll();
+        let (_, events) = poll(&mut follower);
         assert!(
-            changes
-                .events
-                .iter()
-                .all(|e| e.operation != Operation::Delete),
+            events.iter().all(|e| e.operation != Operation::Delete),
             "{:?}",
-            summary(&changes)
+            summary(&events)
         );
         write(dir.path(), "a.yaml", A);
         write(dir.path(), "b.yaml", B);
-        let events = summary(&follower.poll());
+        let events = summary(&poll(&mut follower).1);
         assert!(
             matches!(&events[..], [(op, name)] if name == "a" && *op != Operation::Delete),
             "{events:?}"

@@ -152,43 +152,44 @@ impl Router {
         Ok(())
     }
 
-    /// A listing of everything: `events` framed by seed markers for every
-    /// destination. `complete` says whether the source read everything;
-    /// the seed is complete only if every event was routed too.
-    pub fn seed(
+    /// Begins a listing of everything for every destination: the files
+    /// submitted until [`Router::end_seed`] are the live ones. Returns the
+    /// seed's identity.
+    pub fn begin_seed(&self) -> Result<u64, QueueError> {
+        let id = seed_id();
+        let start = self.markers(&|destination| Entry::SeedStart {
+            destination,
+            seed: id,
+        });
+        self.append_grouped(&self.partitions(), start)?;
+        Ok(id)
+    }
+
+    /// Ends seed `id`. `complete` says whether the source read everything
+    /// and every event was routed: only then are orphans pruned.
+    pub fn end_seed(
         &self,
-        events: &[Event],
+        id: u64,
         complete: bool,
         deleted_by: Option<&str>,
-    ) -> Result<Routing, QueueError> {
-        let id = seed_id();
-        let partitions = self.partitions();
-        let destinations = &self.pipeline.config().destinations;
-        let marker = |make: &dyn Fn(String) -> Entry| {
-            destinations
-                .iter()
-                .map(|d| vec![make(d.name.clone())])
-                .collect::<Vec<_>>()
-        };
-        self.append_grouped(
-            &partitions,
-            marker(&|destination| Entry::SeedStart {
-                destination,
-                seed: id,
-            }),
-        )?;
-        let routing = self.submit(events)?;
-        let complete = complete && routing.errors.is_empty();
-        self.append_grouped(
-            &partitions,
-            marker(&|destination| Entry::SeedEnd {
-                destination,
-                seed: id,
-                complete,
-                deleted_by: deleted_by.map(str::to_owned),
-            }),
-        )?;
-        Ok(routing)
+    ) -> Result<(), QueueError> {
+        let end = self.markers(&|destination| Entry::SeedEnd {
+            destination,
+            seed: id,
+            complete,
+            deleted_by: deleted_by.map(str::to_owned),
+        });
+        self.append_grouped(&self.partitions(), end)
+    }
+
+    /// One marker per destination.
+    fn markers(&self, make: &dyn Fn(String) -> Entry) -> Vec<Vec<Entry>> {
+        self.pipeline
+            .config()
+            .destinations
+            .iter()
+            .map(|d| vec![make(d.name.clone())])
+            .collect()
     }
 }
 
