@@ -11,7 +11,7 @@
 //! `cargo bench --bench seed` (`SEED_OBJECTS` changes the count, default
 //! 10,000; `SEED_ROUNDS` the rounds, default 3). Prints the median of the
 //! rounds of each, their ratio, objects per second, updates per second and
-//! Plumbline's peak RSS (from `/usr/bin/time`).
+//! Plumbline's peak RSS (its own `VmHWM`, without the `git` processes it runs).
 
 use serde_json::{Value, json};
 use std::path::Path;
@@ -93,12 +93,11 @@ fn main() {
 }
 
 /// `plumbline run --once` of `source` into `repo`: how long it took and its
-/// peak RSS in KiB.
+/// peak RSS in KiB (its own high-water mark from `/proc`, sampled until it
+/// exits; the `git` processes it runs are not counted).
 fn mirror(source: &Path, repo: &Path, state: &Path, cache: &Path) -> (Duration, u64) {
     let started = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_plumbline"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plumbline"))
         .args(["run", "--once", "--repo"])
         .arg(repo)
         .arg("--source-dir")
@@ -107,17 +106,35 @@ fn mirror(source: &Path, repo: &Path, state: &Path, cache: &Path) -> (Duration, 
         .arg(state)
         .arg("--cache-dir")
         .arg(cache)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            peak = peak.max(high_water_mark(&text));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let elapsed = started.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let rss = stderr
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (elapsed, peak)
+}
+
+/// `VmHWM` of a `/proc/PID/status`, in KiB.
+fn high_water_mark(status: &str) -> u64 {
+    status
         .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
-    (elapsed, rss)
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {

@@ -39,8 +39,9 @@ impl Changes {
     }
 }
 
-/// An object's identity: what its file in Git is named by.
-type Identity = (String, String, Option<String>, String);
+/// An object's identity (group, resource, namespace, name), joined into
+/// one allocation: the follower holds one per object.
+type Identity = Box<str>;
 
 /// What the follower remembers of an object: enough to tell a change and
 /// to describe it in a delete event, never the object itself.
@@ -55,7 +56,8 @@ struct Known {
 #[derive(Debug, Default)]
 struct FileState {
     stamp: Option<(SystemTime, u64)>,
-    objects: HashMap<Identity, Known>,
+    /// Most files hold one object: a list costs less than a map.
+    objects: Vec<(Identity, Known)>,
 }
 
 /// Follows a folder of manifests.
@@ -143,7 +145,7 @@ impl Follower {
         let broken = !errors.is_empty();
         changes.errors.extend(errors);
         let mut before = std::mem::take(&mut previous.objects);
-        let mut now = HashMap::new();
+        let mut now = Vec::with_capacity(manifests.len());
         for manifest in manifests {
             let object = manifest.object;
             let event = event_of(&object, Operation::Create, self.actor.as_deref());
@@ -152,7 +154,11 @@ impl Follower {
                 stub: stub_of(&object).to_string(),
             };
             let id = identity(&event.target);
-            let operation = match before.remove(&id) {
+            let old = before
+                .iter()
+                .position(|(known, _)| *known == id)
+                .map(|i| before.swap_remove(i).1);
+            let operation = match old {
                 None => Some(Operation::Create),
                 Some(old) if old.digest != known.digest => Some(Operation::Update),
                 Some(_) => None,
@@ -160,7 +166,7 @@ impl Follower {
             if let Some(operation) = operation {
                 events.push(Event { operation, ..event });
             }
-            now.insert(id, known);
+            now.push((id, known));
         }
         if broken {
             // What the broken part held is unknown: keep what it held.
@@ -174,9 +180,13 @@ impl Follower {
     }
 
     /// Delete events for `objects`, unless another file holds them now.
-    fn deleted(&self, objects: HashMap<Identity, Known>, events: &mut Vec<Event>) {
+    fn deleted(&self, objects: Vec<(Identity, Known)>, events: &mut Vec<Event>) {
         for (id, known) in objects {
-            if self.files.values().any(|f| f.objects.contains_key(&id)) {
+            if self
+                .files
+                .values()
+                .any(|f| f.objects.iter().any(|(other, _)| *other == id))
+            {
                 continue;
             }
             let stub: Value = serde_json::from_str(&known.stub).unwrap_or_default();
@@ -209,12 +219,15 @@ fn collapse(events: &mut Vec<Event>) {
 }
 
 fn identity(target: &Target) -> Identity {
-    (
-        target.group.clone(),
-        target.resource.clone(),
-        target.namespace.clone(),
-        target.name.clone(),
+    // NUL cannot occur in any of the parts.
+    format!(
+        "{}\0{}\0{}\0{}",
+        target.group,
+        target.resource,
+        target.namespace.as_deref().unwrap_or_default(),
+        target.name
     )
+    .into_boxed_str()
 }
 
 /// The parts of an object a rule can select by, for its delete event.

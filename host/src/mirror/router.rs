@@ -13,9 +13,6 @@ use crate::telemetry::Metrics;
 use crate::telemetry::metrics::SourceLabels;
 use std::sync::Arc;
 
-/// Events routed per queue transaction.
-const CHUNK: usize = 128;
-
 /// What routing some events did.
 #[derive(Debug, Default)]
 pub struct Routing {
@@ -68,11 +65,13 @@ impl Router {
     }
 
     /// Routes `events` (independent of each other: at most one per
-    /// object) and queues their files; returns once they are durable.
+    /// object) on every core and queues their files, in path order (so that
+    /// a batch touches few folders, and a commit rewrites few trees);
+    /// returns once they are durable.
     pub fn submit(&self, events: &[Event]) -> Result<Routing, QueueError> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let share = events.len().div_ceil(workers).max(1);
-        let results: Vec<Result<Routing, QueueError>> = std::thread::scope(|scope| {
+        let results: Vec<(Routing, Vec<Vec<Entry>>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = events
                 .chunks(share)
                 .map(|events| scope.spawn(move || self.route_all(events)))
@@ -83,51 +82,55 @@ impl Router {
                 .collect()
         });
         let mut total = Routing::default();
-        for result in results {
-            let routing = result?;
+        let mut queued: Vec<Vec<Entry>> = vec![Vec::new(); self.partitions().len()];
+        for (routing, entries) in results {
             total.events += routing.events;
             total.errors.extend(routing.errors);
+            for (all, more) in queued.iter_mut().zip(entries) {
+                all.extend(more);
+            }
         }
+        for entries in &mut queued {
+            entries.sort_by(|a, b| path_of(a).cmp(path_of(b)));
+        }
+        self.append_grouped(&self.partitions(), queued)?;
         Ok(total)
     }
 
-    fn route_all(&self, events: &[Event]) -> Result<Routing, QueueError> {
-        let partitions = self.partitions();
+    /// Routes `events`: per destination, the entries they produce.
+    fn route_all(&self, events: &[Event]) -> (Routing, Vec<Vec<Entry>>) {
         let destinations = &self.pipeline.config().destinations;
         let mut routing = Routing::default();
-        for chunk in events.chunks(CHUNK) {
-            let mut queued: Vec<Vec<Entry>> = vec![Vec::new(); destinations.len()];
-            for event in chunk {
-                routing.events += 1;
-                self.metrics
-                    .objects_scanned
-                    .get_or_create(&self.source)
-                    .inc();
-                match self.pipeline.route(event) {
-                    Ok(routed) => {
-                        for r in routed {
-                            queued[r.destination].push(Entry::File(FileChange {
-                                destination: destinations[r.destination].name.clone(),
-                                path: r.path,
-                                content: r.content,
-                                operation: event.operation,
-                                actor: event.username.clone(),
-                                resource: r.key.resource,
-                            }));
-                        }
-                    }
-                    Err(error) => {
-                        self.metrics
-                            .objects_failed
-                            .get_or_create(&self.source)
-                            .inc();
-                        routing.errors.push(error);
+        let mut queued: Vec<Vec<Entry>> = vec![Vec::new(); destinations.len()];
+        for event in events {
+            routing.events += 1;
+            self.metrics
+                .objects_scanned
+                .get_or_create(&self.source)
+                .inc();
+            match self.pipeline.route(event) {
+                Ok(routed) => {
+                    for r in routed {
+                        queued[r.destination].push(Entry::File(FileChange {
+                            destination: destinations[r.destination].name.clone(),
+                            path: r.path,
+                            content: r.content,
+                            operation: event.operation,
+                            actor: event.username.clone(),
+                            resource: r.key.resource,
+                        }));
                     }
                 }
+                Err(error) => {
+                    self.metrics
+                        .objects_failed
+                        .get_or_create(&self.source)
+                        .inc();
+                    routing.errors.push(error);
+                }
             }
-            self.append_grouped(&partitions, queued)?;
         }
-        Ok(routing)
+        (routing, queued)
     }
 
     /// Appends each destination's entries, one transaction per partition.
@@ -190,6 +193,14 @@ impl Router {
             .iter()
             .map(|d| vec![make(d.name.clone())])
             .collect()
+    }
+}
+
+/// The path an entry is about; markers sort first.
+fn path_of(entry: &Entry) -> &str {
+    match entry {
+        Entry::File(change) => &change.path,
+        Entry::SeedStart { .. } | Entry::SeedEnd { .. } => "",
     }
 }
 

@@ -155,6 +155,19 @@ impl Remote {
         }
     }
 
+    /// Merges the local repository's packs geometrically (each persisted
+    /// batch is a pack of its own), so that their number stays logarithmic
+    /// in the objects at a cost linear in them. Local, but through the
+    /// program too: gix has no repack.
+    pub fn repack(&self) -> Result<(), GitError> {
+        let out = self.git_output(["repack", "-d", "-q", "--geometric=2"])?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(self.failure("repack", &out))
+        }
+    }
+
     fn git_output<I, S>(&self, args: I) -> Result<Output, GitError>
     where
         I: IntoIterator<Item = S>,

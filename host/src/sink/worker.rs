@@ -89,6 +89,9 @@ impl SinkOptions {
     }
 }
 
+/// Packs the local repository may hold before they are merged.
+const MAX_PACKS: usize = 16;
+
 /// The default commit subject.
 pub const DEFAULT_MESSAGE: &str = "{operation}: {count} file(s) of {resources} in {destination}";
 
@@ -538,6 +541,9 @@ impl Worker {
             .store
             .commit(&message, &author, &self.options.committer)
             .map_err(|source| self.git(source))?;
+        if self.store.should_persist() {
+            self.store.persist().map_err(|source| self.git(source))?;
+        }
         if committed.is_some() {
             self.unpushed_commits += 1;
             let u = &mut self.unpushed;
@@ -553,10 +559,14 @@ impl Worker {
         let Some(tip) = self.store.tip() else {
             return Ok(());
         };
+        self.store.persist().map_err(|source| self.git(source))?;
         let mut backoff = Duration::from_millis(250);
         loop {
             match self.remote.push(tip) {
                 Ok(Push::Accepted) => {
+                    if self.store.packs() > MAX_PACKS {
+                        self.remote.repack().map_err(|source| self.git(source))?;
+                    }
                     self.failing_since = None;
                     self.rejected_since = None;
                     self.rejections = 0;

@@ -49,7 +49,7 @@ impl DiskQueue {
         // A small page cache: entries are written once and read once, so
         // caching them buys little, and the daemon's memory stays flat.
         let db = Database::builder()
-            .set_cache_size(16 << 20)
+            .set_cache_size(8 << 20)
             .create(path)
             .map_err(|e| store(&e))?;
         let mut positions = HashMap::new();
