@@ -627,18 +627,8 @@ impl Worker {
             [one] => *one,
             _ => "sync",
         };
-        let resources = batch
-            .resources
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        let destinations = batch
-            .destinations
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
+        let joined = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
+        let (resources, destinations) = (joined(&batch.resources), joined(&batch.destinations));
         let subject = self
             .options
             .message_template
