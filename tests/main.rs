@@ -9,5 +9,6 @@ mod default_plugins;
 mod follow;
 mod mirror;
 mod neat_conformance;
+mod oci;
 mod runtime_limits;
 mod support;

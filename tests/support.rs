@@ -325,3 +325,82 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A real OCI registry (Debian's `docker-registry`, the CNCF distribution
+/// registry) on 127.0.0.1, storing into a temporary folder; stopped when
+/// dropped.
+pub struct Registry {
+    root: tempfile::TempDir,
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl Registry {
+    /// Starts a registry with no authentication, over plain HTTP.
+    pub fn start() -> Registry {
+        let root = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = root.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                root.path().join("storage").display()
+            ),
+        )
+        .unwrap();
+        let process = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry; scripts/test does)");
+        let registry = Registry {
+            root,
+            port,
+            process: Some(process),
+        };
+        wait_for("the registry to answer", || {
+            std::net::TcpStream::connect(registry.host())
+                .ok()
+                .map(|_| http_get(&registry.host(), "/v2/").0)
+                .filter(|status| *status == 200)
+        });
+        registry
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where the registry keeps its blobs.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.root
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Stops the registry.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

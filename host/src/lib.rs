@@ -9,6 +9,7 @@
 //! - [`policy`]: the policy runtime that answers every decision;
 //! - [`mirror`]: events → match → sanitize → the files each destination needs;
 //! - [`sink`]: Git: layout, canonical YAML, batched commits and pushes;
+//! - [`oci`]: registry access (resolve, pull, push, verified digests);
 //! - [`telemetry`]: metrics and readiness, which every stage records into;
 //! - [`api`]: the one HTTP server (`/healthz`, `/readyz`, `/metrics`);
 //! - [`cli`]: the `plumbline` command.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod ingest;
 pub mod mirror;
 pub mod model;
+pub mod oci;
 pub mod policy;
 pub mod sink;
 pub mod telemetry;

@@ -12,7 +12,7 @@
 //!
 //! Objects of other kinds pass through untouched.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 

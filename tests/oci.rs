@@ -1,0 +1,125 @@
+//! Registry access against a real registry: what is pushed is pulled back
+//! byte for byte, a blob that does not match its digest is refused, and a
+//! registry that is down is a clear error.
+
+use crate::support::Registry;
+use plumbline::oci::{Artifact, Blob, OciClient, OciConfig};
+use std::collections::BTreeMap;
+
+fn client(registry: &Registry) -> OciClient {
+    OciClient::new(OciConfig {
+        insecure: vec![registry.host()],
+        ..OciConfig::default()
+    })
+    .unwrap()
+}
+
+fn blob(media_type: &str, data: &[u8], title: Option<&str>) -> Blob {
+    let mut annotations = BTreeMap::new();
+    if let Some(title) = title {
+        annotations.insert("org.opencontainers.image.title".into(), title.into());
+    }
+    Blob {
+        media_type: media_type.into(),
+        data: data.to_vec(),
+        annotations,
+    }
+}
+
+fn artifact() -> Artifact {
+    Artifact {
+        digest: None,
+        config: blob(
+            "application/vnd.plumbline.test.config.v1+json",
+            br#"{"plugins":[]}"#,
+            None,
+        ),
+        layers: vec![
+            blob(
+                "application/wasm",
+                b"\0asm\x0d\0\x01\0component bytes",
+                Some("neat.wasm"),
+            ),
+            blob(
+                "text/plain",
+                b"object.metadata.name != ''\n",
+                Some("named.cel"),
+            ),
+        ],
+    }
+}
+
+#[test]
+fn an_artifact_pushed_is_pulled_back_byte_for_byte_and_tags_resolve() {
+    let registry = Registry::start();
+    let client = client(&registry);
+    let reference = format!("{}/plumbline/bundles:v1", registry.host());
+    let digest = client.push(&reference, &artifact()).unwrap();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(client.resolve(&reference).unwrap(), digest);
+
+    let pulled = client.pull(&reference).unwrap();
+    assert_eq!(pulled.digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(
+        Artifact {
+            digest: None,
+            ..pulled
+        },
+        artifact()
+    );
+
+    // By digest, the same; a new push to the tag moves it.
+    let by_digest = format!("{}/plumbline/bundles@{digest}", registry.host());
+    assert_eq!(client.pull(&by_digest).unwrap().layers, artifact().layers);
+    let mut changed = artifact();
+    changed.layers[1].data = b"true\n".to_vec();
+    let moved = client.push(&reference, &changed).unwrap();
+    assert_ne!(moved, digest);
+    assert_eq!(client.resolve(&reference).unwrap(), moved);
+    assert_eq!(client.pull(&by_digest).unwrap().layers, artifact().layers);
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    let registry = Registry::start();
+    let client = client(&registry);
+    let reference = format!("{}/plumbline/bundles:tampered", registry.host());
+    let pushed = artifact();
+    client.push(&reference, &pushed).unwrap();
+    // Change the stored bytes of the first layer behind the registry's back.
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            &pushed.layers[0].data
+        ))
+    );
+    std::fs::write(
+        registry.blob_path(&digest),
+        b"\0asm\x0d\0\x01\0evil bytes!!!!!",
+    )
+    .unwrap();
+    let error = client.pull(&reference).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("pulling {reference}: ")),
+        "{error}"
+    );
+    assert!(error.to_lowercase().contains("digest"), "{error}");
+}
+
+#[test]
+fn a_registry_that_is_down_is_a_clear_error() {
+    let mut registry = Registry::start();
+    let client = client(&registry);
+    registry.stop();
+    let reference = format!("{}/plumbline/bundles:v1", registry.host());
+    let error = client.resolve(&reference).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("resolving {reference}: ")),
+        "{error}"
+    );
+    let error = client.pull("not a reference").unwrap_err().to_string();
+    assert!(
+        error.contains("`not a reference` is not a valid image reference"),
+        "{error}"
+    );
+}
