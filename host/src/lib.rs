@@ -15,6 +15,7 @@
 //! - [`cli`]: the `plumbline` command.
 
 pub mod api;
+pub mod bundle;
 pub mod cli;
 pub mod ingest;
 pub mod mirror;

@@ -1,12 +1,16 @@
 //! The `plumbline` command: flags parsed by clap into plain values, then
 //! turned into working objects once, in each subcommand.
 
+mod bundle;
 mod plugin_test;
 mod policy_check;
+mod policy_reload;
 mod progress;
 mod run;
 mod sanitize;
 
+use crate::bundle::{BundleSource, BundleStore, PolicyLoader};
+use crate::oci::{Credentials, OciClient, OciConfig};
 use crate::policy::config::PolicyConfig;
 use crate::policy::{PolicySet, Runtime};
 use anyhow::Context as _;
@@ -36,6 +40,21 @@ pub struct GlobalArgs {
     /// Keep compiled components in memory only.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// A registry (`host:port`) to reach over plain HTTP instead of HTTPS;
+    /// repeat for several. Only for registries on a trusted network.
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        env = "PLUMBLINE_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    insecure_registry: Vec<String>,
+    /// Registry credentials: a Docker config.json (as `docker login`,
+    /// `oras login` and `podman login` write). Default: $DOCKER_CONFIG/config.json
+    /// or ~/.docker/config.json, if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
     /// Log filter, as in RUST_LOG (`info`, `plumbline=debug`, …).
     #[arg(
         long,
@@ -60,6 +79,9 @@ enum Command {
     /// Tools for policy configurations.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Policy bundles in OCI registries: push, pull, inspect.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Sanitize(args) => sanitize::run(&cli.global, args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(&cli.global, args),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(&cli.global, args),
+        Command::Bundle(command) => bundle::run(&cli.global, command),
     };
     match result {
         Ok(code) => code,
@@ -115,19 +138,90 @@ impl GlobalArgs {
             Some(base.join("plumbline").join("components"))
         })
     }
+
+    /// A registry client with the flags' insecure registries and credentials.
+    pub fn oci_client(&self) -> anyhow::Result<OciClient> {
+        let path = self.registry_config.clone().or_else(|| {
+            let dir = std::env::var_os("DOCKER_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
+            Some(dir.join("config.json")).filter(|p| p.is_file())
+        });
+        let credentials = match path {
+            Some(path) => Credentials::from_docker_config(&path).map_err(anyhow::Error::msg)?,
+            None => Credentials::default(),
+        };
+        Ok(OciClient::new(OciConfig {
+            insecure: self.insecure_registry.clone(),
+            credentials,
+        })?)
+    }
+
+    /// Where pulled bundles are kept: beside the component cache, or in a
+    /// folder that lives as long as the process with --no-cache.
+    pub fn bundle_store(&self) -> anyhow::Result<(BundleStore, Option<tempfile::TempDir>)> {
+        match self.cache_dir() {
+            Some(dir) => Ok((BundleStore::new(dir.with_file_name("bundles")), None)),
+            None => {
+                let dir = tempfile::tempdir().context("creating a bundle folder")?;
+                Ok((BundleStore::new(dir.path()), Some(dir)))
+            }
+        }
+    }
 }
 
-/// Reads a configuration (or the built-in one) and loads it.
+/// A loaded policy set, and what can renew it.
+pub struct Policies {
+    /// The runtime the set runs on.
+    pub runtime: Runtime,
+    /// The set.
+    pub set: PolicySet,
+    /// With bundles: what resolves their tags again and builds new sets.
+    pub loader: Option<PolicyLoader>,
+    /// The digest each bundle loaded at.
+    pub digests: crate::bundle::reload::Digests,
+    /// Where pulled bundles live when there is no cache folder.
+    _bundles: Option<tempfile::TempDir>,
+}
+
+/// Reads a configuration (or the built-in one), adds `bundle` (appended to
+/// every chain it has steps for) and loads it, pulling what it references.
 pub fn load_policies(
     global: &GlobalArgs,
     config: Option<&std::path::Path>,
-) -> anyhow::Result<(Runtime, PolicySet)> {
-    let config = match config {
+    bundle: Option<&str>,
+) -> anyhow::Result<Policies> {
+    let mut config = match config {
         Some(path) => PolicyConfig::from_file(path)?,
         None => PolicyConfig::builtin(),
     };
+    if let Some(reference) = bundle {
+        config.append_bundle("cli", reference, Default::default());
+    }
     let runtime = Runtime::new(&config.runtime_config(global.cache_dir()))
         .context("starting the policy runtime")?;
-    let set = config.load(&runtime)?;
-    Ok((runtime, set))
+    if config.bundles().is_empty() {
+        let set = config.load(&runtime)?;
+        return Ok(Policies {
+            runtime,
+            set,
+            loader: None,
+            digests: Default::default(),
+            _bundles: None,
+        });
+    }
+    let (store, temporary) = global.bundle_store()?;
+    let source = BundleSource::new(global.oci_client()?, store);
+    let mut loader = PolicyLoader::new(config, runtime.clone(), source);
+    let loaded = loader.load()?;
+    for note in &loaded.offline {
+        eprintln!("warning: {note}");
+    }
+    Ok(Policies {
+        runtime,
+        set: loaded.set,
+        loader: Some(loader),
+        digests: loaded.digests,
+        _bundles: temporary,
+    })
 }

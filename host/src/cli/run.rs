@@ -6,6 +6,7 @@
 //! pushes from there. With `--once` it seeds, waits for every worker to
 //! push everything, prints what it wrote where, and exits.
 
+use super::policy_reload::Reload;
 use super::progress;
 use super::{GlobalArgs, load_policies};
 use crate::ingest::directory::{Changes, Follower};
@@ -61,6 +62,11 @@ pub struct RunArgs {
     /// Policy configuration; without one the built-in default policies run.
     #[arg(long, value_name = "CONFIG")]
     policy: Option<PathBuf>,
+    /// A policy bundle (registry/repository:tag or …@sha256:…) whose steps
+    /// are appended to every chain they answer; its tag is followed. Its
+    /// plugins are granted nothing; grant capabilities in a --policy file.
+    #[arg(long, value_name = "REF")]
+    bundle: Option<String>,
     /// Where Plumbline keeps its queue and its repositories. Default: next to
     /// the component cache.
     #[arg(long, value_name = "DIR")]
@@ -101,8 +107,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
 /// Runs the mirror once or for ever.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = mirror_config(&args)?;
-    let (_runtime, policies) = load_policies(global, args.policy.as_deref())?;
-    let pipeline = Arc::new(Pipeline::new(policies, config));
+    let policies = load_policies(global, args.policy.as_deref(), args.bundle.as_deref())?;
+    let pipeline = Arc::new(Pipeline::new(policies.set, config.clone()));
     pipeline.check_rules()?;
     let state = args
         .state_dir
@@ -131,13 +137,29 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the queue in {}", state.display()))?,
     );
     let source = format!("directory {}", args.source_dir.display());
-    let router = Router::new(pipeline.clone(), queue.clone(), metrics.clone(), &source);
+    let router = Arc::new(Router::new(
+        pipeline.clone(),
+        queue.clone(),
+        metrics.clone(),
+        &source,
+    ));
+    if let Some(loader) = policies.loader.filter(|_| !args.once) {
+        Reload {
+            loader,
+            serving: policies.digests,
+            router: router.clone(),
+            config,
+            health: health.clone(),
+            metrics: metrics.clone(),
+        }
+        .spawn();
+    }
     let finished = Arc::new(AtomicBool::new(false));
     let context = WorkerContext {
         queue,
         options: sink_options(&args, &source),
         metrics: metrics.clone(),
-        health,
+        health: health.clone(),
         state,
         finished: finished.clone(),
         follow: !args.once,

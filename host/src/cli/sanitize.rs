@@ -26,7 +26,7 @@ pub struct SanitizeArgs {
 /// Sanitizes every object; an object that fails is reported and the rest
 /// are still printed; the exit status is 1 if anything failed.
 pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> {
-    let (_runtime, policies) = load_policies(global, args.policy.as_deref())?;
+    let policies = load_policies(global, args.policy.as_deref(), None)?.set;
     let chain = policies.chain(Decision::Sanitize);
     let mut failures = 0usize;
     let (mut written, mut dropped) = (0usize, 0usize);

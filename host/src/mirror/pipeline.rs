@@ -79,28 +79,13 @@ impl Pipeline {
     /// event against all of them: a rule the matcher cannot read fails here,
     /// at load, not on the first object.
     pub fn check_rules(&self) -> Result<(), MirrorError> {
-        let probe = Event {
-            operation: Operation::Update,
-            target: crate::model::Target {
-                group: String::new(),
-                version: "v1".into(),
-                kind: "ConfigMap".into(),
-                resource: "configmaps".into(),
-                subresource: None,
-                namespace: Some("default".into()),
-                name: "probe".into(),
-            },
-            object: r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"probe","namespace":"default"}}"#.into(),
-            username: None,
-        };
-        self.policies
-            .chain(Decision::Match)
-            .matches(&probe, &self.rules)
-            .map(drop)
-            .map_err(|source| MirrorError::Policy {
-                object: "the watch rules".into(),
-                source: Box::new(source),
-            })
+        check_rules(&self.policies, &self.rules)
+    }
+
+    /// [`Pipeline::check_rules`] for policies not yet in a pipeline.
+    pub fn check_policies(policies: &PolicySet, config: &MirrorConfig) -> Result<(), MirrorError> {
+        let rules: Vec<String> = config.rules.iter().map(|r| r.rule.to_string()).collect();
+        check_rules(policies, &rules)
     }
 
     /// The files `event` produces or removes, one per destination it
@@ -170,4 +155,29 @@ impl Pipeline {
             })
             .collect()
     }
+}
+
+fn check_rules(policies: &PolicySet, rules: &[String]) -> Result<(), MirrorError> {
+    let probe = Event {
+        operation: Operation::Update,
+        target: crate::model::Target {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            resource: "configmaps".into(),
+            subresource: None,
+            namespace: Some("default".into()),
+            name: "probe".into(),
+        },
+        object: r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"probe","namespace":"default"}}"#.into(),
+        username: None,
+    };
+    policies
+        .chain(Decision::Match)
+        .matches(&probe, rules)
+        .map(drop)
+        .map_err(|source| MirrorError::Policy {
+            object: "the watch rules".into(),
+            source: Box::new(source),
+        })
 }

@@ -5,13 +5,18 @@
 //! `seed` returns, every file the events produce is durably queued. A seed
 //! is framed by markers, so that the sink knows which files the listing
 //! produced and may prune the rest (only if the listing was complete).
+//!
+//! The pipeline can be replaced while events flow (a policy bundle moved):
+//! each `submit` takes the pipeline once and routes all its events with it,
+//! so every event is decided entirely by the old policies or entirely by
+//! the new ones.
 
 use super::pipeline::{MirrorError, Pipeline};
 use super::queue::{Entry, FileChange, Partition, Queue, QueueError};
 use crate::model::Event;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::SourceLabels;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// What routing some events did.
 #[derive(Debug, Default)]
@@ -24,7 +29,7 @@ pub struct Routing {
 
 /// Routes events into the queue.
 pub struct Router {
-    pipeline: Arc<Pipeline>,
+    pipeline: RwLock<Arc<Pipeline>>,
     queue: Arc<dyn Queue>,
     metrics: Arc<Metrics>,
     source: SourceLabels,
@@ -40,7 +45,7 @@ impl Router {
         source: &str,
     ) -> Router {
         Router {
-            pipeline,
+            pipeline: RwLock::new(pipeline),
             queue,
             metrics,
             source: SourceLabels {
@@ -49,14 +54,26 @@ impl Router {
         }
     }
 
-    /// The pipeline.
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+    /// The pipeline events are routed with now.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Routes every later `submit` with `pipeline` (which must route to the
+    /// same destinations); a `submit` under way finishes with the old one.
+    pub fn replace(&self, pipeline: Arc<Pipeline>) {
+        *self
+            .pipeline
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = pipeline;
     }
 
     /// The partition of each destination, by index.
     pub fn partitions(&self) -> Vec<Partition> {
-        self.pipeline
+        self.pipeline()
             .config()
             .destinations
             .iter()
@@ -71,10 +88,12 @@ impl Router {
     pub fn submit(&self, events: &[Event]) -> Result<Routing, QueueError> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let share = events.len().div_ceil(workers).max(1);
+        let pipeline = self.pipeline();
+        let pipeline = &*pipeline;
         let results: Vec<(Routing, Vec<Vec<Entry>>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = events
                 .chunks(share)
-                .map(|events| scope.spawn(move || self.route_all(events)))
+                .map(|events| scope.spawn(move || self.route_all(pipeline, events)))
                 .collect();
             handles
                 .into_iter()
@@ -98,8 +117,8 @@ impl Router {
     }
 
     /// Routes `events`: per destination, the entries they produce.
-    fn route_all(&self, events: &[Event]) -> (Routing, Vec<Vec<Entry>>) {
-        let destinations = &self.pipeline.config().destinations;
+    fn route_all(&self, pipeline: &Pipeline, events: &[Event]) -> (Routing, Vec<Vec<Entry>>) {
+        let destinations = &pipeline.config().destinations;
         let mut routing = Routing::default();
         let mut queued: Vec<Vec<Entry>> = vec![Vec::new(); destinations.len()];
         for event in events {
@@ -108,7 +127,7 @@ impl Router {
                 .objects_scanned
                 .get_or_create(&self.source)
                 .inc();
-            match self.pipeline.route(event) {
+            match pipeline.route(event) {
                 Ok(routed) => {
                     for r in routed {
                         queued[r.destination].push(Entry::File(FileChange {
@@ -187,7 +206,7 @@ impl Router {
 
     /// One marker per destination.
     fn markers(&self, make: &dyn Fn(String) -> Entry) -> Vec<Vec<Entry>> {
-        self.pipeline
+        self.pipeline()
             .config()
             .destinations
             .iter()

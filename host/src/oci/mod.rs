@@ -14,10 +14,13 @@ mod auth;
 pub use auth::Credentials;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::OciDescriptor;
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +51,41 @@ pub struct Artifact {
     pub config: Blob,
     /// The layers, in manifest order.
     pub layers: Vec<Blob>,
+}
+
+/// What a manifest says of one blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    /// The media type.
+    pub media_type: String,
+    /// The digest (`sha256:…`).
+    pub digest: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl From<&OciDescriptor> for Descriptor {
+    fn from(d: &OciDescriptor) -> Self {
+        Descriptor {
+            media_type: d.media_type.clone(),
+            digest: d.digest.clone(),
+            size: d.size.max(0) as u64,
+            annotations: d.annotations.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// An image manifest: a config and layers, named by its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The manifest's digest.
+    pub digest: String,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The layers, in order.
+    pub layers: Vec<Descriptor>,
 }
 
 /// Why a registry operation failed.
@@ -113,49 +151,103 @@ impl OciClient {
             .map_err(|e| registry("resolving", reference, e))
     }
 
-    /// Pulls the artifact `reference` names (an index resolves to this
-    /// platform's manifest), verifying every blob against its digest.
-    pub fn pull(&self, reference: &str) -> Result<Artifact, OciError> {
+    /// The manifest `reference` names (an index resolves to this platform's
+    /// manifest), with its digest.
+    pub fn manifest(&self, reference: &str) -> Result<Manifest, OciError> {
         let parsed = parse(reference)?;
         let auth = self.auth(&parsed);
-        let fail = |e| registry("pulling", reference, e);
         let (manifest, digest) = self
             .runtime
             .block_on(self.client.pull_image_manifest(&parsed, &auth))
-            .map_err(fail)?;
-        let config = self.blob(&parsed, &manifest.config).map_err(fail)?;
+            .map_err(|e| registry("pulling", reference, e))?;
+        Ok(Manifest {
+            digest,
+            config: Descriptor::from(&manifest.config),
+            layers: manifest.layers.iter().map(Descriptor::from).collect(),
+        })
+    }
+
+    /// Streams the blob `descriptor` names into `out`, calling `progress`
+    /// with each chunk's size; the bytes are checked against the digest as
+    /// they pass, and a mismatch is an error once the blob has been read.
+    pub fn pull_blob(
+        &self,
+        reference: &str,
+        descriptor: &Descriptor,
+        out: &mut dyn Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), OciError> {
+        let parsed = parse(reference)?;
+        let layer = OciDescriptor {
+            media_type: descriptor.media_type.clone(),
+            digest: descriptor.digest.clone(),
+            size: descriptor.size as i64,
+            ..OciDescriptor::default()
+        };
+        let sink = SyncSink { out, progress };
+        self.runtime
+            .block_on(self.client.pull_blob(&parsed, &layer, sink))
+            .map_err(|e| {
+                registry(
+                    "pulling",
+                    &format!("{reference} blob {}", descriptor.digest),
+                    e,
+                )
+            })
+    }
+
+    /// Pulls the artifact `reference` names, verifying every blob against
+    /// its digest.
+    pub fn pull(&self, reference: &str) -> Result<Artifact, OciError> {
+        self.pull_with_progress(reference, &mut |_| {})
+    }
+
+    /// [`OciClient::pull`], telling `progress` of every chunk.
+    pub fn pull_with_progress(
+        &self,
+        reference: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Artifact, OciError> {
+        let manifest = self.manifest(reference)?;
+        let mut read = |descriptor: &Descriptor| -> Result<Blob, OciError> {
+            let mut data = Vec::with_capacity(descriptor.size as usize);
+            self.pull_blob(reference, descriptor, &mut data, progress)?;
+            Ok(Blob {
+                media_type: descriptor.media_type.clone(),
+                data,
+                annotations: descriptor.annotations.clone(),
+            })
+        };
+        let config = read(&manifest.config)?;
         let layers = manifest
             .layers
             .iter()
-            .map(|layer| self.blob(&parsed, layer))
-            .collect::<Result<_, _>>()
-            .map_err(fail)?;
+            .map(&mut read)
+            .collect::<Result<_, _>>()?;
         Ok(Artifact {
-            digest: Some(digest),
+            digest: Some(manifest.digest),
             config,
             layers,
         })
     }
 
-    fn blob(
-        &self,
-        reference: &Reference,
-        descriptor: &OciDescriptor,
-    ) -> Result<Blob, oci_client::errors::OciDistributionError> {
-        let mut data = Vec::new();
-        self.runtime
-            .block_on(self.client.pull_blob(reference, descriptor, &mut data))?;
-        Ok(Blob {
-            media_type: descriptor.media_type.clone(),
-            data,
-            annotations: descriptor.annotations.clone().unwrap_or_default(),
-        })
-    }
-
     /// Pushes `artifact` to `reference`; returns the manifest's digest.
     pub fn push(&self, reference: &str, artifact: &Artifact) -> Result<String, OciError> {
+        self.push_with_progress(reference, artifact, &mut |_| {})
+    }
+
+    /// Pushes `artifact` to `reference`, blob by blob (skipping blobs the
+    /// repository already holds), then its manifest; `progress` hears of
+    /// every blob's size once it is stored. Returns the manifest's digest.
+    pub fn push_with_progress(
+        &self,
+        reference: &str,
+        artifact: &Artifact,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<String, OciError> {
         let parsed = parse(reference)?;
         let auth = self.auth(&parsed);
+        let fail = |e| registry("pushing", reference, e);
         let annotations = |blob: &Blob| Some(blob.annotations.clone()).filter(|a| !a.is_empty());
         let layers: Vec<ImageLayer> = artifact
             .layers
@@ -167,15 +259,80 @@ impl OciClient {
             artifact.config.media_type.clone(),
             annotations(&artifact.config),
         );
+        let manifest = OciImageManifest::build(&layers, &config, None);
+        let blobs = layers
+            .iter()
+            .map(|l| &l.data)
+            .zip(&manifest.layers)
+            .chain(std::iter::once((&config.data, &manifest.config)));
         self.runtime
-            .block_on(self.client.push(&parsed, &layers, config, &auth, None))
-            .map_err(|e| registry("pushing", reference, e))?;
+            .block_on(async {
+                self.client
+                    .store_auth_if_needed(parsed.resolve_registry(), &auth)
+                    .await;
+                for (data, descriptor) in blobs {
+                    if !self.client.blob_exists(&parsed, &descriptor.digest).await? {
+                        self.client
+                            .push_blob(&parsed, data.clone(), &descriptor.digest)
+                            .await?;
+                    }
+                    progress(data.len() as u64);
+                }
+                self.client
+                    .push_manifest(&parsed, &manifest.clone().into())
+                    .await
+            })
+            .map_err(fail)?;
         self.resolve(reference)
     }
 
     fn auth(&self, reference: &Reference) -> RegistryAuth {
         self.credentials.for_registry(reference.resolve_registry())
     }
+}
+
+/// A blocking writer seen as an async one: the client streams a blob into
+/// it chunk by chunk, so a blob is never held whole unless the caller wants
+/// it so.
+struct SyncSink<'a> {
+    out: &'a mut dyn Write,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl tokio::io::AsyncWrite for SyncSink<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.out.write_all(buf)?;
+        (this.progress)(buf.len() as u64);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.get_mut().out.flush())
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+/// The digest a reference pins (`repo@sha256:…`), if it pins one.
+pub fn pinned_digest(reference: &str) -> Result<Option<String>, OciError> {
+    Ok(parse(reference)?.digest().map(str::to_owned))
+}
+
+/// `reference`'s repository at `digest`, whatever tag it named.
+pub fn at_digest(reference: &str, digest: &str) -> Result<String, OciError> {
+    let parsed = parse(reference)?;
+    Ok(format!(
+        "{}/{}@{digest}",
+        parsed.registry(),
+        parsed.repository()
+    ))
 }
 
 fn parse(reference: &str) -> Result<Reference, OciError> {

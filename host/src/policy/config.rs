@@ -21,19 +21,26 @@
 //!           name: skip-ignored
 //!           expression: "!has(object.metadata.annotations) || object.metadata.annotations['plumbline.io/ignore'] != 'true'"
 //!       - celFile: policies/examples/sanitize-skip-ignored.yaml
+//!       - bundle: team                     # the bundle's sanitize steps, here
+//! bundles:
+//!   team:
+//!     reference: registry.example.com/policies/team:v1   # a tag or a digest
+//!     grants: { my-plugin: { network: true } }           # per bundled plugin
+//! bundleRefreshSeconds: 30  # how often tags are resolved again
 //! ```
 //!
 //! A decision the file does not mention keeps its default chain.
 
 use super::Decision;
 use super::builtin;
+use super::bundled::{BundleContent, BundleStepKind};
 use super::capability::Grants;
 use super::cel::{CelLimits, CelPolicy, CelSource};
 use super::chain::{Chain, FailureMode, PolicySet, Step};
 use super::error::PolicyError;
 use super::runtime::{PluginSource, Runtime, RuntimeConfig};
 use super::store::Limits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +55,28 @@ pub struct RawConfig {
     /// The chain of each decision.
     #[serde(default)]
     pub decisions: BTreeMap<Decision, RawChain>,
+    /// Bundles from OCI registries, by the name `bundle:` steps use.
+    #[serde(default)]
+    pub bundles: BTreeMap<String, RawBundle>,
+    /// Seconds between resolutions of the bundles' tags (default 30); a tag
+    /// that moved is loaded and swapped in.
+    pub bundle_refresh_seconds: Option<u64>,
+}
+
+/// A bundle as referenced in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawBundle {
+    /// `registry/repository:tag` or `registry/repository@sha256:…`.
+    pub reference: String,
+    /// What each of the bundle's plugins (by name) is granted; a plugin
+    /// asking for more does not load.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Grants>,
+    /// Append the bundle's steps to the end of every chain it has steps for,
+    /// instead of placing them with `bundle:` steps.
+    #[serde(default)]
+    pub append: bool,
 }
 
 /// Limits as written; absent fields keep their defaults.
@@ -78,7 +107,7 @@ pub struct RawChain {
     pub steps: Vec<RawStep>,
 }
 
-/// One step as written: exactly one of `plugin`, `cel`, `celFile`.
+/// One step as written: exactly one of `plugin`, `cel`, `celFile`, `bundle`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawStep {
@@ -94,22 +123,27 @@ pub struct RawStep {
     pub cel: Option<RawCel>,
     /// A CEL policy file.
     pub cel_file: Option<PathBuf>,
+    /// The steps of this decision from the bundle of that name.
+    pub bundle: Option<String>,
 }
 
 /// A CEL policy as written, inline or in its own file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawCel {
     /// The policy's name, used in every message about it.
     pub name: String,
     /// In a policy file: the decision it is written for, checked against
     /// the chain it is used in.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
     /// The CEL expression; it must evaluate to a bool.
     pub expression: String,
     /// The reason given when the expression is false (gate, schema).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// For schema rules: the JSON pointer a violation points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
 
@@ -207,20 +241,74 @@ impl PolicyConfig {
         }
     }
 
+    /// The bundles this configuration references, by name.
+    pub fn bundles(&self) -> &BTreeMap<String, RawBundle> {
+        &self.raw.bundles
+    }
+
+    /// How often bundle tags are resolved again.
+    pub fn bundle_refresh(&self) -> Duration {
+        Duration::from_secs(self.raw.bundle_refresh_seconds.unwrap_or(30).max(1))
+    }
+
+    /// Where the configuration came from.
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// Adds a bundle whose steps are appended to every chain they answer,
+    /// its plugins granted `grants` (by name).
+    pub fn append_bundle(&mut self, name: &str, reference: &str, grants: BTreeMap<String, Grants>) {
+        self.raw.bundles.insert(
+            name.to_owned(),
+            RawBundle {
+                reference: reference.to_owned(),
+                grants,
+                append: true,
+            },
+        );
+    }
+
     /// Loads every plugin and CEL policy into a policy set, or lists every
-    /// error found.
+    /// error found. A configuration that references bundles needs
+    /// [`PolicyConfig::load_with_bundles`].
     pub fn load(&self, runtime: &Runtime) -> Result<PolicySet, PolicyError> {
+        self.load_with_bundles(runtime, &BTreeMap::new())
+    }
+
+    /// Loads the configuration with the content of its bundles, by name.
+    pub fn load_with_bundles(
+        &self,
+        runtime: &Runtime,
+        bundles: &BTreeMap<String, BundleContent>,
+    ) -> Result<PolicySet, PolicyError> {
         let mut errors = Vec::new();
         let mut chains = Vec::new();
-        for (decision, raw) in &self.raw.decisions {
+        let mut used = std::collections::BTreeSet::new();
+        for decision in Decision::ALL {
+            let Some(raw) = self.raw.decisions.get(&decision) else {
+                continue;
+            };
             let mut steps = Vec::new();
-            for (i, step) in raw.steps.iter().enumerate() {
-                match self.load_step(runtime, *decision, step) {
-                    Ok(step) => steps.push(step),
+            let appended = self.raw.bundles.iter().filter(|(_, b)| b.append);
+            let appended = appended.map(|(name, _)| RawStep {
+                bundle: Some(name.clone()),
+                ..RawStep::default()
+            });
+            let all: Vec<RawStep> = raw.steps.iter().cloned().chain(appended).collect();
+            for (i, step) in all.iter().enumerate() {
+                if let Some(name) = &step.bundle {
+                    used.insert(name.clone());
+                }
+                match self.load_step(runtime, decision, step, bundles) {
+                    Ok(loaded) => steps.extend(loaded),
                     Err(e) => errors.push(format!("decisions.{decision}.steps[{i}]: {e}")),
                 }
             }
-            chains.push(Chain::new(*decision, raw.failure, steps));
+            chains.push(Chain::new(decision, raw.failure, steps));
+        }
+        for name in self.raw.bundles.keys().filter(|n| !used.contains(*n)) {
+            errors.push(format!("bundles.{name}: no `bundle: {name}` step uses it"));
         }
         if errors.is_empty() {
             Ok(PolicySet::new(chains))
@@ -237,24 +325,104 @@ impl PolicyConfig {
         runtime: &Runtime,
         decision: Decision,
         step: &RawStep,
-    ) -> Result<Step, String> {
-        match (&step.plugin, &step.cel, &step.cel_file) {
-            (Some(plugin), None, None) => self.load_plugin(runtime, decision, plugin, step),
-            (None, Some(cel), None) => {
+        bundles: &BTreeMap<String, BundleContent>,
+    ) -> Result<Vec<Step>, String> {
+        match (&step.plugin, &step.cel, &step.cel_file, &step.bundle) {
+            (Some(plugin), None, None, None) => self
+                .load_plugin(runtime, decision, plugin, step)
+                .map(|s| vec![s]),
+            (None, Some(cel), None, None) => {
                 if step.name.is_some() || step.settings.is_some() || step.grants.is_some() {
                     return Err("`name`, `settings` and `grants` belong to plugin steps".into());
                 }
-                self.load_cel(decision, cel, None)
+                self.load_cel(decision, cel, None).map(|s| vec![s])
             }
-            (None, None, Some(file)) => {
+            (None, None, Some(file), None) => {
                 let path = self.base.join(file);
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let cel: RawCel = serde_saphyr::from_str(&text)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                self.load_cel(decision, &cel, Some(path))
+                self.load_cel(decision, &cel, Some(path)).map(|s| vec![s])
             }
-            _ => Err("a step needs exactly one of `plugin`, `cel`, `celFile`".into()),
+            (None, None, None, Some(name)) => {
+                if step.name.is_some() || step.settings.is_some() || step.grants.is_some() {
+                    return Err("a bundle's plugins are named, set and granted in `bundles`".into());
+                }
+                self.load_bundle(runtime, decision, name, bundles)
+            }
+            _ => Err("a step needs exactly one of `plugin`, `cel`, `celFile`, `bundle`".into()),
+        }
+    }
+
+    /// The steps of `decision` from bundle `name`, each checked as a step
+    /// of the file would be, and each plugin's asks against the grants.
+    fn load_bundle(
+        &self,
+        runtime: &Runtime,
+        decision: Decision,
+        name: &str,
+        bundles: &BTreeMap<String, BundleContent>,
+    ) -> Result<Vec<Step>, String> {
+        let raw = self.raw.bundles.get(name).ok_or_else(|| {
+            format!(
+                "no bundle `{name}` in `bundles` (there: {})",
+                self.bundle_names()
+            )
+        })?;
+        let content = bundles
+            .get(name)
+            .ok_or_else(|| format!("bundle `{name}` ({}) is not loaded", raw.reference))?;
+        let at = |e: String| {
+            format!(
+                "bundle `{name}` ({}@{}): {e}",
+                raw.reference, content.digest
+            )
+        };
+        let mut steps = Vec::new();
+        for step in content.steps.iter().filter(|s| s.decision == decision) {
+            let loaded = match &step.kind {
+                BundleStepKind::Plugin {
+                    name: plugin,
+                    component,
+                    settings,
+                    asks,
+                } => {
+                    let grants = raw.grants.get(plugin).cloned().unwrap_or_default();
+                    let missing = asks.not_granted(&grants);
+                    if !missing.is_empty() {
+                        return Err(at(format!(
+                            "plugin `{plugin}` asks for {} which `bundles.{name}.grants.{plugin}` does not grant",
+                            missing.join(", ")
+                        )));
+                    }
+                    runtime
+                        .load(PluginSource {
+                            name: &format!("{name}/{plugin}"),
+                            decision,
+                            bytes: component,
+                            settings: settings.to_string(),
+                            grants,
+                        })
+                        .map(Step::Plugin)
+                        .map_err(|e| e.to_string())
+                }
+                BundleStepKind::Cel(cel) => self.load_cel(decision, cel, None),
+            };
+            steps.push(loaded.map_err(at)?);
+        }
+        if steps.is_empty() && !raw.append {
+            return Err(at(format!("it has no {decision} steps")));
+        }
+        Ok(steps)
+    }
+
+    fn bundle_names(&self) -> String {
+        let names: Vec<&str> = self.raw.bundles.keys().map(String::as_str).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
         }
     }
 

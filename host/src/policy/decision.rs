@@ -1,11 +1,11 @@
 //! The four questions Plumbline asks its policies.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A decision: which question a plugin or a CEL policy answers, and so which
 /// WIT world a component must implement to answer it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// What of an object belongs in Git (world `sanitizer`).

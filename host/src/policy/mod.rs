@@ -10,10 +10,12 @@
 //! - [`cel`]: CEL expressions, checked at load, bounded at run time;
 //! - [`chain`]: an ordered list of plugins and CEL policies for one decision;
 //! - [`config`]: the operator's policy configuration, raw → validated;
-//! - [`builtin`]: the default plugins embedded in the binary.
+//! - [`builtin`]: the default plugins embedded in the binary;
+//! - [`bundled`]: steps that arrive in a bundle from a registry.
 
 pub mod bindings;
 pub mod builtin;
+pub mod bundled;
 pub mod cache;
 pub mod capability;
 pub mod cel;

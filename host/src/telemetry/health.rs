@@ -12,6 +12,9 @@ pub enum Status {
     Ready,
     /// Not (yet) working, and why.
     NotReady(String),
+    /// Working, but something needs the operator's eye (a newer policy
+    /// bundle that failed to load while an older one serves).
+    Degraded(String),
 }
 
 /// The readiness of every part.
@@ -34,6 +37,7 @@ impl Health {
         for (part, status) in parts.iter() {
             match status {
                 Status::Ready => text.push_str(&format!("[+] {part}: ok\n")),
+                Status::Degraded(why) => text.push_str(&format!("[!] {part}: {why}\n")),
                 Status::NotReady(why) => {
                     ready = false;
                     text.push_str(&format!("[-] {part}: {why}\n"));
@@ -64,5 +68,9 @@ mod tests {
         assert!(text.contains("[-] sink a: push failing: refused"), "{text}");
         health.set("sink a", Status::Ready);
         assert!(health.report().0);
+        health.set("policies", Status::Degraded("v3 failed".into()));
+        let (ready, text) = health.report();
+        assert!(ready, "a degraded part still serves");
+        assert!(text.contains("[!] policies: v3 failed"), "{text}");
     }
 }

@@ -29,11 +29,27 @@ impl RepoLabels {
     }
 }
 
-/// Which policy bundle or configuration a load metric is about.
+/// Which source an ingest metric is about.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     /// Where the objects came from.
     pub source: String,
+}
+
+/// How a policy reload ended: `loaded` or `failed`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `loaded` or `failed`.
+    pub result: String,
+}
+
+/// Which bundle, at which digest, serves.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BundleLabels {
+    /// The bundle's name in the policy configuration.
+    pub bundle: String,
+    /// The manifest digest serving.
+    pub digest: String,
 }
 
 /// Every metric the daemon exports.
@@ -55,6 +71,12 @@ pub struct Metrics {
     pub push_retries: Family<RepoLabels, Counter>,
     /// Entries waiting in the queue.
     pub queue_depth: Family<RepoLabels, Gauge>,
+    /// Policy sets built from moved bundle tags, by result.
+    pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// 1 while the newest bundles fail to load and older ones serve.
+    pub policy_reload_failing: Gauge,
+    /// 1 for each bundle digest serving.
+    pub bundle_serving: Family<BundleLabels, Gauge>,
 }
 
 impl Metrics {
@@ -98,6 +120,21 @@ impl Metrics {
             "queue_depth",
             "Entries waiting in the queue, per repository and branch",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy sets built because a bundle tag moved, by result",
+            m.policy_reloads.clone(),
+        );
+        registry.register(
+            "policy_reload_failing",
+            "1 while the newest bundles fail to load and older ones serve",
+            m.policy_reload_failing.clone(),
+        );
+        registry.register(
+            "bundle_serving",
+            "1 for each policy bundle digest serving",
+            m.bundle_serving.clone(),
         );
         (std::sync::Arc::new(metrics), registry)
     }

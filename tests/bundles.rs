@@ -1,0 +1,312 @@
+//! Policy bundles against a real registry: `bundle push|inspect|pull`, and
+//! a running mirror that follows a bundle's tag, swapping policy sets whole,
+//! keeping the old set when a new one is broken or does not match its
+//! digests, and starting from its store when the registry is gone.
+
+use crate::support::{Daemon, GitServer, Registry, binary, guest, http_get, wait_for};
+use plumbline::bundle::format;
+use plumbline::policy::cache::content_digest;
+use std::path::Path;
+use std::process::Command;
+
+/// A bundle folder: the neat component, run with `settings`.
+fn bundle_dir(settings: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("neat.wasm"), guest("neat")).unwrap();
+    std::fs::write(
+        dir.path().join("bundle.yaml"),
+        format!(
+            "steps:\n  - decision: sanitize\n    plugin: neat.wasm\n    name: labels\n    settings: {settings}\n  - decision: sanitize\n    cel:\n      name: not-ignored\n      expression: \"!has(object.metadata.annotations) || !('ignore' in object.metadata.annotations)\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// neat settings that drop one label.
+fn dropping(label: &str) -> String {
+    format!(r#"{{"rules": [{{"path": "metadata.labels['{label}']"}}]}}"#)
+}
+
+/// `plumbline ARGS` with the registry allowed over plain HTTP.
+fn plumbline(registry: &Registry, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .args(["--insecure-registry", &registry.host(), "--cache-dir"])
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .output()
+        .unwrap()
+}
+
+fn push(registry: &Registry, dir: &Path, reference: &str) -> String {
+    let out = plumbline(
+        registry,
+        &["bundle", "push", dir.to_str().unwrap(), reference],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_bundle_is_pushed_inspected_and_pulled_back_into_an_identical_bundle() {
+    let registry = Registry::start();
+    let reference = format!("{}/policies/team:v1", registry.host());
+    let dir = bundle_dir(&dropping("team"));
+    let digest = push(&registry, dir.path(), &reference);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    let out = plumbline(&registry, &["bundle", "inspect", &reference]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("digest   {digest}")), "{text}");
+    assert!(text.contains(format::CONFIG_MEDIA_TYPE), "{text}");
+    let neat = content_digest(&guest("neat"));
+    assert!(text.contains(&format!("plugin labels  {neat}")), "{text}");
+    assert!(text.contains("metadata.labels['team']"), "{text}");
+    assert!(text.contains("cel    not-ignored"), "{text}");
+
+    // Pulled into a folder, pushed again: the same bytes, the same digest.
+    let pulled = tempfile::tempdir().unwrap();
+    let out = plumbline(
+        &registry,
+        &[
+            "bundle",
+            "pull",
+            &reference,
+            pulled.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(pulled.path().join("neat.wasm")).unwrap(),
+        guest("neat")
+    );
+    let again = format!("{}/policies/copy:v1", registry.host());
+    assert_eq!(push(&registry, pulled.path(), &again), digest);
+}
+
+#[test]
+fn a_bundle_that_would_not_load_is_not_pushed() {
+    let registry = Registry::start();
+    let reference = format!("{}/policies/bad:v1", registry.host());
+    let refused = |dir: &Path, expected: &str| {
+        let out = plumbline(
+            &registry,
+            &["bundle", "push", dir.to_str().unwrap(), &reference],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    let wrong_world = bundle_dir("{}");
+    let yaml = wrong_world.path().join("bundle.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        text.replacen("decision: sanitize", "decision: gate", 1),
+    )
+    .unwrap();
+    refused(wrong_world.path(), "drift-gate");
+
+    refused(
+        bundle_dir(r#"{"bogus": 1}"#).path(),
+        "unknown setting `bogus`",
+    );
+
+    let bad_cel = bundle_dir("{}");
+    let yaml = bad_cel.path().join("bundle.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, text.replace("!has(", "!!has((")).unwrap();
+    refused(bad_cel.path(), "not-ignored");
+
+    let missing = tempfile::tempdir().unwrap();
+    refused(missing.path(), "bundle.yaml");
+
+    let out = plumbline(&registry, &["bundle", "inspect", &reference]);
+    assert!(!out.status.success(), "nothing was pushed");
+}
+
+/// A ConfigMap carrying both labels; the sanitizer serving drops one.
+fn configmap(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: team\n  labels:\n    kept-by-v1: \"yes\"\n    kept-by-v2: \"yes\"\ndata:\n  k: v\n"
+    )
+}
+
+/// Which sanitizer wrote a file: exactly one of the labels survives.
+fn decided_by(file: &str) -> &'static str {
+    match (file.contains("kept-by-v1"), file.contains("kept-by-v2")) {
+        (true, false) => "v1",
+        (false, true) => "v2",
+        (true, true) => panic!("decided by neither:\n{file}"),
+        (false, false) => panic!("decided by both:\n{file}"),
+    }
+}
+
+fn metric(address: &str, line_start: &str) -> Option<f64> {
+    let (_, text) = http_get(address, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_running_mirror_follows_its_bundle_tag_and_keeps_serving_through_bad_pushes() {
+    let mut registry = Registry::start();
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let tag = format!("{}/policies/team:stable", registry.host());
+    push(&registry, bundle_dir(&dropping("kept-by-v2")).path(), &tag);
+    let policy = state.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "bundleRefreshSeconds: 1\nbundles:\n  team:\n    reference: {tag}\ndecisions:\n  sanitize:\n    steps:\n      - plugin: neat\n      - bundle: team\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(src.path().join("cm-0.yaml"), configmap("cm-0")).unwrap();
+    let args = [
+        "--repo".to_owned(),
+        server.url(),
+        "--source-dir".into(),
+        src.path().display().to_string(),
+        "--state-dir".into(),
+        state.path().display().to_string(),
+        "--policy".into(),
+        policy.display().to_string(),
+        "--insecure-registry".into(),
+        registry.host(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let mut daemon = Daemon::start(&args);
+    let address = daemon.address();
+    let file = |name: &str| {
+        server
+            .tree()
+            .get(&format!("team/core/configmaps/{name}.yaml"))
+            .cloned()
+    };
+    let written = |name: &str| wait_for(&format!("{name} in Git"), || file(name));
+    assert_eq!(decided_by(&written("cm-0")), "v1");
+
+    // v2 goes to the same tag while objects keep arriving: each is decided
+    // wholly by v1 or wholly by v2, and v2 from some point on.
+    let v2 = push(&registry, bundle_dir(&dropping("kept-by-v1")).path(), &tag);
+    let mut n = 1;
+    let reloaded = |address: &str| {
+        metric(
+            address,
+            "plumbline_policy_reloads_total{result=\"loaded\"} ",
+        )
+    };
+    while reloaded(&address).is_none() {
+        std::fs::write(
+            src.path().join(format!("cm-{n}.yaml")),
+            configmap(&format!("cm-{n}")),
+        )
+        .unwrap();
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(n < 400, "v2 never loaded:\n{}", daemon.stderr());
+    }
+    std::fs::write(src.path().join("after-v2.yaml"), configmap("after-v2")).unwrap();
+    assert_eq!(decided_by(&written("after-v2")), "v2");
+    for i in 1..n {
+        decided_by(&written(&format!("cm-{i}")));
+    }
+    let (_, metrics) = http_get(&address, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "plumbline_bundle_serving{{bundle=\"team\",digest=\"{v2}\"}} 1"
+        )),
+        "{metrics}"
+    );
+
+    // v3 has settings neat refuses: v2 keeps serving, and says why.
+    push_unchecked(&registry, &bundle_dir(r#"{"bogus": 1}"#), &tag);
+    wait_for("the failed load", || {
+        metric(
+            &address,
+            "plumbline_policy_reloads_total{result=\"failed\"} ",
+        )
+        .filter(|n| *n >= 1.0)
+    });
+    assert_eq!(
+        metric(&address, "plumbline_policy_reload_failing "),
+        Some(1.0)
+    );
+    let (status, readyz) = http_get(&address, "/readyz");
+    assert_eq!(status, 200, "the old set serves: {readyz}");
+    assert!(
+        readyz.contains("[!] policies: a new policy set failed to load, still serving team@"),
+        "{readyz}"
+    );
+    assert!(readyz.contains("unknown setting `bogus`"), "{readyz}");
+    std::fs::write(src.path().join("after-v3.yaml"), configmap("after-v3")).unwrap();
+    assert_eq!(decided_by(&written("after-v3")), "v2");
+
+    // v4's config is changed in the registry's storage after the push: its
+    // digest does not match, so it is refused and v2 keeps serving.
+    let v4 = bundle_dir(
+        r#"{"rules": [{"path": "metadata.labels['kept-by-v1']"}, {"path": "data.other"}]}"#,
+    );
+    let config = format::build(v4.path()).unwrap().config.data;
+    push(&registry, v4.path(), &tag);
+    let stored = registry.blob_path(&content_digest(&config));
+    let mut tampered = config.clone();
+    tampered[config.len() / 2] ^= 0x20;
+    std::fs::write(&stored, tampered).unwrap();
+    wait_for("the refused load", || {
+        metric(
+            &address,
+            "plumbline_policy_reloads_total{result=\"failed\"} ",
+        )
+        .filter(|n| *n >= 2.0)
+    });
+    let (_, readyz) = http_get(&address, "/readyz");
+    assert!(readyz.to_lowercase().contains("digest"), "{readyz}");
+    std::fs::write(src.path().join("after-v4.yaml"), configmap("after-v4")).unwrap();
+    assert_eq!(decided_by(&written("after-v4")), "v2");
+
+    // The registry goes away: the daemon keeps serving; a restart loads v2
+    // from its store.
+    registry.stop();
+    std::fs::write(src.path().join("offline.yaml"), configmap("offline")).unwrap();
+    assert_eq!(decided_by(&written("offline")), "v2");
+    daemon.kill();
+    let daemon = Daemon::start(&args);
+    let address = daemon.address();
+    std::fs::write(src.path().join("restarted.yaml"), configmap("restarted")).unwrap();
+    assert_eq!(decided_by(&written("restarted")), "v2");
+    assert!(
+        daemon.stderr().contains("from the store"),
+        "{}",
+        daemon.stderr()
+    );
+    let (_, metrics) = http_get(&address, "/metrics");
+    assert!(metrics.contains(&format!("digest=\"{v2}\"")), "{metrics}");
+}
+
+/// Pushes a bundle `bundle push` would refuse, as another tool could.
+fn push_unchecked(registry: &Registry, dir: &tempfile::TempDir, reference: &str) {
+    let artifact = format::build(dir.path()).unwrap();
+    let client = plumbline::oci::OciClient::new(plumbline::oci::OciConfig {
+        insecure: vec![registry.host()],
+        ..Default::default()
+    })
+    .unwrap();
+    client.push(reference, &artifact).unwrap();
+}
