@@ -11,5 +11,6 @@ mod follow;
 mod mirror;
 mod neat_conformance;
 mod oci;
+mod oras;
 mod runtime_limits;
 mod support;

@@ -3,7 +3,7 @@
 //! registry that is down is a clear error.
 
 use crate::support::Registry;
-use plumbline::oci::{Artifact, Blob, OciClient, OciConfig};
+use plumbline::oci::{Artifact, Blob, Credentials, OciClient, OciConfig};
 use std::collections::BTreeMap;
 
 fn client(registry: &Registry) -> OciClient {
@@ -100,10 +100,61 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
     .unwrap();
     let error = client.pull(&reference).unwrap_err().to_string();
     assert!(
-        error.starts_with(&format!("pulling {reference}: ")),
+        error.starts_with(&format!("pulling {reference} blob {digest}: ")),
         "{error}"
     );
     assert!(error.to_lowercase().contains("digest"), "{error}");
+}
+
+#[test]
+fn basic_auth_uses_the_docker_config_credentials_and_never_shows_them() {
+    let registry = Registry::start_with_user("alice", "s3cret-pw");
+    let reference = format!("{}/plumbline/private:v1", registry.host());
+    let with = |config: &str| {
+        OciClient::new(OciConfig {
+            insecure: vec![registry.host()],
+            credentials: Credentials::from_docker_config_text(config).unwrap(),
+        })
+        .unwrap()
+    };
+    let auth = |user_password: &str| {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{encoded}"}}}}}}"#,
+            registry.host()
+        )
+    };
+
+    let anonymous = client(&registry).push(&reference, &artifact());
+    let error = anonymous.unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("pushing {reference}: ")),
+        "{error}"
+    );
+    assert!(error.to_lowercase().contains("unauthorized"), "{error}");
+
+    let wrong = with(&auth("alice:not-the-pw")).push(&reference, &artifact());
+    let error = wrong.unwrap_err().to_string();
+    assert!(error.to_lowercase().contains("unauthorized"), "{error}");
+    assert!(!error.contains("not-the-pw"), "{error}");
+
+    let alice = with(&auth("alice:s3cret-pw"));
+    let digest = alice.push(&reference, &artifact()).unwrap();
+    assert_eq!(alice.resolve(&reference).unwrap(), digest);
+    assert_eq!(alice.pull(&reference).unwrap().layers, artifact().layers);
+    let split = format!(
+        r#"{{"auths": {{"http://{}": {{"username": "alice", "password": "s3cret-pw"}}}}}}"#,
+        registry.host()
+    );
+    assert_eq!(with(&split).resolve(&reference).unwrap(), digest);
+    assert!(
+        !format!(
+            "{:?}",
+            Credentials::from_docker_config_text(&split).unwrap()
+        )
+        .contains("s3cret")
+    );
 }
 
 #[test]

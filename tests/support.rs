@@ -338,24 +338,43 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry with no authentication, over plain HTTP.
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// Starts a registry that wants `user` and `password` (HTTP basic
+    /// authentication against an htpasswd file, as the packaged default
+    /// configuration sets it up).
+    pub fn start_with_user(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(user: Option<(&str, &str)>) -> Registry {
         let root = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let config = root.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                root.path().join("storage").display()
-            ),
-        )
-        .unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            root.path().join("storage").display()
+        );
+        if let Some((user, password)) = user {
+            let htpasswd = root.path().join("htpasswd");
+            let hash = python(&format!(
+                "import bcrypt; print(bcrypt.hashpw(b'{password}', bcrypt.gensalt()).decode())"
+            ));
+            std::fs::write(&htpasswd, format!("{user}:{}\n", hash.trim())).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: plumbline-tests\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = root.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
         let process = std::process::Command::new("docker-registry")
             .arg("serve")
-            .arg(&config)
+            .arg(&config_path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -369,7 +388,7 @@ impl Registry {
             std::net::TcpStream::connect(registry.host())
                 .ok()
                 .map(|_| http_get(&registry.host(), "/v2/").0)
-                .filter(|status| *status == 200)
+                .filter(|status| *status == 200 || *status == 401)
         });
         registry
     }
@@ -403,4 +422,32 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs a Python script in the test tools' environment (with `oras` and
+/// `bcrypt`) in the current folder; its standard output.
+pub fn python(script: &str) -> String {
+    python_in(Path::new("."), script)
+}
+
+/// [`python`], in `dir`.
+pub fn python_in(dir: &Path, script: &str) -> String {
+    let python = root().join("target/test-tools/bin/python");
+    let out = std::process::Command::new(&python)
+        .current_dir(dir)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/test installs the test tools there)",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
