@@ -113,9 +113,9 @@ pub const BUNDLE_FILE: &str = "bundle.yaml";
 /// files it names). Identical files become one layer.
 pub fn build(dir: &Path) -> Result<Artifact, BundleError> {
     let path = dir.join(BUNDLE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
+    let text = std::fs::read_to_string(&path).map_err(|error| BundleError::Io {
         path: path.clone(),
-        source,
+        error,
     })?;
     let invalid = |message: String| BundleError::Invalid {
         origin: path.display().to_string(),
@@ -293,7 +293,7 @@ fn parse_cel(bytes: &[u8]) -> Result<RawCel, String> {
 
 fn read(dir: &Path, file: &Path) -> Result<Vec<u8>, BundleError> {
     let path = dir.join(file);
-    std::fs::read(&path).map_err(|source| BundleError::Io { path, source })
+    std::fs::read(&path).map_err(|error| BundleError::Io { path, error })
 }
 
 fn file_name(path: &Path) -> String {

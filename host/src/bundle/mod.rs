@@ -32,13 +32,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// A file of the bundle's folder could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `bundle.yaml` or the bundle's config is not what it must be.
     #[error("{origin}: {message}")]

@@ -2,6 +2,7 @@
 //! turned into working objects once, in each subcommand.
 
 mod bundle;
+mod plugin_new;
 mod plugin_test;
 mod policy_check;
 mod policy_reload;
@@ -86,6 +87,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
+    /// Creates a ready-to-build Rust plugin crate for one decision, with
+    /// fixtures and a bundle.yaml.
+    New(plugin_new::PluginNewArgs),
     /// Runs a plugin against input/expected fixture pairs and reports each.
     Test(plugin_test::PluginTestArgs),
 }
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli.global, *args),
         Command::Sanitize(args) => sanitize::run(&cli.global, args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(&cli.global, args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(&cli.global, args),
         Command::Bundle(command) => bundle::run(&cli.global, command),
     };
