@@ -13,5 +13,6 @@ mod mirror;
 mod neat_conformance;
 mod oci;
 mod oras;
+mod registry;
 mod runtime_limits;
 mod support;

@@ -2,7 +2,7 @@
 //! byte for byte, a blob that does not match its digest is refused, and a
 //! registry that is down is a clear error.
 
-use crate::support::Registry;
+use crate::support::{Registry, registry_with_user};
 use plumbline::oci::{Artifact, Blob, Credentials, OciClient, OciConfig};
 use std::collections::BTreeMap;
 
@@ -108,7 +108,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
 
 #[test]
 fn basic_auth_uses_the_docker_config_credentials_and_never_shows_them() {
-    let registry = Registry::start_with_user("alice", "s3cret-pw");
+    let registry = registry_with_user("alice", "s3cret-pw");
     let reference = format!("{}/plumbline/private:v1", registry.host());
     let with = |config: &str| {
         OciClient::new(OciConfig {
@@ -173,4 +173,39 @@ fn a_registry_that_is_down_is_a_clear_error() {
         error.contains("`not a reference` is not a valid image reference"),
         "{error}"
     );
+}
+
+#[test]
+fn a_large_blob_streams_in_chunks_and_is_verified() {
+    let registry = Registry::start();
+    let client = client(&registry);
+    let reference = format!("{}/plumbline/large:v1", registry.host());
+    let mut large = artifact();
+    // 24 MiB that do not compress: a blob an image layer could be.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    large.layers[0].data = (0..24 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    client.push(&reference, &large).unwrap();
+    let manifest = client.manifest(&reference).unwrap();
+    let layer = &manifest.layers[0];
+    assert_eq!(layer.size, 24 << 20);
+
+    // Into a file, never whole in memory: many chunks, the right bytes.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let (mut chunks, mut bytes) = (0u64, 0u64);
+    client
+        .pull_blob(&reference, layer, &mut file.as_file(), &mut |n| {
+            chunks += 1;
+            bytes += n;
+        })
+        .unwrap();
+    assert_eq!(bytes, 24 << 20);
+    assert!(chunks > 16, "streamed in {chunks} chunk(s)");
+    assert_eq!(std::fs::read(file.path()).unwrap(), large.layers[0].data);
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests: where the built guests and fixtures are,
 //! and how to load a plugin.
 
+pub use crate::registry::Registry;
 use plumbline::policy::capability::Grants;
 use plumbline::policy::{Decision, Limits, Plugin, PluginSource, Runtime, RuntimeConfig};
 use std::path::{Path, PathBuf};
@@ -326,104 +327,6 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// A real OCI registry (Debian's `docker-registry`, the CNCF distribution
-/// registry) on 127.0.0.1, storing into a temporary folder; stopped when
-/// dropped.
-pub struct Registry {
-    root: tempfile::TempDir,
-    port: u16,
-    process: Option<std::process::Child>,
-}
-
-impl Registry {
-    /// Starts a registry with no authentication, over plain HTTP.
-    pub fn start() -> Registry {
-        Registry::start_with(None)
-    }
-
-    /// Starts a registry that wants `user` and `password` (HTTP basic
-    /// authentication against an htpasswd file, as the packaged default
-    /// configuration sets it up).
-    pub fn start_with_user(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some((user, password)))
-    }
-
-    fn start_with(user: Option<(&str, &str)>) -> Registry {
-        let root = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            root.path().join("storage").display()
-        );
-        if let Some((user, password)) = user {
-            let htpasswd = root.path().join("htpasswd");
-            let hash = python(&format!(
-                "import bcrypt; print(bcrypt.hashpw(b'{password}', bcrypt.gensalt()).decode())"
-            ));
-            std::fs::write(&htpasswd, format!("{user}:{}\n", hash.trim())).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: plumbline-tests\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        let config_path = root.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let process = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry; scripts/test does)");
-        let registry = Registry {
-            root,
-            port,
-            process: Some(process),
-        };
-        wait_for("the registry to answer", || {
-            std::net::TcpStream::connect(registry.host())
-                .ok()
-                .map(|_| http_get(&registry.host(), "/v2/").0)
-                .filter(|status| *status == 200 || *status == 401)
-        });
-        registry
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Where the registry keeps its blobs.
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.root
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-
-    /// Stops the registry.
-    pub fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Runs a Python script in the test tools' environment (with `oras` and
 /// `bcrypt`) in the current folder; its standard output.
 pub fn python(script: &str) -> String {
@@ -450,4 +353,12 @@ pub fn python_in(dir: &Path, script: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// A registry that wants `user` and `password`.
+pub fn registry_with_user(user: &str, password: &str) -> Registry {
+    let hash = python(&format!(
+        "import bcrypt; print(bcrypt.hashpw(b'{password}', bcrypt.gensalt()).decode())"
+    ));
+    Registry::start_with_htpasswd(&format!("{user}:{}", hash.trim()))
 }

@@ -1,0 +1,125 @@
+//! A real OCI registry for tests and benchmarks: Debian's `docker-registry`
+//! (the CNCF distribution registry) started as a plain process on
+//! 127.0.0.1, storing into a temporary folder, stopped when dropped. Shared
+//! by the test binary and `benches/bundle.rs`, so it depends on nothing of
+//! either.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A running registry.
+pub struct Registry {
+    root: tempfile::TempDir,
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl Registry {
+    /// Starts a registry with no authentication, over plain HTTP.
+    pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// Starts a registry that authenticates against an htpasswd file of
+    /// this one line (`user:bcrypt-hash`), as the packaged default
+    /// configuration sets it up.
+    #[allow(dead_code)] // the benchmark needs no authentication
+    pub fn start_with_htpasswd(line: &str) -> Registry {
+        Registry::start_with(Some(line))
+    }
+
+    fn start_with(htpasswd: Option<&str>) -> Registry {
+        let root = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            root.path().join("storage").display()
+        );
+        if let Some(line) = htpasswd {
+            let file = root.path().join("htpasswd");
+            std::fs::write(&file, format!("{line}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: plumbline-tests\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let config_path = root.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let process = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry; scripts/test does)");
+        let registry = Registry {
+            root,
+            port,
+            process: Some(process),
+        };
+        registry.wait_until_up();
+        registry
+    }
+
+    /// Waits up to 30 s for `/v2/` to answer (200, or 401 with auth).
+    fn wait_until_up(&self) {
+        let started = Instant::now();
+        while !matches!(self.status("/v2/"), Some(200 | 401)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The status of a plain GET of `path`, if the registry answers.
+    fn status(&self, path: &str) -> Option<u16> {
+        let mut stream = std::net::TcpStream::connect(self.host()).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.host()
+        )
+        .ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where the registry keeps a blob's bytes.
+    #[allow(dead_code)] // the benchmark does not tamper with blobs
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.root
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Stops the registry.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
