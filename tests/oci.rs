@@ -2,7 +2,7 @@
 //! byte for byte, a blob that does not match its digest is refused, and a
 //! registry that is down is a clear error.
 
-use crate::support::{Registry, registry_with_user};
+use crate::support::{Registry, registry_with_token_server, registry_with_user};
 use plumbline::oci::{Artifact, Blob, Credentials, OciClient, OciConfig};
 use std::collections::BTreeMap;
 
@@ -108,7 +108,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
 
 #[test]
 fn basic_auth_uses_the_docker_config_credentials_and_never_shows_them() {
-    let registry = registry_with_user("alice", "s3cret-pw");
+    let (registry, _htpasswd) = registry_with_user("alice", "s3cret-pw");
     let reference = format!("{}/plumbline/private:v1", registry.host());
     let with = |config: &str| {
         OciClient::new(OciConfig {
@@ -208,4 +208,39 @@ fn a_large_blob_streams_in_chunks_and_is_verified() {
     assert_eq!(bytes, 24 << 20);
     assert!(chunks > 16, "streamed in {chunks} chunk(s)");
     assert_eq!(std::fs::read(file.path()).unwrap(), large.layers[0].data);
+}
+
+#[test]
+fn bearer_tokens_come_from_the_registrys_token_server() {
+    let (registry, _tokens) = registry_with_token_server("alice", "s3cret-pw");
+    let reference = format!("{}/plumbline/private:v1", registry.host());
+    let with = |user_password: Option<&str>| {
+        let mut credentials = Credentials::default();
+        if let Some((user, password)) = user_password.and_then(|p| p.split_once(':')) {
+            credentials.insert(&registry.host(), user, password);
+        }
+        OciClient::new(OciConfig {
+            insecure: vec![registry.host()],
+            credentials,
+        })
+        .unwrap()
+    };
+    let error = with(None)
+        .push(&reference, &artifact())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(&format!("pushing {reference}: ")),
+        "{error}"
+    );
+    let error = with(Some("alice:wrong"))
+        .resolve(&reference)
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("wrong"), "{error}");
+
+    let alice = with(Some("alice:s3cret-pw"));
+    let digest = alice.push(&reference, &artifact()).unwrap();
+    assert_eq!(alice.resolve(&reference).unwrap(), digest);
+    assert_eq!(alice.pull(&reference).unwrap().layers, artifact().layers);
 }

@@ -21,15 +21,14 @@ impl Registry {
         Registry::start_with(None)
     }
 
-    /// Starts a registry that authenticates against an htpasswd file of
-    /// this one line (`user:bcrypt-hash`), as the packaged default
-    /// configuration sets it up.
+    /// Starts a registry with this `auth:` section of its configuration
+    /// (indented by two spaces): `htpasswd` or `token`.
     #[allow(dead_code)] // the benchmark needs no authentication
-    pub fn start_with_htpasswd(line: &str) -> Registry {
-        Registry::start_with(Some(line))
+    pub fn start_with_auth(auth: &str) -> Registry {
+        Registry::start_with(Some(auth))
     }
 
-    fn start_with(htpasswd: Option<&str>) -> Registry {
+    fn start_with(auth: Option<&str>) -> Registry {
         let root = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -40,13 +39,8 @@ impl Registry {
             "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             root.path().join("storage").display()
         );
-        if let Some(line) = htpasswd {
-            let file = root.path().join("htpasswd");
-            std::fs::write(&file, format!("{line}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: plumbline-tests\n    path: {}\n",
-                file.display()
-            ));
+        if let Some(auth) = auth {
+            config.push_str(&format!("auth:\n{auth}"));
         }
         let config_path = root.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();

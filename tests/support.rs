@@ -182,18 +182,21 @@ impl GitServer {
     }
 
     /// Every file of the branch's tip with its content (none while the
-    /// branch does not exist).
+    /// branch does not exist). The tip is read once, so a commit landing
+    /// meanwhile cannot mix two trees.
     pub fn tree(&self) -> std::collections::BTreeMap<String, String> {
         if self.log_len() == 0 {
             return Default::default();
         }
-        let files = git(&self.bare(), &["ls-tree", "-r", "--name-only", "main"]);
+        let tip = git(&self.bare(), &["rev-parse", "main"]);
+        let tip = tip.trim();
+        let files = git(&self.bare(), &["ls-tree", "-r", "--name-only", tip]);
         files
             .lines()
             .map(|f| {
                 (
                     f.to_owned(),
-                    git(&self.bare(), &["show", &format!("main:{f}")]),
+                    git(&self.bare(), &["show", &format!("{tip}:{f}")]),
                 )
             })
             .collect()
@@ -355,10 +358,59 @@ pub fn python_in(dir: &Path, script: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A registry that wants `user` and `password`.
-pub fn registry_with_user(user: &str, password: &str) -> Registry {
+/// A registry that wants `user` and `password` (HTTP basic authentication
+/// against an htpasswd file, as the packaged default configuration has it),
+/// and the folder holding that file.
+pub fn registry_with_user(user: &str, password: &str) -> (Registry, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
     let hash = python(&format!(
         "import bcrypt; print(bcrypt.hashpw(b'{password}', bcrypt.gensalt()).decode())"
     ));
-    Registry::start_with_htpasswd(&format!("{user}:{}", hash.trim()))
+    let file = dir.path().join("htpasswd");
+    std::fs::write(&file, format!("{user}:{}\n", hash.trim())).unwrap();
+    let auth = format!(
+        "  htpasswd:\n    realm: plumbline-tests\n    path: {}\n",
+        file.display()
+    );
+    (Registry::start_with_auth(&auth), dir)
+}
+
+/// A token server (`tests/tools/token_server.py`) issuing bearer tokens to
+/// `user` and `password`; killed when dropped.
+pub struct TokenServer {
+    process: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A registry that wants bearer tokens from a token server of its own, as
+/// Docker Hub, GHCR or Harbor do.
+pub fn registry_with_token_server(user: &str, password: &str) -> (Registry, TokenServer) {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("token-signer.pem");
+    let mut process = std::process::Command::new(root().join("target/test-tools/bin/python"))
+        .arg(root().join("tests/tools/token_server.py"))
+        .arg(&cert)
+        .args([user, password, "plumbline-token-issuer", "plumbline-tests"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the test tools' python (scripts/test installs it)");
+    let mut port = String::new();
+    std::io::BufReader::new(process.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let auth = format!(
+        "  token:\n    realm: http://127.0.0.1:{}/token\n    service: plumbline-tests\n    issuer: plumbline-token-issuer\n    rootcertbundle: {}\n",
+        port.trim(),
+        cert.display()
+    );
+    let server = TokenServer { process, _dir: dir };
+    (Registry::start_with_auth(&auth), server)
 }

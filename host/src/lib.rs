@@ -7,6 +7,7 @@
 //! - [`model`]: the plain data types every stage shares (`Event`, `Target`);
 //! - [`ingest`]: where objects come from (for now: manifest files);
 //! - [`policy`]: the policy runtime that answers every decision;
+//! - [`bundle`]: policy bundles from OCI registries, followed and swapped in;
 //! - [`mirror`]: events → match → sanitize → the files each destination needs;
 //! - [`sink`]: Git: layout, canonical YAML, batched commits and pushes;
 //! - [`oci`]: registry access (resolve, pull, push, verified digests);
