@@ -296,6 +296,16 @@ fn a_running_mirror_follows_its_bundle_tag_and_keeps_serving_through_bad_pushes(
         "{}",
         daemon.stderr()
     );
+    // Ready (once the sink has caught up), with the reason to look.
+    let readyz = wait_for("/readyz to be 200", || {
+        let (status, text) = http_get(&address, "/readyz");
+        (status == 200).then_some(text)
+    });
+    assert!(
+        readyz.contains("[!] policies: bundle `team`: the registry did not answer")
+            && readyz.contains(&format!("using {v2} from the store")),
+        "{readyz}"
+    );
     let (_, metrics) = http_get(&address, "/metrics");
     assert!(metrics.contains(&format!("digest=\"{v2}\"")), "{metrics}");
 }

@@ -31,6 +31,14 @@ pub struct Loaded {
 /// watch rule must be readable by the new match chain).
 pub type SetCheck = Box<dyn Fn(&PolicySet) -> Result<(), String> + Send>;
 
+/// What a refresh found.
+pub struct Refresh {
+    /// A new set, if a tag moved and its bundles loaded.
+    pub loaded: Option<Loaded>,
+    /// Bundles whose registry did not answer (their stored digest stands).
+    pub offline: Vec<String>,
+}
+
 /// Builds policy sets from a configuration and the bundles it references.
 pub struct PolicyLoader {
     config: PolicyConfig,
@@ -71,17 +79,22 @@ impl PolicyLoader {
     }
 
     /// Resolves every tag again: a new set if one moved and the new
-    /// bundles load, `None` if nothing moved (or moved to digests that
-    /// already failed), an error if they do not load.
-    pub fn refresh(&mut self) -> Result<Option<Loaded>, BundleError> {
+    /// bundles load, none if nothing moved (or moved to digests that
+    /// already failed), an error if they do not load. Either way, which
+    /// bundles the registry did not answer for.
+    pub fn refresh(&mut self) -> Result<Refresh, BundleError> {
         let (digests, offline) = self.resolve()?;
-        for note in &offline {
-            tracing::warn!("{note}");
-        }
         if self.serving.as_ref() == Some(&digests) || self.failed.as_ref() == Some(&digests) {
-            return Ok(None);
+            return Ok(Refresh {
+                loaded: None,
+                offline,
+            });
         }
-        self.build(digests, offline).map(Some)
+        let loaded = self.build(digests, offline.clone())?;
+        Ok(Refresh {
+            loaded: Some(loaded),
+            offline,
+        })
     }
 
     fn resolve(&self) -> Result<(Digests, Vec<String>), BundleError> {

@@ -185,6 +185,8 @@ pub struct Policies {
     pub loader: Option<PolicyLoader>,
     /// The digest each bundle loaded at.
     pub digests: crate::bundle::reload::Digests,
+    /// Bundles loaded from the store because the registry did not answer.
+    pub offline: Vec<String>,
     /// Where pulled bundles live when there is no cache folder.
     _bundles: Option<tempfile::TempDir>,
 }
@@ -212,6 +214,7 @@ pub fn load_policies(
             set,
             loader: None,
             digests: Default::default(),
+            offline: Vec::new(),
             _bundles: None,
         });
     }
@@ -227,6 +230,7 @@ pub fn load_policies(
         set: loaded.set,
         loader: Some(loader),
         digests: loaded.digests,
+        offline: loaded.offline,
         _bundles: temporary,
     })
 }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 /// What the reload thread works with.
 pub struct Reload {
+    /// Why the policies need the operator's eye at the start (bundles
+    /// loaded from the store because the registry did not answer).
+    pub offline: Vec<String>,
     /// Builds new sets.
     pub loader: PolicyLoader,
     /// The digests serving at the start.
@@ -25,6 +28,8 @@ pub struct Reload {
     pub health: Arc<Health>,
     /// And counted.
     pub metrics: Arc<Metrics>,
+    /// The newest failure to load, until a load succeeds.
+    pub failure: Option<String>,
 }
 
 impl Reload {
@@ -35,6 +40,7 @@ impl Reload {
             Pipeline::check_policies(set, &config).map_err(|e| e.to_string())
         }));
         self.show_serving(&Digests::new());
+        self.show_health(None);
         std::thread::Builder::new()
             .name("policy reload".into())
             .spawn(move || {
@@ -56,16 +62,19 @@ impl Reload {
                 .inc();
         };
         match self.loader.refresh() {
-            Ok(None) => {}
-            Ok(Some(loaded)) => {
-                let pipeline = Pipeline::new(loaded.set, self.config.clone());
-                self.router.replace(Arc::new(pipeline));
-                reloads("loaded");
-                self.metrics.policy_reload_failing.set(0);
-                let old = std::mem::replace(&mut self.serving, loaded.digests);
-                self.show_serving(&old);
-                self.health.set("policies", Status::Ready);
-                eprintln!("policies: now serving {}", describe(&self.serving));
+            Ok(refresh) => {
+                self.offline = refresh.offline;
+                if let Some(loaded) = refresh.loaded {
+                    let pipeline = Pipeline::new(loaded.set, self.config.clone());
+                    self.router.replace(Arc::new(pipeline));
+                    reloads("loaded");
+                    self.metrics.policy_reload_failing.set(0);
+                    self.failure = None;
+                    let old = std::mem::replace(&mut self.serving, loaded.digests);
+                    self.show_serving(&old);
+                    eprintln!("policies: now serving {}", describe(&self.serving));
+                }
+                self.show_health(None);
             }
             Err(error) => {
                 reloads("failed");
@@ -75,9 +84,29 @@ impl Reload {
                     describe(&self.serving)
                 );
                 eprintln!("error: {why}");
-                self.health.set("policies", Status::Degraded(why));
+                self.show_health(Some(why));
             }
         }
+    }
+
+    /// `/readyz`: ready, or degraded by a failed load (kept until a later
+    /// one succeeds) and by bundles served from the store.
+    fn show_health(&mut self, failure: Option<String>) {
+        if failure.is_some() {
+            self.failure = failure;
+        }
+        let notes: Vec<&str> = self
+            .failure
+            .iter()
+            .chain(&self.offline)
+            .map(String::as_str)
+            .collect();
+        let status = if notes.is_empty() {
+            Status::Ready
+        } else {
+            Status::Degraded(notes.join("; "))
+        };
+        self.health.set("policies", status);
     }
 
     /// `bundle_serving` for the digests serving now, none for `old`.

@@ -145,6 +145,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     ));
     if let Some(loader) = policies.loader.filter(|_| !args.once) {
         Reload {
+            offline: policies.offline,
+            failure: None,
             loader,
             serving: policies.digests,
             router: router.clone(),
