@@ -320,3 +320,57 @@ fn push_unchecked(registry: &Registry, dir: &tempfile::TempDir, reference: &str)
     .unwrap();
     client.push(reference, &artifact).unwrap();
 }
+
+#[test]
+fn a_digest_pinned_bundle_never_moves_and_needs_no_registry_to_resolve() {
+    use plumbline::bundle::{BundleSource, BundleStore, PolicyLoader};
+    use plumbline::oci::{OciClient, OciConfig};
+    use plumbline::policy::config::PolicyConfig;
+
+    let mut registry = Registry::start();
+    let tag = format!("{}/policies/pinned:v1", registry.host());
+    let first = push(&registry, bundle_dir("{}").path(), &tag);
+    let pinned = format!("{}/policies/pinned@{first}", registry.host());
+    let dir = tempfile::tempdir().unwrap();
+    let config = |reference: &str| {
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(
+            &path,
+            format!("bundles:\n  b:\n    reference: {reference}\ndecisions:\n  sanitize:\n    steps:\n      - bundle: b\n"),
+        )
+        .unwrap();
+        PolicyConfig::from_file(&path).unwrap()
+    };
+    let loader = |reference: &str| {
+        let client = OciClient::new(OciConfig {
+            insecure: vec![registry.host()],
+            ..OciConfig::default()
+        })
+        .unwrap();
+        let source = BundleSource::new(client, BundleStore::new(dir.path().join("store")));
+        PolicyLoader::new(config(reference), crate::support::runtime(), source)
+    };
+    let (mut by_tag, mut by_digest) = (loader(&tag), loader(&pinned));
+    assert_eq!(by_tag.load().unwrap().digests["b"], first);
+    assert_eq!(by_digest.load().unwrap().digests["b"], first);
+    assert!(by_tag.refresh().unwrap().loaded.is_none(), "nothing moved");
+
+    // The tag moves; the pinned reference does not.
+    let second = push(&registry, bundle_dir(&dropping("team")).path(), &tag);
+    let moved = by_tag.refresh().unwrap().loaded.expect("the tag moved");
+    assert_eq!(moved.digests["b"], second);
+    assert!(by_digest.refresh().unwrap().loaded.is_none());
+
+    // Without the registry, a pinned reference resolves by itself and the
+    // tag falls back to what last loaded, saying so.
+    registry.stop();
+    let refresh = by_digest.refresh().unwrap();
+    assert!(refresh.loaded.is_none() && refresh.offline.is_empty());
+    let refresh = by_tag.refresh().unwrap();
+    assert!(refresh.loaded.is_none());
+    assert!(
+        refresh.offline[0].contains(&format!("using {second} from the store")),
+        "{:?}",
+        refresh.offline
+    );
+}
