@@ -34,8 +34,9 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Folder where compiled components are cached, so the next start
-    /// loads them instead of compiling. Default: $XDG_CACHE_HOME/plumbline
-    /// or ~/.cache/plumbline.
+    /// loads them instead of compiling; pulled policy bundles are kept
+    /// beside it, in `bundles`. Default: $XDG_CACHE_HOME/plumbline/components
+    /// or ~/.cache/plumbline/components.
     #[arg(long, global = true, env = "PLUMBLINE_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Keep compiled components in memory only.
