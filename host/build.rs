@@ -36,6 +36,7 @@ fn main() {
         .expect("host/ is inside the workspace");
     for watched in [
         "plugins",
+        "kinds",
         "tests/guests",
         "wit",
         "Cargo.lock",

@@ -15,4 +15,5 @@ mod oci;
 mod oras;
 mod registry;
 mod runtime_limits;
+mod source_hardening;
 mod support;

@@ -9,7 +9,7 @@
 use super::policy_reload::Reload;
 use super::progress;
 use super::{GlobalArgs, load_policies};
-use crate::ingest::directory::{Changes, Follower};
+use crate::ingest::directory::{Changes, Follower, SourceOptions, walk};
 use crate::mirror::queue::{Partition, Queue, disk::DiskQueue};
 use crate::mirror::{Destination, MirrorConfig, Pipeline, Prune, Router, resources};
 use crate::sink::layout::BaseFolder;
@@ -74,6 +74,14 @@ pub struct RunArgs {
     /// Seconds between looks at the source folder when following it.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     interval: u64,
+    /// Where a namespaced object without a namespace goes, as with
+    /// `kubectl apply`. Whether a kind is namespaced comes from the
+    /// built-in kinds and the CRDs in the folder.
+    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    default_namespace: String,
+    /// Manifest files larger than this are refused unread (and reported).
+    #[arg(long, value_name = "BYTES", default_value_t = walk::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
     /// With --once, seconds a remote may keep failing before Plumbline gives
     /// up. Following, it retries for ever, with backoff.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -169,7 +177,14 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let workers = spawn_workers(pipeline.config(), &context)?;
     let partitions: Vec<Partition> = workers.iter().map(|(p, _)| p.clone()).collect();
     let progress = progress::Progress::start(metrics, &source, &partitions);
-    let mut follower = Follower::new(&args.source_dir, args.actor.as_deref());
+    let mut follower = Follower::with_options(
+        &args.source_dir,
+        SourceOptions {
+            actor: args.actor.clone(),
+            default_namespace: args.default_namespace.clone(),
+            max_file_bytes: args.max_file_bytes,
+        },
+    );
     let seed_id = router.begin_seed()?;
     let (seed, routed) = look(&mut follower, &router)?;
     let complete = seed.is_complete() && routed;
@@ -221,6 +236,18 @@ fn look(follower: &mut Follower, router: &Router) -> anyhow::Result<(Changes, bo
 fn report_errors(changes: &Changes) {
     for error in &changes.errors {
         eprintln!("error: {error}");
+    }
+    for warning in &changes.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for note in &changes.skipped {
+        tracing::info!("{note}; skipped");
+    }
+    if !changes.skipped.is_empty() {
+        eprintln!(
+            "note: {} document(s) that are not cluster objects were skipped (RUST_LOG=info names them)",
+            changes.skipped.len()
+        );
     }
 }
 

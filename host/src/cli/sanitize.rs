@@ -1,6 +1,7 @@
 //! `plumbline sanitize`: manifests in, sanitized YAML out.
 
 use super::{GlobalArgs, load_policies};
+use crate::ingest::directory::walk;
 use crate::ingest::read_manifests;
 use crate::policy::Decision;
 use crate::sink::yaml;
@@ -32,15 +33,28 @@ pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> 
     let (mut written, mut dropped) = (0usize, 0usize);
     let mut out = std::io::stdout().lock();
     let mut first = true;
-    let files = expand_folders(&args.files)?;
+    let files = expand_folders(&args.files, &mut failures);
     for file in &files {
-        let (text, origin) = read_input(file)?;
-        let (manifests, errors) = read_manifests(&text, &origin);
-        for error in errors {
+        let (text, origin) = match read_input(file) {
+            Ok(input) => input,
+            Err(error) => {
+                failures += 1;
+                eprintln!("error: {error:#}");
+                continue;
+            }
+        };
+        let read = read_manifests(&text, &origin);
+        for error in read.errors {
             failures += 1;
             eprintln!("error: {error}");
         }
-        for manifest in manifests {
+        for note in read.skipped {
+            eprintln!("note: {note}; skipped");
+        }
+        for note in read.warnings {
+            eprintln!("warning: {note}");
+        }
+        for manifest in read.objects {
             match chain.sanitize(&manifest.object.to_string()) {
                 Ok(Some(object)) => {
                     let value: serde_json::Value = serde_json::from_str(&object)?;
@@ -81,30 +95,28 @@ pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> 
     })
 }
 
-/// Replaces each folder by the manifest files in it (`.yaml`, `.yml`,
-/// `.json`), sorted, so output order does not depend on the filesystem.
-fn expand_folders(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// Replaces each folder by the manifest files under it, read as `run`
+/// reads a folder (subfolders too, special files and links out refused),
+/// sorted, so output order does not depend on the filesystem. What cannot
+/// be read is reported and counted.
+fn expand_folders(paths: &[PathBuf], failures: &mut usize) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         if !path.is_dir() {
             files.push(path.clone());
             continue;
         }
-        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-            })
-            .collect();
-        found.sort();
-        files.extend(found);
+        let mut errors = Vec::new();
+        files.extend(walk::manifest_files(path, &mut errors));
+        for error in errors {
+            *failures += 1;
+            eprintln!("error: {error}");
+        }
     }
-    Ok(files)
+    files
 }
 
-fn read_input(file: &PathBuf) -> anyhow::Result<(String, String)> {
+fn read_input(file: &std::path::Path) -> anyhow::Result<(String, String)> {
     if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -112,7 +124,6 @@ fn read_input(file: &PathBuf) -> anyhow::Result<(String, String)> {
             .context("reading standard input")?;
         return Ok((text, "<stdin>".into()));
     }
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = walk::read_file(file, walk::DEFAULT_MAX_FILE_BYTES)?;
     Ok((text, file.display().to_string()))
 }

