@@ -226,7 +226,12 @@ fn apply(object: &mut Value, kind: &str, original: &Original, rule: &Rule<'_>) {
         }
         When::SameAsName => {
             if !original.name.is_null() {
-                walk(object, kind, rule.path, &When::Equals(Lit::Json(&original.name)));
+                walk(
+                    object,
+                    kind,
+                    rule.path,
+                    &When::Equals(Lit::Json(&original.name)),
+                );
             }
         }
         when => walk(object, kind, rule.path, when),
@@ -356,9 +361,7 @@ fn drops_item(when: &When<'_>, item: &Value) -> bool {
         When::Always => true,
         When::Equals(lit) => lit.matches(item),
         When::Unless(lit) => !lit.matches(item),
-        When::SameAs(_) | When::DefaultPullPolicy | When::Annotated(..) | When::SameAsName => {
-            false
-        }
+        When::SameAs(_) | When::DefaultPullPolicy | When::Annotated(..) | When::SameAsName => false,
     }
 }
 

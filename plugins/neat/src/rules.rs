@@ -218,6 +218,8 @@ pub const DEFAULT_RULES: &[Rule<'static>] = &[
     // templates, claim templates, job templates, custom resources' own
     // templates): at any depth, so no kind that embeds one is forgotten.
     rule(ALL, "**.metadata.creationTimestamp", Equals(Null)),
+    // And the embedded metadata that held nothing else.
+    rule(ALL, "**.metadata", Equals(EmptyObject)),
     rule(
         ALL,
         "metadata.annotations[*]",
@@ -446,16 +448,8 @@ pub const DEFAULT_RULES: &[Rule<'static>] = &[
         "spec.volumeClaimTemplates[*].spec.volumeMode",
         Equals(Str("Filesystem")),
     ),
-    rule(
-        &["CronJob"],
-        "spec.concurrencyPolicy",
-        Equals(Str("Allow")),
-    ),
-    rule(
-        &["CronJob"],
-        "spec.failedJobsHistoryLimit",
-        Equals(Int(1)),
-    ),
+    rule(&["CronJob"], "spec.concurrencyPolicy", Equals(Str("Allow"))),
+    rule(&["CronJob"], "spec.failedJobsHistoryLimit", Equals(Int(1))),
     rule(
         &["CronJob"],
         "spec.successfulJobsHistoryLimit",
@@ -463,12 +457,12 @@ pub const DEFAULT_RULES: &[Rule<'static>] = &[
     ),
     rule(&["CronJob", "Job"], "spec.suspend", Equals(Bool(false))),
     rule(&["Job"], "spec.backoffLimit", Equals(Int(6))),
-    rule(&["CronJob"], "spec.jobTemplate.spec.backoffLimit", Equals(Int(6))),
     rule(
-        &["Job"],
-        "spec.completionMode",
-        Equals(Str("NonIndexed")),
+        &["CronJob"],
+        "spec.jobTemplate.spec.backoffLimit",
+        Equals(Int(6)),
     ),
+    rule(&["Job"], "spec.completionMode", Equals(Str("NonIndexed"))),
     rule(
         &["CronJob"],
         "spec.jobTemplate.spec.completionMode",
