@@ -435,6 +435,41 @@ mod tests {
     }
 
     #[test]
+    fn embedded_metadata_loses_only_the_zero_time_at_any_depth() {
+        let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "r"},
+            "spec": {"template": {"metadata": {"creationTimestamp": null, "labels": {"a": "b"}}},
+                     "steps": [{"pause": {"metadata": {"creationTimestamp": null}}},
+                               {"record": {"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}}}]}});
+        assert_eq!(
+            neat(rollout, json!({})),
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                "metadata": {"name": "r"},
+                "spec": {"template": {"metadata": {"labels": {"a": "b"}}},
+                         "steps": [{"pause": {}},
+                                   {"record": {"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}}}]}})
+        );
+    }
+
+    #[test]
+    fn operator_rules_name_map_keys_and_read_annotations() {
+        let cm = json!({"kind": "ConfigMap", "metadata": {"name": "a",
+            "annotations": {"ci.example.com/run": "7", "ci.example.com/by": "bot", "keep": "x"}},
+            "data": {"generated": "1", "k": "v"}});
+        let settings = json!({"rules": [
+            {"path": "metadata.annotations[*]", "when": {"namePrefix": ["ci.example.com/"]}},
+            {"path": "data.generated", "when": {"annotated": {"ci.example.com/by": "bot"}}}]});
+        assert_eq!(
+            neat(cm, settings),
+            json!({"kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"keep": "x"}},
+                "data": {"k": "v"}})
+        );
+        let err = Settings::parse(&json!({"rules": [{"path": "a", "when": {"annotated": "x"}}]}))
+            .unwrap_err();
+        assert!(err.starts_with("rules[0]: `annotated`"), "{err}");
+    }
+
+    #[test]
     fn headless_service_keeps_its_cluster_ip() {
         let svc = json!({"kind": "Service", "spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
         assert_eq!(neat(svc.clone(), json!({})), svc);
