@@ -90,6 +90,10 @@ fn server_set_fields_that_survived_sanitizing_are_dropped() {
             "assigned addresses and defaults of a LoadBalancer (its nodePort stays)",
         ),
         ("configmap-leader", "a leader-election record"),
+        (
+            "job",
+            "the selector and labels the API server generates for a Job",
+        ),
     ];
     let mut failures = Vec::new();
     for (name, what) in cases {

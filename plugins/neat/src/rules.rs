@@ -12,7 +12,8 @@
 //! - server state: `status`, `metadata.managedFields`, `uid`, … on every
 //!   kind, and the `status` and `creationTimestamp: null` the API server
 //!   serializes into embedded templates;
-//! - annotations and labels controllers write (the PV binder's
+//! - annotations and labels controllers and the API server write (a Job's
+//!   generated selector and labels, the PV binder's
 //!   `pv.kubernetes.io/*`, the provisioner's and scheduler's `volume.*`, the
 //!   Deployment and DaemonSet controllers' revisions, the HPA's status
 //!   annotations, leader-election records, the Namespace name label);
@@ -136,6 +137,8 @@ const TEMPLATED: &[&str] = &[
     "Job",
     "ReplicationController",
 ];
+/// The labels carrying a Job's uid that the API server generates.
+const JOB_UID_LABELS: &[&str] = &["controller-uid", "batch.kubernetes.io/controller-uid"];
 const TOKEN_VOLUMES: &[&str] = &["default-token-", "kube-api-access-"];
 const SYSTEM_FINALIZERS: &[&str] = &[
     "kubernetes.io/pv-protection",
@@ -203,6 +206,47 @@ pub const DEFAULT_RULES: &[Rule<'static>] = &[
         &["PersistentVolume"],
         "spec.claimRef",
         Annotated(BOUND_BY_CONTROLLER, "yes"),
+    ),
+    // The selector and labels the API server generates for a Job (unless
+    // its author chose `manualSelector`, whose labels have other names):
+    // the Job's own uid and name. Before the rules that drop emptied maps.
+    rule(
+        &["Job"],
+        "spec.selector.matchLabels[*]",
+        Named(Cow::Borrowed(JOB_UID_LABELS)),
+    ),
+    rule(&["Job"], "spec.selector.matchLabels", Equals(EmptyObject)),
+    rule(&["Job"], "spec.selector", Equals(EmptyObject)),
+    rule(
+        &["Job"],
+        "metadata.labels[*]",
+        Named(Cow::Borrowed(JOB_UID_LABELS)),
+    ),
+    rule(
+        &["Job"],
+        "spec.template.metadata.labels[*]",
+        Named(Cow::Borrowed(JOB_UID_LABELS)),
+    ),
+    rule(&["Job"], "metadata.labels['job-name']", SameAsName),
+    rule(
+        &["Job"],
+        "metadata.labels['batch.kubernetes.io/job-name']",
+        SameAsName,
+    ),
+    rule(
+        &["Job"],
+        "spec.template.metadata.labels['job-name']",
+        SameAsName,
+    ),
+    rule(
+        &["Job"],
+        "spec.template.metadata.labels['batch.kubernetes.io/job-name']",
+        SameAsName,
+    ),
+    rule(
+        &["Job"],
+        "spec.template.metadata.labels",
+        Equals(EmptyObject),
     ),
     // Server state and bookkeeping, on every kind.
     rule(ALL, "status", Always),
