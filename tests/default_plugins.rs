@@ -1,5 +1,6 @@
 //! The default plugins' behaviour, run through wasmtime on real manifests as
-//! the API server returns them (with managedFields and status).
+//! the API server returns them (with managedFields and status), and what the
+//! default match chain leaves out, through the real binary.
 
 use crate::support::{json_of, load, root, runtime};
 use plumbline::model::{Event, Operation, Target};
@@ -232,4 +233,180 @@ fn neat_handles_deep_nesting_within_its_small_stack() {
     let out: Value =
         serde_json::from_str(&neat.sanitize(&object.to_string()).unwrap().unwrap()).unwrap();
     assert_eq!(out, object);
+}
+
+/// The events of the recorded objects under `tests/fixtures/controller-owned/`
+/// (a Deployment with its ReplicaSet and Pod, a CronJob with the Job it
+/// started, a Job and a ConfigMap people wrote, a Node, a PodMetrics, a
+/// Lease), as the directory source makes them, by file name.
+fn controller_owned_events() -> Vec<(String, Event)> {
+    let dir = crate::support::fixture("controller-owned");
+    let mut events: Vec<(String, Event)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let object: Value = serde_json::from_str(&json_of(&path)).unwrap();
+            let event =
+                plumbline::ingest::directory::event_of(&object, Operation::Create, Some("alice"));
+            (
+                path.file_stem().unwrap().to_string_lossy().into_owned(),
+                event,
+            )
+        })
+        .collect();
+    // A NodeMetrics as the Kubernetes documentation shows metrics-server's
+    // answer (cluster-scoped, so beside the folder's namespaced objects).
+    let node_metrics = json!({"kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1",
+        "metadata": {"name": "minikube"}, "timestamp": "2022-01-27T18:48:33Z", "window": "30s",
+        "usage": {"cpu": "487558164n", "memory": "732212Ki"}});
+    events.push((
+        "nodemetrics-minikube".into(),
+        plumbline::ingest::directory::event_of(&node_metrics, Operation::Update, None),
+    ));
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    events
+}
+
+/// What the rule-match component with `settings` selects of those events
+/// through the default rule, every kind.
+fn mirrored_by_default_rule(settings: &str) -> Vec<String> {
+    let runtime = runtime();
+    let matcher = load(&runtime, "rule-match", Decision::Match, settings);
+    let rules = [json!({"resources": ["*"]}).to_string()];
+    controller_owned_events()
+        .into_iter()
+        .filter(|(_, event)| !matcher.matches(event, &rules).unwrap().is_empty())
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// ReplicaSets, Nodes and `metrics.k8s.io` objects were mirrored by the
+/// default match chain (issue 10).
+#[test]
+fn replicasets_nodes_and_metrics_are_not_mirrored_by_default() {
+    assert_eq!(
+        mirrored_by_default_rule("{}"),
+        [
+            "configmap-child",
+            "cronjob-report",
+            "deployment-web",
+            "job-migrate"
+        ]
+    );
+}
+
+#[test]
+fn an_operator_can_mirror_what_controllers_own() {
+    assert_eq!(
+        mirrored_by_default_rule(r#"{"skip": {"controlled": false}}"#),
+        [
+            "configmap-child",
+            "cronjob-report",
+            "deployment-web",
+            "job-migrate",
+            "job-report-run",
+            "replicaset-web"
+        ]
+    );
+    let nothing_skipped = r#"{"skip": {"controlled": false, "resources": [], "apiGroups": []}}"#;
+    assert_eq!(
+        mirrored_by_default_rule(nothing_skipped).len(),
+        controller_owned_events().len()
+    );
+    let runtime = runtime();
+    let Err(error) = crate::support::try_load(
+        &runtime,
+        "rule-match",
+        Decision::Match,
+        r#"{"skip": {"kinds": ["Pod"]}}"#,
+        Default::default(),
+    ) else {
+        panic!("bad settings must be refused at load")
+    };
+    assert!(
+        error.to_string().contains("unknown setting `skip.kinds`"),
+        "{error}"
+    );
+}
+
+/// The README's list of noisy kinds was not the one the code used (issue
+/// 10): its table must be the plugin's lists, item for item.
+#[test]
+fn the_readme_lists_the_noisy_kinds_the_code_skips() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let row = |label: &str| -> Vec<String> {
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("README has no `| {label} |` row"));
+        line.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("resources"), rule_match::NOISY_RESOURCES);
+    assert_eq!(row("API groups"), rule_match::NOISY_GROUPS);
+}
+
+/// `plumbline run --once` over the recorded objects: only what people wrote
+/// reaches Git, by default and with a policy file that changes the skip.
+#[test]
+fn the_binary_mirrors_owners_not_what_they_control() {
+    let files = |policy: Option<&str>| -> Vec<String> {
+        let work = tempfile::tempdir().unwrap();
+        let repo = work.path().join("mirror.git");
+        let mut command = std::process::Command::new(crate::support::binary());
+        command
+            .args(["run", "--once", "--retry-for", "20", "--source-dir"])
+            .arg(crate::support::fixture("controller-owned"))
+            .arg("--repo")
+            .arg(&repo)
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .arg("--cache-dir")
+            .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+        if let Some(policy) = policy {
+            let path = work.path().join("policy.yaml");
+            std::fs::write(&path, policy).unwrap();
+            command.arg("--policy").arg(path);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        crate::support::git(&repo, &["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        files(None),
+        [
+            "shop/apps/deployments/web.yaml",
+            "shop/batch/cronjobs/nightly-report.yaml",
+            "shop/batch/jobs/migrate-schema.yaml",
+            "shop/core/configmaps/cm-child.yaml",
+        ]
+    );
+    let pods_too = "decisions:\n  match:\n    steps:\n      - plugin: rule-match\n        settings: { skip: { controlled: false, resources: [] } }\n";
+    let all = files(Some(pods_too));
+    for expected in [
+        "shop/apps/replicasets/web-7c5ddbdf54.yaml",
+        "shop/batch/jobs/nightly-report-28637460.yaml",
+        "shop/core/pods/web-7c5ddbdf54-x8kq2.yaml",
+        "_cluster/core/nodes/kind-worker.yaml",
+        "kube-system/coordination.k8s.io/leases/kube-scheduler.yaml",
+    ] {
+        assert!(
+            all.iter().any(|f| f == expected),
+            "{expected} not in {all:?}"
+        );
+    }
+    assert!(
+        !all.iter().any(|f| f.contains("metrics.k8s.io")),
+        "the metrics group is still skipped: {all:?}"
+    );
 }

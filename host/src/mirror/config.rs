@@ -65,33 +65,18 @@ pub struct MirrorConfig {
     pub rules: Vec<WatchRule>,
 }
 
-/// Kinds that change all the time and are not desired state.
-pub const NOISY_RESOURCES: &[&str] = &[
-    "pods",
-    "events",
-    "endpoints",
-    "endpointslices",
-    "leases",
-    "controllerrevisions",
-    "jobs",
-    "cronjobs",
-];
-/// API groups whose objects are the cluster's own bookkeeping.
-pub const NOISY_GROUPS: &[&str] = &["flowcontrol.apiserver.k8s.io"];
-
 impl MirrorConfig {
-    /// One destination and one rule selecting every kind but the noisy ones,
-    /// custom resources included: the embedded default.
+    /// One destination and one rule selecting every kind, custom resources
+    /// included: the embedded default. The noisy kinds and the objects a
+    /// controller owns are left out by the match chain's `rule-match`
+    /// settings (its one list), not here, so an operator changes them in the
+    /// policy configuration.
     pub fn everything_to(destination: Destination) -> MirrorConfig {
         MirrorConfig {
             destinations: vec![destination],
             rules: vec![WatchRule {
                 name: "default".into(),
-                rule: json!({
-                    "resources": ["*"],
-                    "excludeResources": NOISY_RESOURCES,
-                    "excludeApiGroups": NOISY_GROUPS,
-                }),
+                rule: json!({ "resources": ["*"] }),
                 destination: 0,
                 condition: None,
             }],

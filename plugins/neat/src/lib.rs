@@ -1,10 +1,15 @@
-//! `neat`: removes from a Kubernetes object what the API server added and Git
-//! should not hold, and keeps everything a person wrote.
+//! `neat`: removes from a Kubernetes object what the API server and the
+//! cluster's controllers added and Git should not hold, and keeps what a
+//! person wrote, except values equal to the API server's defaults, which go
+//! as they do with kubectl-neat (Git cannot tell a written default from a
+//! filled-in one, and the server puts it back either way).
 //!
 //! It is a deny-list: [`rules::DEFAULT_RULES`] name server state (`status`,
-//! `metadata.managedFields`, `uid`, …), addresses the server assigns, and
-//! fields equal to the API server's defaults; an operator adds rules through
-//! the settings. A field no rule names is always kept.
+//! `metadata.managedFields`, `uid`, the `creationTimestamp: null` of every
+//! embedded template, …), annotations controllers write
+//! ([`rules::SERVER_ANNOTATIONS`]), fields the server assigns, and fields
+//! equal to the API server's defaults; an operator adds rules through the
+//! settings. A field no rule names is always kept.
 //!
 //! The logic is plain Rust on `serde_json::Value`, so it runs natively too
 //! (the benchmarks compare the component against it); the component export
@@ -102,13 +107,14 @@ fn parse_when(value: &Value) -> Result<When<'_>, String> {
         return match word {
             "always" => Ok(When::Always),
             "defaultPullPolicy" => Ok(When::DefaultPullPolicy),
+            "sameAsName" => Ok(When::SameAsName),
             other => Err(format!(
-                "unknown `when` `{other}` (known: always, defaultPullPolicy, {{equals}}, {{unless}}, {{sameAs}}, {{namePrefix}})"
+                "unknown `when` `{other}` (known: always, defaultPullPolicy, sameAsName, {{equals}}, {{unless}}, {{sameAs}}, {{namePrefix}}, {{named}}, {{annotated}})"
             )),
         };
     }
     let map = value.as_object().filter(|m| m.len() == 1).ok_or(
-        "`when` must be a word or an object with one of equals, unless, sameAs, namePrefix",
+        "`when` must be a word or an object with one of equals, unless, sameAs, namePrefix, named, annotated",
     )?;
     let (key, arg) = map.iter().next().expect("one entry");
     match key.as_str() {
@@ -118,6 +124,16 @@ fn parse_when(value: &Value) -> Result<When<'_>, String> {
             arg.as_str().ok_or("`sameAs` must be a string")?,
         )),
         "namePrefix" => Ok(When::NamePrefix(Cow::Owned(strings(arg, "namePrefix")?))),
+        "named" => Ok(When::Named(Cow::Owned(strings(arg, "named")?))),
+        "annotated" => {
+            let (key, value) = arg
+                .as_object()
+                .filter(|m| m.len() == 1)
+                .and_then(|m| m.iter().next())
+                .and_then(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                .ok_or("`annotated` must be an object with one annotation and its string value")?;
+            Ok(When::Annotated(key, value))
+        }
         other => Err(format!("unknown `when` condition `{other}`")),
     }
 }
@@ -129,13 +145,14 @@ pub fn neaten(object: &mut Value, settings: &Settings<'_>) {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    let original = Original::of(object, settings);
     if !settings.skip_defaults {
         for rule in DEFAULT_RULES {
-            apply(object, &kind, rule);
+            apply(object, &kind, &original, rule);
         }
     }
     for rule in &settings.rules {
-        apply(object, &kind, rule);
+        apply(object, &kind, &original, rule);
     }
 }
 
@@ -160,11 +177,69 @@ pub fn parse_settings_text(settings: &str) -> Result<Value, String> {
     serde_json::from_str(settings).map_err(|e| format!("settings are not JSON: {e}"))
 }
 
-fn apply(object: &mut Value, kind: &str, rule: &Rule<'_>) {
+/// What rules may look at of the object as it came in, before any rule
+/// dropped a part of it.
+struct Original {
+    name: Value,
+    annotations: Map<String, Value>,
+}
+
+impl Original {
+    fn of(object: &Value, settings: &Settings<'_>) -> Original {
+        let meta = object.get("metadata");
+        let name = meta.and_then(|m| m.get("name")).cloned();
+        // Only the annotations a rule asks about are kept: cloning
+        // last-applied-configuration for every object would cost more than
+        // all the rules.
+        let annotations = meta
+            .and_then(|m| m.get("annotations"))
+            .and_then(Value::as_object)
+            .map(|all| {
+                all.iter()
+                    .filter(|(key, _)| {
+                        (!settings.skip_defaults && DEFAULT_RULES.iter().any(|r| r.asks_about(key)))
+                            || settings.rules.iter().any(|r| r.asks_about(key))
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Original {
+            name: name.unwrap_or(Value::Null),
+            annotations,
+        }
+    }
+}
+
+fn apply(object: &mut Value, kind: &str, original: &Original, rule: &Rule<'_>) {
     if !rule.kinds.is_empty() && !rule.kinds.contains(&kind) {
         return;
     }
-    match rule.path.strip_prefix("@podSpec") {
+    // Conditions on the whole object are decided here, once, so the walk
+    // only ever compares a field with its siblings.
+    match &rule.when {
+        When::Annotated(key, value) => {
+            let annotation = original.annotations.get(*key).and_then(Value::as_str);
+            if annotation == Some(*value) {
+                walk(object, kind, rule.path, &When::Always);
+            }
+        }
+        When::SameAsName => {
+            if !original.name.is_null() {
+                walk(
+                    object,
+                    kind,
+                    rule.path,
+                    &When::Equals(Lit::Json(&original.name)),
+                );
+            }
+        }
+        when => walk(object, kind, rule.path, when),
+    }
+}
+
+fn walk(object: &mut Value, kind: &str, path: &str, when: &When<'_>) {
+    match path.strip_prefix("@podSpec") {
         Some(rest) => {
             let Some(prefix) = rules::pod_spec_prefix(kind) else {
                 return;
@@ -173,10 +248,20 @@ fn apply(object: &mut Value, kind: &str, rule: &Rule<'_>) {
                 .split('.')
                 .try_fold(&mut *object, |value, key| value.get_mut(key));
             if let Some(spec) = spec {
-                apply_path(spec, rest, &rule.when);
+                apply_path(spec, rest, when);
             }
         }
-        None => apply_path(object, rule.path, &rule.when),
+        None => apply_path(object, path, when),
+    }
+}
+
+/// Applies `rest` at `value` and at every value under it (a `**` path).
+fn apply_deep(value: &mut Value, rest: &str, when: &When<'_>) {
+    apply_path(value, rest, when);
+    match value {
+        Value::Object(map) => map.values_mut().for_each(|v| apply_deep(v, rest, when)),
+        Value::Array(items) => items.iter_mut().for_each(|v| apply_deep(v, rest, when)),
+        _ => {}
     }
 }
 
@@ -185,6 +270,7 @@ fn apply_path(value: &mut Value, path: &str, when: &When<'_>) {
         return;
     };
     match segment {
+        Segment::Deep => apply_deep(value, rest, when),
         Segment::Each => {
             if let Value::Array(items) = value {
                 for item in items {
@@ -215,16 +301,31 @@ fn apply_path(value: &mut Value, path: &str, when: &When<'_>) {
     }
 }
 
-/// Drops the items of `map[key]` that `when` names; an array emptied this way
-/// goes too, since it held only server additions.
+/// Drops the items of `map[key]` that `when` names (the elements of an
+/// array, the entries of a map by their key); an array or map emptied this
+/// way goes too, since it held only server additions.
 fn filter_items(map: &mut Map<String, Value>, key: &str, when: &When<'_>) {
-    let Some(Value::Array(items)) = map.get_mut(key) else {
-        return;
+    let emptied = match map.get_mut(key) {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            items.retain(|item| !drops_item(when, item));
+            items.is_empty()
+        }
+        Some(Value::Object(entries)) if !entries.is_empty() => {
+            entries.retain(|name, value| !drops_entry(when, name, value));
+            entries.is_empty()
+        }
+        _ => false,
     };
-    let before = items.len();
-    items.retain(|item| !drops_item(when, item));
-    if items.is_empty() && before > 0 {
+    if emptied {
         map.remove(key);
+    }
+}
+
+fn drops_entry(when: &When<'_>, name: &str, value: &Value) -> bool {
+    match when {
+        When::NamePrefix(prefixes) => prefixes.iter().any(|p| name.starts_with(p)),
+        When::Named(names) => names.contains(&name),
+        other => drops_item(other, value),
     }
 }
 
@@ -234,7 +335,8 @@ fn drops(when: &When<'_>, field: &Value, siblings: &Map<String, Value>) -> bool 
         When::Equals(lit) => lit.matches(field),
         When::Unless(lit) => !lit.matches(field),
         When::SameAs(other) => siblings.get(*other) == Some(field),
-        When::NamePrefix(_) => false,
+        // Resolved in `apply`; item filters never drop a whole field.
+        When::NamePrefix(_) | When::Named(_) | When::Annotated(..) | When::SameAsName => false,
         When::DefaultPullPolicy => {
             let image = siblings.get("image").and_then(Value::as_str);
             image.is_some_and(|image| field.as_str() == Some(default_pull_policy(image)))
@@ -250,10 +352,16 @@ fn drops_item(when: &When<'_>, item: &Value) -> bool {
                 .or_else(|| item.get("name").and_then(Value::as_str));
             name.is_some_and(|name| prefixes.iter().any(|p| name.starts_with(p)))
         }
+        When::Named(names) => {
+            let name = item
+                .as_str()
+                .or_else(|| item.get("name").and_then(Value::as_str));
+            name.is_some_and(|name| names.contains(&name))
+        }
         When::Always => true,
         When::Equals(lit) => lit.matches(item),
         When::Unless(lit) => !lit.matches(item),
-        When::SameAs(_) | When::DefaultPullPolicy => false,
+        When::SameAs(_) | When::DefaultPullPolicy | When::Annotated(..) | When::SameAsName => false,
     }
 }
 
@@ -324,6 +432,41 @@ mod tests {
                 "metadata": {"name": "w", "labels": {"a": "b"}},
                 "spec": {"anything": [1, 2, {"deep": true}]}})
         );
+    }
+
+    #[test]
+    fn embedded_metadata_loses_only_the_zero_time_at_any_depth() {
+        let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "r"},
+            "spec": {"template": {"metadata": {"creationTimestamp": null, "labels": {"a": "b"}}},
+                     "steps": [{"pause": {"metadata": {"creationTimestamp": null}}},
+                               {"record": {"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}}}]}});
+        assert_eq!(
+            neat(rollout, json!({})),
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                "metadata": {"name": "r"},
+                "spec": {"template": {"metadata": {"labels": {"a": "b"}}},
+                         "steps": [{"pause": {}},
+                                   {"record": {"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}}}]}})
+        );
+    }
+
+    #[test]
+    fn operator_rules_name_map_keys_and_read_annotations() {
+        let cm = json!({"kind": "ConfigMap", "metadata": {"name": "a",
+            "annotations": {"ci.example.com/run": "7", "ci.example.com/by": "bot", "keep": "x"}},
+            "data": {"generated": "1", "k": "v"}});
+        let settings = json!({"rules": [
+            {"path": "metadata.annotations[*]", "when": {"namePrefix": ["ci.example.com/"]}},
+            {"path": "data.generated", "when": {"annotated": {"ci.example.com/by": "bot"}}}]});
+        assert_eq!(
+            neat(cm, settings),
+            json!({"kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"keep": "x"}},
+                "data": {"k": "v"}})
+        );
+        let err = Settings::parse(&json!({"rules": [{"path": "a", "when": {"annotated": "x"}}]}))
+            .unwrap_err();
+        assert!(err.starts_with("rules[0]: `annotated`"), "{err}");
     }
 
     #[test]

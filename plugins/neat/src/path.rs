@@ -1,5 +1,7 @@
 //! Paths into a JSON object, written the way people read Kubernetes fields:
-//! `spec.ports[*].targetPort`, `metadata.annotations['kubectl.kubernetes.io/last-applied-configuration']`.
+//! `spec.ports[*].targetPort`, `metadata.annotations['kubectl.kubernetes.io/last-applied-configuration']`,
+//! and `**.metadata.creationTimestamp` for a field at any depth (every
+//! embedded template, whatever kind or custom resource holds it).
 //!
 //! A path is walked straight from its text, without building a list of
 //! segments first: the neat plugin runs in a fresh instance for every object,
@@ -12,6 +14,8 @@ pub enum Segment<'a> {
     Key(&'a str),
     /// Every element of an array (`[*]`).
     Each,
+    /// This value and every value under it, at any depth (`**`).
+    Deep,
 }
 
 /// Splits the next segment off `path`; `None` when the path is exhausted.
@@ -25,6 +29,12 @@ pub fn next(path: &str) -> Result<Option<(Segment<'_>, &str)>, String> {
     }
     if let Some(rest) = path.strip_prefix("[*]") {
         return Ok(Some((Segment::Each, rest)));
+    }
+    if let Some(rest) = path.strip_prefix("**") {
+        if !(rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')) {
+            return Err(format!("`**` must be a whole segment in path `{path}`"));
+        }
+        return Ok(Some((Segment::Deep, rest)));
     }
     if let Some(quoted) = path.strip_prefix("['") {
         let end = quoted
@@ -81,6 +91,10 @@ mod tests {
             ]
         );
         assert_eq!(all("finalizers[*]"), [Key("finalizers"), Each]);
+        assert_eq!(
+            all("**.metadata.creationTimestamp"),
+            [Deep, Key("metadata"), Key("creationTimestamp")]
+        );
     }
 
     #[test]
@@ -88,5 +102,6 @@ mod tests {
         assert!(validate("metadata.annotations['oops").is_err());
         assert!(validate("a..b").is_err());
         assert!(validate("").is_err());
+        assert!(validate("**x.y").is_err());
     }
 }

@@ -19,10 +19,194 @@
 //!   namespaced ones only, `*` or absent both;
 //! - `namespaces`: when present, a namespaced object must be in one of them;
 //! - `excludeResources`, `excludeApiGroups`: resources (any group) and groups
-//!   that a rule never selects, so "everything but the noisy kinds" is one
-//!   rule.
+//!   that a rule never selects.
+//!
+//! What a rule selects through a wildcard (`*` in `resources`, an absent or
+//! `*` `apiGroups`) leaves out what the plugin's settings skip: by default
+//! the kinds that are not desired state ([`NOISY_RESOURCES`],
+//! [`NOISY_GROUPS`]) and objects another object controls (an
+//! `ownerReferences` entry with `controller: true`: a Deployment's
+//! ReplicaSets, a CronJob's Jobs, every controller's Pods), since their
+//! owner is what a person wrote. A rule that names a resource or a group
+//! selects it anyway, controlled objects included: `resources: [pods]`
+//! mirrors pods. The settings replace each part of the default:
+//!
+//! ```json
+//! { "skip": { "resources": ["pods", "leases.coordination.k8s.io"],
+//!             "apiGroups": ["metrics.k8s.io"], "controlled": false } }
+//! ```
+//!
+//! `resources` are written as kubectl writes them, `resource.group`, with no
+//! group for the core group (`events` is the core group's,
+//! `events.events.k8s.io` the other).
 
 use serde_json::Value;
+
+/// Resources that are not desired state: runtime instances, records the
+/// cluster keeps about itself, and objects components register or compute.
+/// `resource.group`, no group for the core group.
+pub const NOISY_RESOURCES: &[&str] = &[
+    "pods",
+    "events",
+    "events.events.k8s.io",
+    "endpoints",
+    "endpointslices.discovery.k8s.io",
+    "nodes",
+    "componentstatuses",
+    "leases.coordination.k8s.io",
+    "leasecandidates.coordination.k8s.io",
+    "controllerrevisions.apps",
+    "csinodes.storage.k8s.io",
+    "csistoragecapacities.storage.k8s.io",
+    "volumeattachments.storage.k8s.io",
+    "ipaddresses.networking.k8s.io",
+    "resourceslices.resource.k8s.io",
+];
+
+/// API groups whose objects are measurements or the API server's own
+/// bookkeeping.
+pub const NOISY_GROUPS: &[&str] = &[
+    "metrics.k8s.io",
+    "custom.metrics.k8s.io",
+    "external.metrics.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+];
+
+/// What a wildcard leaves out: the plugin's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// `resource.group` (core: `resource`).
+    pub resources: Vec<String>,
+    /// API groups.
+    pub api_groups: Vec<String>,
+    /// Objects with an `ownerReferences` entry with `controller: true`.
+    pub controlled: bool,
+}
+
+impl Default for Skip {
+    fn default() -> Skip {
+        let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        Skip {
+            resources: owned(NOISY_RESOURCES),
+            api_groups: owned(NOISY_GROUPS),
+            controlled: true,
+        }
+    }
+}
+
+impl Skip {
+    /// Reads the plugin's settings (JSON text; empty or `{}` is the
+    /// default); the message names the setting at fault.
+    pub fn from_settings(text: &str) -> Result<Skip, String> {
+        let mut skip = Skip::default();
+        if text.trim().is_empty() {
+            return Ok(skip);
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("settings are not JSON: {e}"))?;
+        let map = value.as_object().ok_or("settings must be a JSON object")?;
+        for (key, value) in map {
+            if key != "skip" {
+                return Err(format!("unknown setting `{key}` (known: `skip`)"));
+            }
+            let fields = value.as_object().ok_or("`skip` must be an object")?;
+            for (field, value) in fields {
+                let path = format!("skip.{field}");
+                match field.as_str() {
+                    "resources" => skip.resources = names(value, &path)?,
+                    "apiGroups" => skip.api_groups = strings(value, &path)?,
+                    "controlled" => {
+                        skip.controlled = value
+                            .as_bool()
+                            .ok_or(format!("`{path}` must be true or false"))?
+                    }
+                    other => {
+                        return Err(format!(
+                            "unknown setting `skip.{other}` (known: resources, apiGroups, controlled)"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(skip)
+    }
+
+    /// Whether `subject`, selected by `rule`, is left out.
+    fn skips(&self, rule: &Rule, subject: &Subject<'_>, object: &mut Object<'_>) -> bool {
+        let named_resource = rule.resources.iter().any(|r| {
+            r.split_once('/')
+                .map_or(r.as_str(), |(resource, _)| resource)
+                == subject.resource
+        });
+        let named_group = rule.api_groups.iter().any(|g| g == subject.group);
+        if !named_resource && self.resources.iter().any(|r| is_resource(r, subject)) {
+            return true;
+        }
+        if !named_group && self.api_groups.iter().any(|g| g == subject.group) {
+            return true;
+        }
+        !named_resource && self.controlled && object.is_controlled()
+    }
+}
+
+/// Whether `name` (`resource.group`, or `resource` for the core group) is
+/// the subject's resource.
+fn is_resource(name: &str, subject: &Subject<'_>) -> bool {
+    let (resource, group) = name.split_once('.').unwrap_or((name, ""));
+    resource == subject.resource && group == subject.group
+}
+
+fn names(value: &Value, field: &str) -> Result<Vec<String>, String> {
+    let names = strings(value, field)?;
+    if let Some(bad) = names
+        .iter()
+        .find(|n| n.is_empty() || n.starts_with('.') || n.contains('/') || n.contains('*'))
+    {
+        return Err(format!(
+            "`{field}`: `{bad}` is not `resource` or `resource.group`"
+        ));
+    }
+    Ok(names)
+}
+
+/// The event's object, read only when a decision needs it and then once.
+struct Object<'a> {
+    text: &'a str,
+    controlled: Option<bool>,
+}
+
+impl Object<'_> {
+    /// Whether an `ownerReferences` entry says another object controls this
+    /// one. An object that does not parse is not controlled: the sanitize
+    /// chain reports it with its name, which this answer cannot.
+    fn is_controlled(&mut self) -> bool {
+        *self.controlled.get_or_insert_with(|| {
+            #[derive(serde::Deserialize)]
+            struct Meta {
+                #[serde(default, rename = "ownerReferences")]
+                owner_references: Vec<Owner>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Owner {
+                #[serde(default)]
+                controller: Option<bool>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Head {
+                #[serde(default)]
+                metadata: Option<Meta>,
+            }
+            serde_json::from_str::<Head>(self.text)
+                .ok()
+                .and_then(|head| head.metadata)
+                .is_some_and(|meta| {
+                    meta.owner_references
+                        .iter()
+                        .any(|o| o.controller == Some(true))
+                })
+        })
+    }
+}
 
 /// The parts of an event a rule looks at.
 #[derive(Debug, Clone, Copy)]
@@ -148,12 +332,22 @@ fn resource_matches(pattern: &str, subject: &Subject<'_>) -> bool {
     resource_ok && sub_ok
 }
 
-/// Decides `subject` against every rule, answering the indexes that match.
-pub fn matching(subject: &Subject<'_>, rules: &[String]) -> Result<Vec<u32>, String> {
+/// Decides `subject` (whose object is the JSON text `object`) against every
+/// rule, answering the indexes that match and are not skipped.
+pub fn matching(
+    subject: &Subject<'_>,
+    object: &str,
+    rules: &[String],
+    skip: &Skip,
+) -> Result<Vec<u32>, String> {
+    let mut object = Object {
+        text: object,
+        controlled: None,
+    };
     let mut out = Vec::new();
     for (i, text) in rules.iter().enumerate() {
         let rule = Rule::parse(text).map_err(|e| format!("rule {i}: {e}"))?;
-        if rule.matches(subject) {
+        if rule.matches(subject) && !skip.skips(&rule, subject, &mut object) {
             out.push(i as u32);
         }
     }
@@ -162,19 +356,26 @@ pub fn matching(subject: &Subject<'_>, rules: &[String]) -> Result<Vec<u32>, Str
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    //! The component's export: the matcher world.
-    wit_bindgen::generate!({ world: "plumbline:policy/matcher@0.1.0", path: "../../wit" });
+    //! The component's exports: the matcher world plus a settings check.
+    wit_bindgen::generate!({
+        inline: "
+            package plumbline:rule-match;
+            world rule-match {
+                include plumbline:policy/matcher@0.1.0;
+                export plumbline:policy/settings@0.1.0;
+            }
+        ",
+        path: "../../wit",
+        generate_all,
+    });
 
     use plumbline::policy::types::Operation;
 
     struct RuleMatch;
 
     impl Guest for RuleMatch {
-        fn matches(
-            event: Event,
-            rules: Vec<String>,
-            _settings: String,
-        ) -> Result<Vec<u32>, String> {
+        fn matches(event: Event, rules: Vec<String>, settings: String) -> Result<Vec<u32>, String> {
+            let skip = super::Skip::from_settings(&settings)?;
             let target = &event.target;
             let subject = super::Subject {
                 operation: match event.operation {
@@ -188,7 +389,13 @@ mod component {
                 subresource: target.subresource.as_deref(),
                 namespace: target.namespace.as_deref(),
             };
-            super::matching(&subject, &rules)
+            super::matching(&subject, &event.object, &rules, &skip)
+        }
+    }
+
+    impl exports::plumbline::policy::settings::Guest for RuleMatch {
+        fn validate_settings(settings: String) -> Result<(), String> {
+            super::Skip::from_settings(&settings).map(drop)
         }
     }
 
@@ -271,10 +478,12 @@ mod tests {
     fn bad_rules_are_named() {
         let err = matching(
             &subject("x", None, None),
+            "{}",
             &[
                 r#"{"resources":["*"]}"#.into(),
                 r#"{"resources":[]}"#.into(),
             ],
+            &Skip::default(),
         )
         .unwrap_err();
         assert_eq!(err, "rule 1: `resources` must name at least one resource");
@@ -283,5 +492,158 @@ mod tests {
                 .unwrap_err()
                 .contains("PATCH")
         );
+    }
+
+    fn selected(rule: &str, s: Subject<'_>, object: &str, skip: &Skip) -> bool {
+        matching(&s, object, &[rule.to_owned()], skip).unwrap() == [0]
+    }
+
+    fn in_group<'a>(group: &'a str, resource: &'a str, ns: Option<&'a str>) -> Subject<'a> {
+        Subject {
+            group,
+            ..subject(resource, None, ns)
+        }
+    }
+
+    const OWNED: &str = r#"{"metadata": {"ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u", "controller": true}]}}"#;
+    const REFERENCED: &str = r#"{"metadata": {"ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "parent", "uid": "u"}]}}"#;
+
+    #[test]
+    fn a_wildcard_skips_the_noisy_kinds_by_resource_and_group() {
+        let all = r#"{"resources": ["*"]}"#;
+        let skip = Skip::default();
+        assert!(!selected(all, in_group("", "pods", Some("a")), "{}", &skip));
+        assert!(!selected(all, in_group("", "nodes", None), "{}", &skip));
+        assert!(!selected(
+            all,
+            in_group("metrics.k8s.io", "nodes", None),
+            "{}",
+            &skip
+        ));
+        assert!(!selected(
+            all,
+            in_group("metrics.k8s.io", "pods", Some("a")),
+            "{}",
+            &skip
+        ));
+        assert!(!selected(
+            all,
+            in_group("coordination.k8s.io", "leases", Some("a")),
+            "{}",
+            &skip
+        ));
+        assert!(!selected(
+            all,
+            in_group("events.k8s.io", "events", Some("a")),
+            "{}",
+            &skip
+        ));
+        // Only the group named: another group's `nodes` or `leases` is desired state.
+        assert!(selected(
+            all,
+            in_group("example.com", "nodes", None),
+            "{}",
+            &skip
+        ));
+        assert!(selected(
+            all,
+            in_group("example.com", "leases", Some("a")),
+            "{}",
+            &skip
+        ));
+        assert!(selected(
+            all,
+            in_group("apps", "deployments", Some("a")),
+            "{}",
+            &skip
+        ));
+        assert!(selected(
+            all,
+            in_group("batch", "cronjobs", Some("a")),
+            "{}",
+            &skip
+        ));
+    }
+
+    #[test]
+    fn a_rule_that_names_a_noisy_kind_selects_it() {
+        let skip = Skip::default();
+        let pods = r#"{"resources": ["pods"]}"#;
+        assert!(selected(
+            pods,
+            in_group("", "pods", Some("a")),
+            OWNED,
+            &skip
+        ));
+        let metrics = r#"{"apiGroups": ["metrics.k8s.io"], "resources": ["*"]}"#;
+        assert!(selected(
+            metrics,
+            in_group("metrics.k8s.io", "nodes", None),
+            "{}",
+            &skip
+        ));
+        let replicasets = r#"{"resources": ["replicasets"]}"#;
+        assert!(selected(
+            replicasets,
+            in_group("apps", "replicasets", Some("a")),
+            OWNED,
+            &skip
+        ));
+    }
+
+    #[test]
+    fn a_wildcard_skips_only_what_a_controller_owns() {
+        let all = r#"{"resources": ["*"]}"#;
+        let rs = in_group("apps", "replicasets", Some("a"));
+        let skip = Skip::default();
+        assert!(!selected(all, rs, OWNED, &skip));
+        assert!(
+            selected(all, rs, REFERENCED, &skip),
+            "an owner that is not a controller"
+        );
+        assert!(selected(all, rs, "{}", &skip));
+        assert!(
+            selected(all, rs, "not json", &skip),
+            "left to the sanitizer to report"
+        );
+        let keep = Skip {
+            controlled: false,
+            ..Skip::default()
+        };
+        assert!(selected(all, rs, OWNED, &keep));
+    }
+
+    #[test]
+    fn settings_replace_each_part_of_the_default() {
+        assert_eq!(Skip::from_settings("").unwrap(), Skip::default());
+        assert_eq!(Skip::from_settings("{}").unwrap(), Skip::default());
+        let skip = Skip::from_settings(r#"{"skip": {"resources": ["configmaps"]}}"#).unwrap();
+        assert_eq!(skip.resources, ["configmaps"]);
+        assert_eq!(skip.api_groups, Skip::default().api_groups);
+        assert!(skip.controlled);
+        let all = r#"{"resources": ["*"]}"#;
+        assert!(selected(all, in_group("", "pods", Some("a")), "{}", &skip));
+        assert!(!selected(
+            all,
+            in_group("", "configmaps", Some("a")),
+            "{}",
+            &skip
+        ));
+        let skip =
+            Skip::from_settings(r#"{"skip": {"apiGroups": [], "controlled": false}}"#).unwrap();
+        assert!(skip.api_groups.is_empty() && !skip.controlled);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = |text: &str| Skip::from_settings(text).unwrap_err();
+        assert!(err(r#"{"skips": {}}"#).contains("unknown setting `skips`"));
+        assert!(err(r#"{"skip": {"kinds": []}}"#).contains("unknown setting `skip.kinds`"));
+        assert!(err(r#"{"skip": {"resources": ["pods/log"]}}"#).contains("`pods/log`"));
+        assert!(err(r#"{"skip": {"resources": "pods"}}"#).contains("`skip.resources` must be"));
+        assert!(err(r#"{"skip": {"controlled": "yes"}}"#).contains("`skip.controlled`"));
+        assert!(err("[").contains("not JSON"));
     }
 }
