@@ -78,7 +78,7 @@ fn sanitize_reads_stdin_and_reports_bad_documents_without_losing_the_rest() {
         stdout(&out)
     );
     assert!(
-        stderr(&out).contains("<stdin>#2: object without metadata.name"),
+        stderr(&out).contains("<stdin>#2: v1 ConfigMap without metadata.name"),
         "{}",
         stderr(&out)
     );
