@@ -10,6 +10,7 @@
 //! no automatic gc), and every failure comes back with git's own message
 //! and the remote's URL with any credentials in it redacted.
 
+use super::redact::{redact, redact_text};
 use gix::ObjectId;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,15 @@ pub enum GitError {
         remote: String,
         /// What git printed.
         message: String,
+    },
+    /// The local repository's folder could not be made owner-only.
+    #[error("local repository {}: {source}", path.display())]
+    State {
+        /// The repository.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The local repository could not be read or written.
     #[error("local repository {}: {source}", path.display())]
@@ -60,29 +70,25 @@ pub struct Remote {
     branch: String,
 }
 
-/// A URL with its password or token replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if !userinfo.contains('/') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Remote {
     /// The branch `branch` of `url`, kept in the bare repository `gitdir`
     /// (made if missing).
     pub fn new(url: &str, branch: &str, gitdir: &Path) -> Result<Remote, GitError> {
+        let io = |source| GitError::State {
+            path: gitdir.to_owned(),
+            source,
+        };
         if !gitdir.join("HEAD").is_file() {
+            // Owner-only, whatever the umask: it holds every object on its
+            // way to the remote. The `git` program keeps it so (see
+            // `core.sharedRepository` below); gix writes packs through
+            // temporary files, which are owner-only.
+            crate::state::create_dir(gitdir).map_err(io)?;
             gix::init_bare(gitdir).map_err(|e| GitError::Local {
                 path: gitdir.to_owned(),
                 source: Box::new(e),
             })?;
+            crate::state::restrict_tree(gitdir).map_err(io)?;
         }
         Ok(Remote {
             gitdir: gitdir.to_owned(),
@@ -185,14 +191,17 @@ impl Remote {
             .env("GIT_TERMINAL_PROMPT", "0")
             .args(["-c", "core.hooksPath=/dev/null", "-c", "gc.auto=0"])
             .args(["-c", "core.fsync=none"])
+            // Files git creates are 0600 and its folders 0700, ignoring
+            // the umask, like the rest of the state folder.
+            .args(["-c", "core.sharedRepository=0600"])
             .args(args);
         command.output().map_err(GitError::Spawn)
     }
 
     fn failure(&self, command: &str, out: &Output) -> GitError {
-        let message = String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .replace(&self.url, &redact(&self.url));
+        // Git may echo the URL (normalised, with a trailing slash, decoded):
+        // every URL and every credential of ours in its text is hidden.
+        let message = redact_text(String::from_utf8_lossy(&out.stderr).trim(), &self.url);
         GitError::Command {
             command: command.to_owned(),
             remote: redact(&self.url),
@@ -203,22 +212,4 @@ impl Remote {
 
 fn missing_ref(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("couldn't find remote ref")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_never_reach_messages() {
-        assert_eq!(
-            redact("https://bot:s3cr3t@git.example.com/r.git"),
-            "https://bot:***@git.example.com/r.git"
-        );
-        assert_eq!(
-            redact("https://git.example.com/r.git"),
-            "https://git.example.com/r.git"
-        );
-        assert_eq!(redact("/srv/git/r.git"), "/srv/git/r.git");
-    }
 }
