@@ -15,4 +15,5 @@ mod oci;
 mod oras;
 mod registry;
 mod runtime_limits;
+mod sink;
 mod support;

@@ -112,7 +112,16 @@ impl Remote {
     pub fn fetch(&self) -> Result<Option<ObjectId>, GitError> {
         let tracking = format!("refs/remotes/origin/{}", self.branch);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
-        let fetched = self.git_output(["fetch", "--quiet", "--no-tags", &self.url, &refspec])?;
+        // FETCH_HEAD is the one file git writes with the umask's mode,
+        // whatever core.sharedRepository says, and nothing here reads it.
+        let fetched = self.git_output([
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            &self.url,
+            &refspec,
+        ])?;
         if !fetched.status.success() {
             if missing_ref(&fetched) {
                 return Ok(None);
