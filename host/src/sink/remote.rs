@@ -74,21 +74,8 @@ impl Remote {
     /// The branch `branch` of `url`, kept in the bare repository `gitdir`
     /// (made if missing).
     pub fn new(url: &str, branch: &str, gitdir: &Path) -> Result<Remote, GitError> {
-        let io = |source| GitError::State {
-            path: gitdir.to_owned(),
-            source,
-        };
         if !gitdir.join("HEAD").is_file() {
-            // Owner-only, whatever the umask: it holds every object on its
-            // way to the remote. The `git` program keeps it so (see
-            // `core.sharedRepository` below); gix writes packs through
-            // temporary files, which are owner-only.
-            crate::state::create_dir(gitdir).map_err(io)?;
-            gix::init_bare(gitdir).map_err(|e| GitError::Local {
-                path: gitdir.to_owned(),
-                source: Box::new(e),
-            })?;
-            crate::state::restrict_tree(gitdir).map_err(io)?;
+            init(gitdir)?;
         }
         Ok(Remote {
             gitdir: gitdir.to_owned(),
@@ -219,6 +206,62 @@ impl Remote {
     }
 }
 
+/// Makes the bare repository `gitdir`: owner-only whatever the umask (it
+/// holds every object on its way to the remote; the `git` program keeps it
+/// so through `core.sharedRepository`, and gix writes packs through
+/// temporary files, which are owner-only), and made in a temporary folder
+/// renamed into place, so that a daemon killed meanwhile leaves nothing
+/// half made. A folder without `HEAD` is what an older version killed so
+/// left: nothing in it is needed (what is not pushed is in the queue), so
+/// it is made again.
+fn init(gitdir: &Path) -> Result<(), GitError> {
+    let io = |source| GitError::State {
+        path: gitdir.to_owned(),
+        source,
+    };
+    let parent = gitdir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::state::create_dir(parent).map_err(io)?;
+    if gitdir.exists() {
+        std::fs::remove_dir_all(gitdir).map_err(io)?;
+    }
+    let temp = tempfile::Builder::new()
+        .prefix(".new-repo-")
+        .tempdir_in(parent)
+        .map_err(io)?;
+    gix::init_bare(temp.path()).map_err(|e| GitError::Local {
+        path: gitdir.to_owned(),
+        source: Box::new(e),
+    })?;
+    crate::state::restrict_tree(temp.path()).map_err(io)?;
+    std::fs::rename(temp.keep(), gitdir).map_err(io)
+}
+
 fn missing_ref(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("couldn't find remote ref")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon killed while making its local repository left a folder
+    /// without `HEAD`, which every later start failed to initialise.
+    #[test]
+    fn a_local_repository_half_made_by_a_killed_daemon_is_made_again() {
+        let state = tempfile::tempdir().unwrap();
+        let gitdir = state.path().join("repo-1");
+        std::fs::create_dir_all(gitdir.join("objects/pack")).unwrap();
+        std::fs::write(gitdir.join("config"), "[core]\n").unwrap();
+        Remote::new("unused", "main", &gitdir).unwrap();
+        assert!(gitdir.join("HEAD").is_file());
+        crate::sink::store::Store::open(&gitdir).unwrap();
+        let left: Vec<_> = std::fs::read_dir(state.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["repo-1"], "no temporary folder left");
+    }
 }
