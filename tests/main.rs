@@ -15,5 +15,6 @@ mod oci;
 mod oras;
 mod registry;
 mod runtime_limits;
+mod sink;
 mod source_hardening;
 mod support;

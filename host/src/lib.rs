@@ -11,6 +11,7 @@
 //! - [`mirror`]: events → match → sanitize → the files each destination needs;
 //! - [`sink`]: Git: layout, canonical YAML, batched commits and pushes;
 //! - [`oci`]: registry access (resolve, pull, push, verified digests);
+//! - [`state`]: the state folder (queue, local repositories), owner-only;
 //! - [`telemetry`]: metrics and readiness, which every stage records into;
 //! - [`api`]: the one HTTP server (`/healthz`, `/readyz`, `/metrics`);
 //! - [`cli`]: the `plumbline` command.
@@ -24,4 +25,5 @@ pub mod model;
 pub mod oci;
 pub mod policy;
 pub mod sink;
+pub mod state;
 pub mod telemetry;

@@ -344,6 +344,9 @@ fn finish(
     if let Some(error) = failure {
         return Err(error);
     }
+    // What was set aside is not in Git: like a file that did not parse, it
+    // fails the run (everything else was pushed).
+    let complete = complete && reports.iter().all(|(_, r)| r.set_aside == 0);
     if complete {
         for (partition, _) in &reports {
             if Path::new(&partition.repo).is_dir() {
@@ -364,7 +367,7 @@ fn finish(
 
 fn summarize(seed: &Changes, partition: &Partition, report: &SyncReport) {
     eprintln!(
-        "{} object(s) from {} file(s) → {} file(s) in {partition}: {} written, {} deleted, {} commit(s), {} push retries{}",
+        "{} object(s) from {} file(s) → {} file(s) in {partition}: {} written, {} deleted, {} commit(s), {} push retries{}{}",
         seed.events,
         seed.files,
         report.files,
@@ -376,6 +379,14 @@ fn summarize(seed: &Changes, partition: &Partition, report: &SyncReport) {
             format!(
                 "; {} orphan(s) kept: the seed was incomplete",
                 report.orphans_kept
+            )
+        } else {
+            String::new()
+        },
+        if report.set_aside > 0 {
+            format!(
+                "; {} change(s) set aside: the sink cannot write them (see the errors above)",
+                report.set_aside
             )
         } else {
             String::new()
@@ -397,13 +408,13 @@ fn mirror_config(args: &RunArgs) -> anyhow::Result<MirrorConfig> {
             )
         })?;
         for destination in &mut config.destinations {
-            destination.repo_url = prepare_repo(&destination.repo_url)?;
+            destination.repo_url = prepare_repo(&destination.repo_url, &destination.branch)?;
         }
         return Ok(config);
     }
     Ok(MirrorConfig::everything_to(Destination {
         name: "default".into(),
-        repo_url: prepare_repo(&args.repo)?,
+        repo_url: prepare_repo(&args.repo, &args.branch)?,
         branch: args.branch.clone(),
         base_folder: BaseFolder::new(&args.base_folder)?,
         prune: args.prune,
@@ -416,9 +427,11 @@ fn repo_folder(partition: &Partition) -> String {
     format!("repo-{}", &digest["sha256:".len().."sha256:".len() + 16])
 }
 
-/// A local path that does not exist yet becomes a bare repository, so the
-/// main command needs no Git server; anything else is used as given.
-fn prepare_repo(repo: &str) -> anyhow::Result<String> {
+/// A local path that does not exist yet becomes a bare repository whose
+/// `HEAD` is `branch` (so that `git clone` checks out what the mirror
+/// writes), and the main command needs no Git server; anything else is
+/// used as given.
+fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<String> {
     if repo.contains("://") || repo.contains('@') {
         return Ok(repo.to_owned());
     }
@@ -426,6 +439,7 @@ fn prepare_repo(repo: &str) -> anyhow::Result<String> {
     if !path.exists() {
         let status = std::process::Command::new("git")
             .args(["init", "--quiet", "--bare"])
+            .arg(format!("--initial-branch={branch}"))
             .arg(path)
             .status()
             .context("running git")?;

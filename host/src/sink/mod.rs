@@ -5,9 +5,11 @@
 //! - [`yaml`]: canonical YAML;
 //! - [`store`]: the local repository through `gix`: trees, blobs, commits;
 //! - [`remote`]: fetch and push through the `git` program;
+//! - [`redact`]: credentials out of every repository URL that is shown;
 //! - [`worker`]: one (repository, branch): batch, commit, push, acknowledge.
 
 pub mod layout;
+pub mod redact;
 pub mod remote;
 pub mod store;
 pub mod worker;

@@ -10,6 +10,7 @@
 //! no automatic gc), and every failure comes back with git's own message
 //! and the remote's URL with any credentials in it redacted.
 
+use super::redact::{redact, redact_text};
 use gix::ObjectId;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,15 @@ pub enum GitError {
         remote: String,
         /// What git printed.
         message: String,
+    },
+    /// The local repository's folder could not be made owner-only.
+    #[error("local repository {}: {source}", path.display())]
+    State {
+        /// The repository.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The local repository could not be read or written.
     #[error("local repository {}: {source}", path.display())]
@@ -60,29 +70,12 @@ pub struct Remote {
     branch: String,
 }
 
-/// A URL with its password or token replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if !userinfo.contains('/') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Remote {
     /// The branch `branch` of `url`, kept in the bare repository `gitdir`
     /// (made if missing).
     pub fn new(url: &str, branch: &str, gitdir: &Path) -> Result<Remote, GitError> {
         if !gitdir.join("HEAD").is_file() {
-            gix::init_bare(gitdir).map_err(|e| GitError::Local {
-                path: gitdir.to_owned(),
-                source: Box::new(e),
-            })?;
+            init(gitdir)?;
         }
         Ok(Remote {
             gitdir: gitdir.to_owned(),
@@ -106,7 +99,16 @@ impl Remote {
     pub fn fetch(&self) -> Result<Option<ObjectId>, GitError> {
         let tracking = format!("refs/remotes/origin/{}", self.branch);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
-        let fetched = self.git_output(["fetch", "--quiet", "--no-tags", &self.url, &refspec])?;
+        // FETCH_HEAD is the one file git writes with the umask's mode,
+        // whatever core.sharedRepository says, and nothing here reads it.
+        let fetched = self.git_output([
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            &self.url,
+            &refspec,
+        ])?;
         if !fetched.status.success() {
             if missing_ref(&fetched) {
                 return Ok(None);
@@ -185,20 +187,56 @@ impl Remote {
             .env("GIT_TERMINAL_PROMPT", "0")
             .args(["-c", "core.hooksPath=/dev/null", "-c", "gc.auto=0"])
             .args(["-c", "core.fsync=none"])
+            // Files git creates are 0600 and its folders 0700, ignoring
+            // the umask, like the rest of the state folder.
+            .args(["-c", "core.sharedRepository=0600"])
             .args(args);
         command.output().map_err(GitError::Spawn)
     }
 
     fn failure(&self, command: &str, out: &Output) -> GitError {
-        let message = String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .replace(&self.url, &redact(&self.url));
+        // Git may echo the URL (normalised, with a trailing slash, decoded):
+        // every URL and every credential of ours in its text is hidden.
+        let message = redact_text(String::from_utf8_lossy(&out.stderr).trim(), &self.url);
         GitError::Command {
             command: command.to_owned(),
             remote: redact(&self.url),
             message,
         }
     }
+}
+
+/// Makes the bare repository `gitdir`: owner-only whatever the umask (it
+/// holds every object on its way to the remote; the `git` program keeps it
+/// so through `core.sharedRepository`, and gix writes packs through
+/// temporary files, which are owner-only), and made in a temporary folder
+/// renamed into place, so that a daemon killed meanwhile leaves nothing
+/// half made. A folder without `HEAD` is what an older version killed so
+/// left: nothing in it is needed (what is not pushed is in the queue), so
+/// it is made again.
+fn init(gitdir: &Path) -> Result<(), GitError> {
+    let io = |source| GitError::State {
+        path: gitdir.to_owned(),
+        source,
+    };
+    let parent = gitdir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::state::create_dir(parent).map_err(io)?;
+    if gitdir.exists() {
+        std::fs::remove_dir_all(gitdir).map_err(io)?;
+    }
+    let temp = tempfile::Builder::new()
+        .prefix(".new-repo-")
+        .tempdir_in(parent)
+        .map_err(io)?;
+    gix::init_bare(temp.path()).map_err(|e| GitError::Local {
+        path: gitdir.to_owned(),
+        source: Box::new(e),
+    })?;
+    crate::state::restrict_tree(temp.path()).map_err(io)?;
+    std::fs::rename(temp.keep(), gitdir).map_err(io)
 }
 
 fn missing_ref(out: &Output) -> bool {
@@ -209,16 +247,21 @@ fn missing_ref(out: &Output) -> bool {
 mod tests {
     use super::*;
 
+    /// A daemon killed while making its local repository left a folder
+    /// without `HEAD`, which every later start failed to initialise.
     #[test]
-    fn credentials_never_reach_messages() {
-        assert_eq!(
-            redact("https://bot:s3cr3t@git.example.com/r.git"),
-            "https://bot:***@git.example.com/r.git"
-        );
-        assert_eq!(
-            redact("https://git.example.com/r.git"),
-            "https://git.example.com/r.git"
-        );
-        assert_eq!(redact("/srv/git/r.git"), "/srv/git/r.git");
+    fn a_local_repository_half_made_by_a_killed_daemon_is_made_again() {
+        let state = tempfile::tempdir().unwrap();
+        let gitdir = state.path().join("repo-1");
+        std::fs::create_dir_all(gitdir.join("objects/pack")).unwrap();
+        std::fs::write(gitdir.join("config"), "[core]\n").unwrap();
+        Remote::new("unused", "main", &gitdir).unwrap();
+        assert!(gitdir.join("HEAD").is_file());
+        crate::sink::store::Store::open(&gitdir).unwrap();
+        let left: Vec<_> = std::fs::read_dir(state.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["repo-1"], "no temporary folder left");
     }
 }

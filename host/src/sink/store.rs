@@ -14,7 +14,7 @@
 use super::remote::GitError;
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A person, as Git records them.
@@ -36,9 +36,31 @@ pub struct Store {
     tree: ObjectId,
     /// Every file of the tip, with its blob.
     files: HashMap<String, ObjectId>,
-    /// Edits since the last commit: a path and its new blob, or `None` to
-    /// remove it.
-    staged: Vec<(String, Option<ObjectId>)>,
+    /// Every path edited since the last commit, with its blob then (`None`
+    /// if it held no file): what a commit changes is what differs now.
+    before: BTreeMap<String, Option<ObjectId>>,
+}
+
+/// A file a commit changed, against the commit before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The file's path.
+    pub path: String,
+    /// Written (created or changed), or removed.
+    pub written: bool,
+}
+
+/// What [`Store::commit`] did.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The new commit; `None` when nothing changed.
+    pub id: Option<ObjectId>,
+    /// The files it changed: each path once, and only if its file differs
+    /// from the commit before (a file written and written back is none).
+    pub changed: Vec<Change>,
+    /// Edits the tree refused (a path Git cannot hold), with why: their
+    /// files are left as they were, and the rest is committed.
+    pub refused: Vec<(String, GitError)>,
 }
 
 impl Store {
@@ -63,7 +85,7 @@ impl Store {
             tip: None,
             tree,
             files: HashMap::new(),
-            staged: Vec::new(),
+            before: BTreeMap::new(),
         })
     }
 
@@ -71,7 +93,7 @@ impl Store {
     /// dropping staged edits and local commits.
     pub fn reset(&mut self, tip: Option<ObjectId>) -> Result<(), GitError> {
         self.repo.objects.set_object_memory(Default::default());
-        self.staged.clear();
+        self.before.clear();
         self.files.clear();
         self.tip = tip;
         self.tree = ObjectId::empty_tree(self.repo.object_hash());
@@ -123,52 +145,84 @@ impl Store {
         self.repo
             .write_blob(content)
             .map_err(|e| local(&self.path, e))?;
-        self.files.insert(path.to_owned(), id);
-        self.staged.push((path.to_owned(), Some(id)));
+        let was = self.files.insert(path.to_owned(), id);
+        self.before.entry(path.to_owned()).or_insert(was);
         Ok(true)
     }
 
     /// Stages the removal of `path`; `false` if the branch does not hold it.
     pub fn remove(&mut self, path: &str) -> bool {
-        if self.files.remove(path).is_none() {
+        let Some(was) = self.files.remove(path) else {
             return false;
-        }
-        self.staged.push((path.to_owned(), None));
+        };
+        self.before.entry(path.to_owned()).or_insert(Some(was));
         true
     }
 
     /// Whether edits are staged.
     pub fn has_staged(&self) -> bool {
-        !self.staged.is_empty()
+        !self.before.is_empty()
     }
 
-    /// Commits the staged edits on the tip; `None` when they leave the tree
-    /// as it was (a file written and removed again in one batch).
+    /// Commits the staged edits on the tip, with the message `message`
+    /// makes of the files that changed. An edit the tree refuses is left
+    /// out (and reported) rather than failing the others.
     pub fn commit(
         &mut self,
-        message: &str,
+        message: impl FnOnce(&[Change]) -> String,
         author: &Person,
         committer: &Person,
-    ) -> Result<Option<ObjectId>, GitError> {
-        let staged = std::mem::take(&mut self.staged);
-        if staged.is_empty() {
-            return Ok(None);
+    ) -> Result<Committed, GitError> {
+        let before = std::mem::take(&mut self.before);
+        // Each path once, as it is now against the last commit.
+        let mut edits: Vec<(String, Option<ObjectId>, Option<ObjectId>)> = before
+            .into_iter()
+            .filter_map(|(path, was)| {
+                let now = self.files.get(&path).copied();
+                (now != was).then_some((path, was, now))
+            })
+            .collect();
+        let mut committed = Committed::default();
+        if edits.is_empty() {
+            return Ok(committed);
         }
-        let mut editor = self
-            .repo
-            .edit_tree(self.tree)
-            .map_err(|e| local(&self.path, e))?;
-        for (path, blob) in &staged {
-            match blob {
-                Some(id) => editor.upsert(path.as_str(), EntryKind::Blob, *id),
-                None => editor.remove(path.as_str()),
+        let tree = match self.edit(self.tree, &edits) {
+            Ok(tree) => tree,
+            Err(_) => {
+                // Some edit is one the tree cannot take: find which, one
+                // by one (rare, so the cost of a tree per edit is fine).
+                let mut tree = self.tree;
+                let mut kept = Vec::with_capacity(edits.len());
+                for edit in edits {
+                    match self.edit(tree, std::slice::from_ref(&edit)) {
+                        Ok(next) => {
+                            tree = next;
+                            kept.push(edit);
+                        }
+                        Err(error) => {
+                            let (path, was, _) = edit;
+                            match was {
+                                Some(id) => self.files.insert(path.clone(), id),
+                                None => self.files.remove(&path),
+                            };
+                            committed.refused.push((path, error));
+                        }
+                    }
+                }
+                edits = kept;
+                tree
             }
-            .map_err(|e| local(&self.path, e))?;
-        }
-        let tree = editor.write().map_err(|e| local(&self.path, e))?.detach();
+        };
         if tree == self.tree {
-            return Ok(None);
+            return Ok(committed);
         }
+        committed.changed = edits
+            .into_iter()
+            .map(|(path, _, now)| Change {
+                path,
+                written: now.is_some(),
+            })
+            .collect();
         let now = gix::date::Time::now_utc();
         let signature = |p: &Person| gix::actor::Signature {
             name: p.name.as_str().into(),
@@ -181,7 +235,7 @@ impl Store {
             author: signature(author),
             committer: signature(committer),
             encoding: None,
-            message: message.into(),
+            message: message(&committed.changed).into(),
             extra_headers: Vec::new(),
         };
         let id = self
@@ -191,7 +245,28 @@ impl Store {
             .detach();
         self.tip = Some(id);
         self.tree = tree;
-        Ok(Some(id))
+        committed.id = Some(id);
+        Ok(committed)
+    }
+
+    /// `tree` with `edits` applied, written.
+    fn edit(
+        &self,
+        tree: ObjectId,
+        edits: &[(String, Option<ObjectId>, Option<ObjectId>)],
+    ) -> Result<ObjectId, GitError> {
+        let mut editor = self
+            .repo
+            .edit_tree(tree)
+            .map_err(|e| local(&self.path, e))?;
+        for (path, _, now) in edits {
+            match now {
+                Some(id) => editor.upsert(path.as_str(), EntryKind::Blob, *id),
+                None => editor.remove(path.as_str()),
+            }
+            .map_err(|e| local(&self.path, e))?;
+        }
+        Ok(editor.write().map_err(|e| local(&self.path, e))?.detach())
     }
 }
 
@@ -328,8 +403,9 @@ mod tests {
             );
             tips.push(
                 store
-                    .commit("batch", &person(), &person())
+                    .commit(|_| "batch".into(), &person(), &person())
                     .unwrap()
+                    .id
                     .unwrap(),
             );
             store.persist().unwrap();
@@ -339,8 +415,13 @@ mod tests {
         assert!(store.remove("ns/core/configmaps/r0.yaml"));
         assert!(!store.remove("ns/core/configmaps/r0.yaml"));
         store.write("other/core/secrets/s.yaml", b"s: 1\n").unwrap();
-        let tip = store.commit("more", &person(), &person()).unwrap().unwrap();
-        assert_eq!(store.commit("nothing", &person(), &person()).unwrap(), None);
+        let tip = store
+            .commit(|_| "more".into(), &person(), &person())
+            .unwrap()
+            .id
+            .unwrap();
+        let nothing = store.commit(|_| "nothing".into(), &person(), &person());
+        assert_eq!(nothing.unwrap().id, None);
         store.persist().unwrap();
 
         remote.repack().unwrap();
@@ -371,5 +452,88 @@ mod tests {
         paths.sort();
         assert_eq!(paths, files.lines().collect::<Vec<_>>());
         assert!(!again.write("ns/core/configmaps/a.yaml", b"n: 2\n").unwrap());
+    }
+
+    /// The subject's count included files written and written back, and
+    /// one path Git refused failed the whole commit.
+    #[test]
+    fn a_commit_names_only_files_that_changed_and_leaves_out_what_git_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        Remote::new("unused", "main", dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.reset(None).unwrap();
+        store
+            .write("ns/core/configmaps/kept.yaml", b"v: 1\n")
+            .unwrap();
+        store
+            .commit(|_| "first".into(), &person(), &person())
+            .unwrap();
+
+        // Written and written back, created and removed: no change.
+        store
+            .write("ns/core/configmaps/kept.yaml", b"v: 2\n")
+            .unwrap();
+        store
+            .write("ns/core/configmaps/kept.yaml", b"v: 1\n")
+            .unwrap();
+        store
+            .write("ns/core/configmaps/gone.yaml", b"v: 1\n")
+            .unwrap();
+        assert!(store.remove("ns/core/configmaps/gone.yaml"));
+        // Changed twice: one file.
+        store
+            .write("ns/core/configmaps/new.yaml", b"v: 1\n")
+            .unwrap();
+        store
+            .write("ns/core/configmaps/new.yaml", b"v: 2\n")
+            .unwrap();
+        // A path Git will not check out, between good ones.
+        store
+            .write("git~1/core/configmaps/bad.yaml", b"v: 1\n")
+            .unwrap();
+        store.write("ns/core/configmaps/z.yaml", b"v: 1\n").unwrap();
+        let mut seen = Vec::new();
+        let committed = store
+            .commit(
+                |changed| {
+                    seen = changed.to_vec();
+                    format!("{} file(s)", changed.len())
+                },
+                &person(),
+                &person(),
+            )
+            .unwrap();
+        let written = |path: &str| Change {
+            path: path.into(),
+            written: true,
+        };
+        assert_eq!(
+            seen,
+            [
+                written("ns/core/configmaps/new.yaml"),
+                written("ns/core/configmaps/z.yaml")
+            ]
+        );
+        assert_eq!(committed.changed, seen);
+        assert_eq!(committed.refused.len(), 1);
+        let (path, error) = &committed.refused[0];
+        assert_eq!(path, "git~1/core/configmaps/bad.yaml");
+        assert!(error.to_string().contains("git~1"), "{error}");
+        assert!(!store.contains("git~1/core/configmaps/bad.yaml"));
+        store.persist().unwrap();
+        let tip = committed.id.unwrap().to_string();
+        let files = git(dir.path(), &["ls-tree", "-r", "--name-only", &tip]);
+        assert_eq!(
+            files.lines().collect::<Vec<_>>(),
+            [
+                "ns/core/configmaps/kept.yaml",
+                "ns/core/configmaps/new.yaml",
+                "ns/core/configmaps/z.yaml"
+            ]
+        );
+        assert_eq!(
+            git(dir.path(), &["log", "-1", "--format=%s", &tip]).trim(),
+            "2 file(s)"
+        );
     }
 }

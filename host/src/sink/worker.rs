@@ -9,11 +9,14 @@
 //! with backoff, while routing keeps appending (until the partition is full,
 //! when it waits). A crash: the next start reads from the first entry not
 //! acknowledged. An entry that changes nothing (same bytes as the tip) costs
-//! a hash and produces no commit.
+//! a hash and produces no commit. A change the sink cannot write (a path
+//! Git refuses, say, queued by an older version) is set aside: reported
+//! with the object and the cause, counted, and acknowledged with the rest,
+//! so that one bad entry never holds back its partition.
 
 use super::layout;
 use super::remote::{GitError, Push, Remote};
-use super::store::{Person, Store};
+use super::store::{Change, Person, Store};
 use crate::mirror::queue::{Entry, FileChange, Partition, Queue, QueueError, Seq};
 use crate::mirror::{Destination, Prune};
 use crate::model::Operation;
@@ -93,7 +96,10 @@ impl SinkOptions {
 const MAX_PACKS: usize = 16;
 
 /// The default commit subject.
-pub const DEFAULT_MESSAGE: &str = "{operation}: {count} file(s) of {resources} in {destination}";
+/// Not `in {destination}`: a destination's name (`default` without
+/// `--config`) read as a namespace; it is in the `Plumbline-Destination`
+/// trailer instead.
+pub const DEFAULT_MESSAGE: &str = "{operation}: {count} file(s) of {resources}";
 
 /// What a worker pushed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,6 +118,8 @@ pub struct SyncReport {
     pub orphans_kept: usize,
     /// Files the branch holds under the worker's destinations.
     pub files: usize,
+    /// Changes set aside because the sink cannot write them.
+    pub set_aside: usize,
 }
 
 /// Why a worker stopped.
@@ -142,19 +150,34 @@ pub enum SinkError {
     Queue(#[from] QueueError),
 }
 
-/// Changes committed locally and not pushed yet, or staged for the next
-/// commit.
+/// Changes staged for the next commit.
 #[derive(Debug, Default)]
 struct Batch {
+    /// Changes staged (a file changed twice counts twice), for the limits.
     files: usize,
     bytes: usize,
     author: Option<Option<String>>,
-    operations: BTreeSet<&'static str>,
-    resources: BTreeSet<String>,
-    destinations: BTreeSet<String>,
     started: Option<Instant>,
+    /// The last change staged per path: what the commit message says of
+    /// the files that did change.
+    changes: HashMap<String, Staged>,
+}
+
+/// What the commit message needs of a staged change.
+#[derive(Debug)]
+struct Staged {
+    operation: &'static str,
+    resource: String,
+    destination: String,
+    bytes: usize,
+}
+
+/// Files changed by local commits not pushed yet.
+#[derive(Debug, Default)]
+struct Totals {
     written: usize,
     deleted: usize,
+    bytes: usize,
 }
 
 /// A seed under way for one destination: the paths its live objects produce.
@@ -182,7 +205,7 @@ pub struct Worker {
     done_through: Seq,
     staged: Batch,
     /// Committed locally, not pushed.
-    unpushed: Batch,
+    unpushed: Totals,
     unpushed_commits: usize,
     seeds: HashMap<String, Seed>,
     report: SyncReport,
@@ -228,7 +251,7 @@ impl Worker {
             reading: 0,
             done_through: 0,
             staged: Batch::default(),
-            unpushed: Batch::default(),
+            unpushed: Totals::default(),
             unpushed_commits: 0,
             seeds: HashMap::new(),
             report: SyncReport::default(),
@@ -339,7 +362,7 @@ impl Worker {
         self.cursor = self.queue.acked(&self.partition)?;
         self.done_through = self.cursor;
         self.staged = Batch::default();
-        self.unpushed = Batch::default();
+        self.unpushed = Totals::default();
         self.unpushed_commits = 0;
         Ok(())
     }
@@ -393,6 +416,12 @@ impl Worker {
             tracing::warn!(destination = %change.destination, path = %change.path, "no such destination any more; entry skipped");
             return Ok(());
         };
+        // Routing refuses such paths now; the queue may still hold some
+        // from before, and they must not stop everything behind them.
+        if let Err(error) = layout::check_path(&change.path) {
+            self.set_aside(&change.destination, &change.path, &error);
+            return Ok(());
+        }
         let prune = destination.prune;
         if change.content.is_some()
             && let Some(seed) = self.seeds.get_mut(&change.destination)
@@ -408,10 +437,14 @@ impl Worker {
             self.commit(self.reading.saturating_sub(1))?;
         }
         let changed = match &change.content {
-            Some(content) => self
-                .store
-                .write(&change.path, content.as_bytes())
-                .map_err(|source| self.git(source))?,
+            Some(content) => match self.store.write(&change.path, content.as_bytes()) {
+                Ok(changed) => changed,
+                // Nothing but this entry's bytes are involved.
+                Err(error) => {
+                    self.set_aside(&change.destination, &change.path, &error);
+                    return Ok(());
+                }
+            },
             // `Never` keeps files even when their object is deleted.
             None if prune == Prune::Never => false,
             None => self.store.remove(&change.path),
@@ -432,20 +465,40 @@ impl Worker {
         batch.started.get_or_insert_with(Instant::now);
         batch.author = Some(change.actor.clone());
         batch.files += 1;
-        batch.operations.insert(match change.operation {
-            Operation::Create => "create",
-            Operation::Update => "update",
-            Operation::Delete => "delete",
-        });
-        batch.resources.insert(change.resource.clone());
-        batch.destinations.insert(change.destination.clone());
-        match &change.content {
-            Some(content) => {
-                batch.bytes += content.len();
-                batch.written += 1;
-            }
-            None => batch.deleted += 1,
-        }
+        let bytes = change.content.as_ref().map_or(0, String::len);
+        batch.bytes += bytes;
+        let staged = Staged {
+            operation: match change.operation {
+                Operation::Create => "create",
+                Operation::Update => "update",
+                Operation::Delete => "delete",
+            },
+            resource: change.resource.clone(),
+            destination: change.destination.clone(),
+            bytes,
+        };
+        batch.changes.insert(change.path.clone(), staged);
+    }
+
+    /// Reports, counts and skips a change the sink cannot write; it is
+    /// acknowledged with the entries around it.
+    fn set_aside(&mut self, destination: &str, path: &str, cause: &dyn std::error::Error) {
+        let object = self
+            .destination(destination)
+            .and_then(|d| layout::key_of(&d.base_folder, path))
+            .and_then(|key| key.identity(None))
+            .map_or_else(|| path.escape_debug().to_string(), |key| key.to_string());
+        tracing::error!(
+            partition = %self.partition,
+            destination,
+            path = %path.escape_debug(),
+            "object {object}: set aside, the sink cannot write it: {cause}"
+        );
+        self.report.set_aside += 1;
+        self.metrics
+            .files_rejected
+            .get_or_create(&self.labels)
+            .inc();
     }
 
     /// Ends a seed: files under the destination that no live object
@@ -536,20 +589,36 @@ impl Worker {
             Some(actor) => person_of(&actor),
             None => self.options.unknown_actor.clone(),
         };
-        let message = self.message(&batch);
+        let (template, source) = (&self.options.message_template, &self.options.source);
         let committed = self
             .store
-            .commit(&message, &author, &self.options.committer)
+            .commit(
+                |changed| message(template, source, &batch, changed),
+                &author,
+                &self.options.committer,
+            )
             .map_err(|source| self.git(source))?;
+        for (path, error) in &committed.refused {
+            let destination = batch
+                .changes
+                .get(path)
+                .map_or("", |s| s.destination.as_str());
+            self.set_aside(destination, path, error);
+        }
         if self.store.should_persist() {
             self.store.persist().map_err(|source| self.git(source))?;
         }
-        if committed.is_some() {
+        if committed.id.is_some() {
             self.unpushed_commits += 1;
             let u = &mut self.unpushed;
-            u.written += batch.written;
-            u.deleted += batch.deleted;
-            u.bytes += batch.bytes;
+            for change in &committed.changed {
+                if change.written {
+                    u.written += 1;
+                    u.bytes += batch.changes.get(&change.path).map_or(0, |s| s.bytes);
+                } else {
+                    u.deleted += 1;
+                }
+            }
         }
         Ok(())
     }
@@ -620,28 +689,32 @@ impl Worker {
             .inc_by(u.bytes as u64);
         tracing::info!(partition = %self.partition, commits, written = u.written, deleted = u.deleted, "pushed");
     }
+}
 
-    fn message(&self, batch: &Batch) -> String {
-        let operations = batch.operations.iter().copied().collect::<Vec<_>>();
-        let operation = match operations.as_slice() {
-            [one] => *one,
-            _ => "sync",
-        };
-        let joined = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
-        let (resources, destinations) = (joined(&batch.resources), joined(&batch.destinations));
-        let subject = self
-            .options
-            .message_template
-            .replace("{operation}", operation)
-            .replace("{count}", &batch.files.to_string())
-            .replace("{destination}", &destinations)
-            .replace("{resources}", &resources);
-        format!(
-            "{subject}\n\nPlumbline-Operation: {}\nPlumbline-Resources: {resources}\nPlumbline-Source: {}\n",
-            operations.join(", "),
-            self.options.source
-        )
-    }
+/// The commit message of the files `changed`: the subject from `template`,
+/// then the trailers. Only files that changed are counted and named.
+fn message(template: &str, source: &str, batch: &Batch, changed: &[Change]) -> String {
+    let staged: Vec<&Staged> = changed
+        .iter()
+        .filter_map(|c| batch.changes.get(&c.path))
+        .collect();
+    let operations: BTreeSet<&str> = staged.iter().map(|s| s.operation).collect();
+    let operation = match operations.len() {
+        1 => operations.first().copied().unwrap_or("sync"),
+        _ => "sync",
+    };
+    let joined = |set: BTreeSet<&str>| set.into_iter().collect::<Vec<_>>().join(", ");
+    let resources = joined(staged.iter().map(|s| s.resource.as_str()).collect());
+    let destinations = joined(staged.iter().map(|s| s.destination.as_str()).collect());
+    let subject = template
+        .replace("{operation}", operation)
+        .replace("{count}", &changed.len().to_string())
+        .replace("{destination}", &destinations)
+        .replace("{resources}", &resources);
+    format!(
+        "{subject}\n\nPlumbline-Operation: {}\nPlumbline-Resources: {resources}\nPlumbline-Destination: {destinations}\nPlumbline-Source: {source}\n",
+        joined(operations),
+    )
 }
 
 fn names(destinations: &[Destination]) -> String {

@@ -23,7 +23,7 @@ impl RepoLabels {
     /// Labels for `repo` (redacted here) and `branch`.
     pub fn new(repo: &str, branch: &str) -> RepoLabels {
         RepoLabels {
-            repo: crate::sink::remote::redact(repo),
+            repo: crate::sink::redact::redact(repo),
             branch: branch.to_owned(),
         }
     }
@@ -63,6 +63,8 @@ pub struct Metrics {
     pub files_written: Family<RepoLabels, Counter>,
     /// Files deleted by pushed commits.
     pub files_deleted: Family<RepoLabels, Counter>,
+    /// Changes set aside because the sink cannot write them.
+    pub files_rejected: Family<RepoLabels, Counter>,
     /// Commits pushed.
     pub commits: Family<RepoLabels, Counter>,
     /// Bytes of file content in pushed commits.
@@ -104,6 +106,11 @@ impl Metrics {
             "files_deleted",
             "Files deleted by pushed commits",
             m.files_deleted.clone(),
+        );
+        registry.register(
+            "files_rejected",
+            "Changes set aside because the sink cannot write them (a path Git refuses)",
+            m.files_rejected.clone(),
         );
         registry.register("commits", "Commits pushed", m.commits.clone());
         registry.register(

@@ -43,9 +43,11 @@ impl DiskQueue {
             path: path.display().to_string(),
             message: e.to_string(),
         };
+        // The queue holds objects before any policy redacted them: owner-only.
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| store(&e))?;
+            crate::state::create_dir(parent).map_err(|e| store(&e))?;
         }
+        crate::state::own_file(path).map_err(|e| store(&e))?;
         // A small page cache: entries are written once and read once, so
         // caching them buys little, and the daemon's memory stays flat.
         let db = Database::builder()
@@ -104,7 +106,13 @@ impl DiskQueue {
             for entry in entries {
                 seq += 1;
                 let bytes = serde_json::to_vec(entry).map_err(|e| QueueError::Entry {
-                    partition: key.replace('\n', " "),
+                    // The key holds the URL as configured: show it redacted.
+                    partition: match key.split_once('\n') {
+                        Some((repo, branch)) => {
+                            format!("{} ({branch})", crate::sink::redact::redact(repo))
+                        }
+                        None => crate::sink::redact::redact(key),
+                    },
                     seq,
                     message: e.to_string(),
                 })?;

@@ -39,7 +39,7 @@ impl fmt::Display for Partition {
         write!(
             f,
             "{} ({})",
-            crate::sink::remote::redact(&self.repo),
+            crate::sink::redact::redact(&self.repo),
             self.branch
         )
     }
