@@ -105,6 +105,9 @@ enum PolicyCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global.log);
+    // The CEL sandbox's component is compiled once and cached beside the
+    // plugins, so only the first start pays for it.
+    crate::policy::cel_sandbox::use_cache_dir(cli.global.cache_dir());
     let result = match cli.command {
         Command::Run(args) => run::run(&cli.global, *args),
         Command::Sanitize(args) => sanitize::run(&cli.global, args),

@@ -8,6 +8,7 @@
 //! - [`capability`]: what a plugin asks for and what the operator grants;
 //! - [`plugin`]: a loaded component, answering its decision;
 //! - [`cel`]: CEL expressions, checked at load, bounded at run time;
+//! - [`cel_sandbox`]: the Wasm sandbox where CEL that can loop runs;
 //! - [`chain`]: an ordered list of plugins and CEL policies for one decision;
 //! - [`config`]: the operator's policy configuration, raw → validated;
 //! - [`builtin`]: the default plugins embedded in the binary;
@@ -19,6 +20,7 @@ pub mod bundled;
 pub mod cache;
 pub mod capability;
 pub mod cel;
+pub mod cel_sandbox;
 pub mod chain;
 pub mod config;
 mod decision;
