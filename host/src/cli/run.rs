@@ -71,8 +71,9 @@ pub struct RunArgs {
     /// the component cache.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Seconds between looks at the source folder when following it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    /// Seconds between looks at the source folder when following it (1 or
+    /// more: 0 would look without pause and spin a core).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = super::at_least_one)]
     interval: u64,
     /// With --once, seconds a remote may keep failing before Plumbline gives
     /// up. Following, it retries for ever, with backoff.
@@ -99,6 +100,8 @@ pub struct RunArgs {
     /// is 127.0.0.1:9478; with --once, only if given.
     #[arg(long, value_name = "ADDRESS")]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    http: super::HttpArgs,
 }
 
 /// The default address of the HTTP server.
@@ -124,7 +127,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         None => Some(DEFAULT_LISTEN.parse().expect("a valid address")),
     };
     if let Some(address) = listen {
-        let bound = crate::api::serve(address, registry, health.clone())
+        let bound = crate::api::serve(address, args.http.limits(), registry, health.clone())
             .with_context(|| format!("serving HTTP on {address}"))?;
         eprintln!("serving /healthz, /readyz and /metrics on http://{bound}");
     }

@@ -11,6 +11,7 @@
 //! - [`cel_sandbox`]: the Wasm sandbox where CEL that can loop runs;
 //! - [`chain`]: an ordered list of plugins and CEL policies for one decision;
 //! - [`config`]: the operator's policy configuration, raw → validated;
+//!   `shape` lists every error of a file that does not read;
 //! - [`builtin`]: the default plugins embedded in the binary;
 //! - [`bundled`]: steps that arrive in a bundle from a registry.
 
@@ -27,6 +28,7 @@ mod decision;
 pub mod error;
 pub mod plugin;
 pub mod runtime;
+mod shape;
 pub mod store;
 
 pub use chain::{Chain, FailureMode, PolicySet};
