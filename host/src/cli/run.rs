@@ -11,10 +11,10 @@ use super::progress;
 use super::{GlobalArgs, load_policies};
 use crate::ingest::directory::{Changes, Follower};
 use crate::mirror::queue::{Partition, Queue, disk::DiskQueue};
-use crate::mirror::{Destination, MirrorConfig, Pipeline, Prune, Router, resources};
+use crate::mirror::{Destination, MirrorConfig, MirrorError, Pipeline, Prune, Router, resources};
 use crate::sink::layout::BaseFolder;
 use crate::sink::worker::{self, SinkOptions, SyncReport, Worker};
-use crate::telemetry::health::Status;
+use crate::telemetry::health::{PassOutcome, Status};
 use crate::telemetry::{Health, Metrics};
 use anyhow::Context as _;
 use clap::Args;
@@ -174,7 +174,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = progress::Progress::start(metrics, &source, &partitions);
     let mut follower = Follower::new(&args.source_dir, args.actor.as_deref());
     let seed_id = router.begin_seed()?;
-    let (seed, routed) = look(&mut follower, &router)?;
+    let (seed, routed) = look(&mut follower, &router, &health)?;
     let complete = seed.is_complete() && routed;
     router.end_seed(seed_id, complete, args.actor.as_deref())?;
     if args.once {
@@ -188,7 +188,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     loop {
         std::thread::sleep(Duration::from_secs(args.interval));
-        let (changes, _) = look(&mut follower, &router)?;
+        let (changes, _) = look(&mut follower, &router, &health)?;
         if changes.events > 0 {
             tracing::info!(events = changes.events, "the folder changed");
         }
@@ -196,18 +196,29 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One look at the folder, its events routed into the queue as they come;
-/// whether every event was routed.
-fn look(follower: &mut Follower, router: &Router) -> anyhow::Result<(Changes, bool)> {
+/// whether every event was routed. What the policies made of it goes to
+/// readiness.
+fn look(
+    follower: &mut Follower,
+    router: &Router,
+    health: &Health,
+) -> anyhow::Result<(Changes, bool)> {
     let mut failure = None;
     let mut routed = true;
+    let mut pass = PassOutcome::default();
     let changes = follower.poll(&mut |events| {
         if failure.is_some() {
             return;
         }
         match router.submit(&events) {
             Ok(routing) => {
+                pass.objects += routing.events;
                 for error in &routing.errors {
                     eprintln!("error: {error}");
+                    if let MirrorError::Policy { .. } = error {
+                        pass.refused += 1;
+                        pass.first_refusal.get_or_insert_with(|| error.to_string());
+                    }
                 }
                 routed &= routing.errors.is_empty();
             }
@@ -217,6 +228,7 @@ fn look(follower: &mut Follower, router: &Router) -> anyhow::Result<(Changes, bo
     if let Some(error) = failure {
         return Err(error.into());
     }
+    health.record_pass(&pass);
     report_errors(&changes);
     Ok((changes, routed))
 }

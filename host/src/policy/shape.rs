@@ -35,7 +35,11 @@ pub(crate) fn every_error(text: &str, base: &Path, first: String) -> Vec<String>
     for (key, value) in &top {
         match key.as_str() {
             "limits" => {
-                typed::<RawLimits>(known_fields::<RawLimits>(value, key, &mut errors), key, &mut errors);
+                typed::<RawLimits>(
+                    known_fields::<RawLimits>(value, key, &mut errors),
+                    key,
+                    &mut errors,
+                );
             }
             "decisions" => decisions(value, base, &mut errors),
             "bundles" => bundles(value, &mut errors),
@@ -48,8 +52,30 @@ pub(crate) fn every_error(text: &str, base: &Path, first: String) -> Vec<String>
     if errors.is_empty() {
         // The parts read on their own but not together: say what serde said.
         errors.push(first);
+    } else {
+        with_location(&mut errors, &first);
     }
     errors
+}
+
+/// Gives the error the typed read stopped at its line and column: the
+/// YAML parser knows them; the plain data read here does not.
+fn with_location(errors: &mut [String], first: &str) {
+    let head = first.lines().next().unwrap_or(first);
+    let Some(location) = head
+        .split_once("line ")
+        .and_then(|(_, rest)| rest.split(':').next())
+    else {
+        return;
+    };
+    for error in errors.iter_mut() {
+        let message = error.split_once(": ").map_or(error.as_str(), |(_, m)| m);
+        let gist = message.split(',').next().unwrap_or(message);
+        if head.contains(gist) {
+            error.push_str(&format!(" (line {location})"));
+            return;
+        }
+    }
 }
 
 fn decisions(value: &Json, base: &Path, errors: &mut Vec<String>) {
@@ -61,7 +87,10 @@ fn decisions(value: &Json, base: &Path, errors: &mut Vec<String>) {
         let at = format!("decisions.{name}");
         let Ok(decision) = serde_json::from_value::<Decision>(Json::String(name.clone())) else {
             let all: Vec<&str> = Decision::ALL.iter().map(|d| d.name()).collect();
-            errors.push(format!("{at}: unknown decision (known: {})", all.join(", ")));
+            errors.push(format!(
+                "{at}: unknown decision (known: {})",
+                all.join(", ")
+            ));
             continue;
         };
         let Some(mut fields) = known_fields::<RawChain>(chain, &at, errors) else {
@@ -103,7 +132,9 @@ fn step(value: &Json, decision: Decision, at: &str, base: &Path, errors: &mut Ve
             let path = base.join(file);
             let read = std::fs::read_to_string(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|text| serde_saphyr::from_str::<RawCel>(&text).map_err(|e| e.to_string()));
+                .and_then(|text| {
+                    serde_saphyr::from_str::<RawCel>(&text).map_err(|e| e.to_string())
+                });
             match read {
                 Ok(cel) => (cel, Some(path)),
                 Err(e) => {
@@ -167,7 +198,11 @@ fn known_fields<T: DeserializeOwned>(
     at: &str,
     errors: &mut Vec<String>,
 ) -> Option<Map<String, Json>> {
-    let prefix = if at.is_empty() { String::new() } else { format!("{at}: ") };
+    let prefix = if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}: ")
+    };
     let Some(map) = value.as_object() else {
         // `null` for an absent part reads as its default.
         if !value.is_null() {
@@ -300,6 +335,7 @@ bundles:
   team: { reference: r/x:1, apend: true }
 ";
         let errors = every_error(text, Path::new("/nonexistent"), "first".into());
+        assert!(!errors.iter().any(|e| e.contains("first")));
         let expected = [
             "unknown field `limts`",
             "limits: invalid type: string \"fast\"",
@@ -324,5 +360,20 @@ bundles:
             );
         }
         assert_eq!(errors.len(), expected.len(), "{}", errors.join("\n"));
+    }
+
+    #[test]
+    fn the_error_the_parser_stopped_at_keeps_its_line() {
+        let text = "decisions:\n  sanitize:\n    failur: open\n";
+        let first = serde_saphyr::from_str::<RawConfig>(text)
+            .unwrap_err()
+            .to_string();
+        let errors = every_error(text, Path::new("."), first.clone());
+        assert_eq!(
+            errors,
+            [
+                "decisions.sanitize: unknown field `failur`, expected one of `failure`, `steps` (line 3 column 5)"
+            ]
+        );
     }
 }
