@@ -25,6 +25,9 @@ const PLUGINS: &[(&str, bool)] = &[
     ("digest-gate", true),
     ("misbehave", false),
     ("fs-reader", false),
+    // The host's CEL sandbox, embedded by `policy/cel_sandbox.rs` (it is no
+    // plugin an operator can name).
+    ("cel-eval", false),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -9,6 +9,7 @@ mod cel_policies;
 mod cli;
 mod default_plugins;
 mod follow;
+mod hardening_api;
 mod mirror;
 mod neat_conformance;
 mod oci;

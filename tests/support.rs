@@ -240,8 +240,22 @@ impl Daemon {
     /// Starts `plumbline run` with `args` (after `run`), serving HTTP on a
     /// free port, polling its source every second.
     pub fn start(args: &[&std::ffi::OsStr]) -> Daemon {
+        Daemon::start_with(&[], args)
+    }
+
+    /// [`Daemon::start`], the binary run by `wrapper` (a program and its
+    /// arguments, such as `prlimit --nofile=64:64 --`).
+    pub fn start_with(wrapper: &[&str], args: &[&std::ffi::OsStr]) -> Daemon {
         use std::io::Read as _;
-        let mut child = std::process::Command::new(binary())
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(rest).arg(binary());
+                command
+            }
+            None => std::process::Command::new(binary()),
+        };
+        let mut child = command
             .args(["run", "--interval", "1", "--batch-wait", "0.2"])
             .args(["--listen", "127.0.0.1:0", "--cache-dir"])
             .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))

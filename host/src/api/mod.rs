@@ -3,6 +3,21 @@
 //!
 //! It runs on its own small tokio runtime in a thread of its own, so the
 //! mirror's blocking work (Wasm, Git) never delays a probe or a scrape.
+//!
+//! Anyone who can reach the port must not be able to take the probes down,
+//! so the accept loop is Plumbline's own, over hyper's HTTP/1 connection
+//! (axum's `serve` has no timeouts and no cap, and its accept back-off
+//! panics on a runtime without timers):
+//!
+//! - a client has [`ServerLimits::read_timeout`] to send a request's headers,
+//!   counted from when it connects or its previous response went out, so a
+//!   slow or idle connection is closed then;
+//! - no connection lives longer than [`CONNECTION_LIFETIME`], so one that
+//!   stops reading its response does not hold its place for ever;
+//! - at most [`ServerLimits::max_connections`] are served at once; the next
+//!   wait in the kernel's backlog, costing no descriptor;
+//! - an `accept` that fails (out of file descriptors, most often) is retried
+//!   with back-off: the listener works again as soon as descriptors free up.
 
 use crate::telemetry::Health;
 use axum::Router;
@@ -10,9 +25,41 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// What keeps the server answering whatever its clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a client may take to send a request's headers, from when it
+    /// connects or its previous response was sent; an idle keep-alive
+    /// connection is closed then too.
+    pub read_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            read_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+/// The longest one connection is served, whatever it does: a constant, as
+/// no request to these endpoints takes more than a moment, and a client
+/// that keeps a connection alive simply opens a new one.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
+/// The first and the longest wait after a failed `accept`.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// What the handlers read.
 struct Shared {
@@ -20,10 +67,11 @@ struct Shared {
     health: Arc<Health>,
 }
 
-/// Binds `address` and serves in the background; returns the address bound
-/// (useful with port 0).
+/// Binds `address` and serves in the background within `limits`; returns
+/// the address bound (useful with port 0).
 pub fn serve(
     address: SocketAddr,
+    limits: ServerLimits,
     registry: Registry,
     health: Arc<Health>,
 ) -> std::io::Result<SocketAddr> {
@@ -38,24 +86,61 @@ pub fn serve(
         .with_state(shared);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?;
     std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => listener,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot serve HTTP");
-                        return;
-                    }
-                };
-                if let Err(error) = axum::serve(listener, app).await {
-                    tracing::error!(%error, "the HTTP server stopped");
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => accept_loop(listener, app, limits).await,
+                    Err(error) => tracing::error!(%error, "cannot serve HTTP"),
                 }
             });
         })?;
     Ok(bound)
+}
+
+/// Accepts for ever: an error is waited out, never the end.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router, limits: ServerLimits) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        // A permit before `accept`: past the cap, connections wait in the
+        // backlog instead of taking a descriptor each.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return; // never closed
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF.0;
+                stream
+            }
+            Err(error) => {
+                if backoff == ACCEPT_BACKOFF.0 {
+                    tracing::warn!(%error, "cannot accept HTTP connections; retrying with back-off");
+                }
+                drop(permit);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Ok(())) => {}
+                // A client that went away or timed out: its business.
+                Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
+                Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
+            }
+        });
+    }
 }
 
 /// Alive: the process answers.

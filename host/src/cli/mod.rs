@@ -105,6 +105,9 @@ enum PolicyCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global.log);
+    // The CEL sandbox's component is compiled once and cached beside the
+    // plugins, so only the first start pays for it.
+    crate::policy::cel_sandbox::use_cache_dir(cli.global.cache_dir());
     let result = match cli.command {
         Command::Run(args) => run::run(&cli.global, *args),
         Command::Sanitize(args) => sanitize::run(&cli.global, args),
@@ -128,7 +131,18 @@ fn init_logging(filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
+}
+
+/// Whether log lines are coloured: only on a terminal (escape codes in a
+/// file or a log collector are noise), and never when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 impl GlobalArgs {
@@ -173,6 +187,41 @@ impl GlobalArgs {
                 Ok((BundleStore::new(dir.path()), Some(dir)))
             }
         }
+    }
+}
+
+/// Limits of the HTTP server (/healthz, /readyz, /metrics), so that no
+/// client that can reach the port takes the probes down.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Seconds a client may take to send a request's headers, counted from
+    /// when it connects or its previous response was sent; a slow or idle
+    /// connection is closed then.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = at_least_one)]
+    http_read_timeout: u64,
+    /// Most HTTP connections served at once; the next wait to be accepted.
+    /// Keep it well below the open-file limit (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = at_least_one)]
+    http_max_connections: u64,
+}
+
+impl HttpArgs {
+    /// The server's limits.
+    pub fn limits(&self) -> crate::api::ServerLimits {
+        crate::api::ServerLimits {
+            read_timeout: std::time::Duration::from_secs(self.http_read_timeout),
+            max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A whole number of 1 or more, for flags where 0 means no pause or no
+/// room at all (`--interval 0` spun a core looking at the folder).
+pub fn at_least_one(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("0 is not allowed here; give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
     }
 }
 
@@ -234,4 +283,24 @@ pub fn load_policies(
         offline: loaded.offline,
         _bundles: temporary,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".as_ref())));
+        assert!(!colour(true, Some("1".as_ref())));
+        assert!(!colour(false, None));
+    }
+
+    #[test]
+    fn zero_is_refused_where_it_would_spin() {
+        assert_eq!(at_least_one("5"), Ok(5));
+        assert!(at_least_one("0").unwrap_err().contains("0 is not allowed"));
+        assert!(at_least_one("x").is_err());
+    }
 }

@@ -11,10 +11,10 @@ use super::progress;
 use super::{GlobalArgs, load_policies};
 use crate::ingest::directory::{Changes, Follower, SourceOptions, walk};
 use crate::mirror::queue::{Partition, Queue, disk::DiskQueue};
-use crate::mirror::{Destination, MirrorConfig, Pipeline, Prune, Router, resources};
+use crate::mirror::{Destination, MirrorConfig, MirrorError, Pipeline, Prune, Router, resources};
 use crate::sink::layout::BaseFolder;
 use crate::sink::worker::{self, SinkOptions, SyncReport, Worker};
-use crate::telemetry::health::Status;
+use crate::telemetry::health::{PassOutcome, Status};
 use crate::telemetry::{Health, Metrics};
 use anyhow::Context as _;
 use clap::Args;
@@ -71,8 +71,9 @@ pub struct RunArgs {
     /// the component cache.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Seconds between looks at the source folder when following it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    /// Seconds between looks at the source folder when following it (1 or
+    /// more: 0 would look without pause and spin a core).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = super::at_least_one)]
     interval: u64,
     /// Where a namespaced object without a namespace goes, as with
     /// `kubectl apply`. Whether a kind is namespaced comes from the
@@ -107,6 +108,8 @@ pub struct RunArgs {
     /// is 127.0.0.1:9478; with --once, only if given.
     #[arg(long, value_name = "ADDRESS")]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    http: super::HttpArgs,
 }
 
 /// The default address of the HTTP server.
@@ -132,7 +135,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         None => Some(DEFAULT_LISTEN.parse().expect("a valid address")),
     };
     if let Some(address) = listen {
-        let bound = crate::api::serve(address, registry, health.clone())
+        let bound = crate::api::serve(address, args.http.limits(), registry, health.clone())
             .with_context(|| format!("serving HTTP on {address}"))?;
         eprintln!("serving /healthz, /readyz and /metrics on http://{bound}");
     }
@@ -186,7 +189,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     );
     let seed_id = router.begin_seed()?;
-    let (seed, routed) = look(&mut follower, &router)?;
+    let (seed, routed) = look(&mut follower, &router, &health)?;
     let complete = seed.is_complete() && routed;
     router.end_seed(seed_id, complete, args.actor.as_deref())?;
     if args.once {
@@ -200,7 +203,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     loop {
         std::thread::sleep(Duration::from_secs(args.interval));
-        let (changes, _) = look(&mut follower, &router)?;
+        let (changes, _) = look(&mut follower, &router, &health)?;
         if changes.events > 0 {
             tracing::info!(events = changes.events, "the folder changed");
         }
@@ -208,18 +211,29 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One look at the folder, its events routed into the queue as they come;
-/// whether every event was routed.
-fn look(follower: &mut Follower, router: &Router) -> anyhow::Result<(Changes, bool)> {
+/// whether every event was routed. What the policies made of it goes to
+/// readiness.
+fn look(
+    follower: &mut Follower,
+    router: &Router,
+    health: &Health,
+) -> anyhow::Result<(Changes, bool)> {
     let mut failure = None;
     let mut routed = true;
+    let mut pass = PassOutcome::default();
     let changes = follower.poll(&mut |events| {
         if failure.is_some() {
             return;
         }
         match router.submit(&events) {
             Ok(routing) => {
+                pass.objects += routing.events;
                 for error in &routing.errors {
                     eprintln!("error: {error}");
+                    if let MirrorError::Policy { .. } = error {
+                        pass.refused += 1;
+                        pass.first_refusal.get_or_insert_with(|| error.to_string());
+                    }
                 }
                 routed &= routing.errors.is_empty();
             }
@@ -229,6 +243,7 @@ fn look(follower: &mut Follower, router: &Router) -> anyhow::Result<(Changes, bo
     if let Some(error) = failure {
         return Err(error.into());
     }
+    health.record_pass(&pass);
     report_errors(&changes);
     Ok((changes, routed))
 }

@@ -43,6 +43,14 @@ decision_world!(matcher, "matcher", "plumbline:policy/types" => super::common::p
 decision_world!(schema_rule, "schema-rule", "plumbline:policy/types" => super::common::plumbline::policy::types);
 decision_world!(drift_gate, "drift-gate", "plumbline:policy/types" => super::common::plumbline::policy::types);
 
+/// The host's CEL sandbox (`wit/cel`): not a plugin contract.
+pub mod cel_evaluator {
+    wasmtime::component::bindgen!({
+        path: "../wit/cel",
+        world: "evaluator",
+    });
+}
+
 pub use common::exports::plumbline::policy::settings::GuestIndices as SettingsIndices;
 pub use common::plumbline::policy::host::{Host, Level};
 pub use common::plumbline::policy::types::{Event, Operation, Target, Verdict, Violation};

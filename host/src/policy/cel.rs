@@ -1,33 +1,38 @@
 //! CEL policies: expressions compiled once at load, checked against what
-//! their decision provides, and run with bounded input and a deadline.
+//! their decision provides, and run with bounded input, and, when they can
+//! loop, under a deadline and a memory cap that are enforced.
 //!
 //! The `cel` crate finds an unknown variable or function only when an
-//! expression runs, and has neither a cost limit nor cancellation. So
-//! Plumbline checks every expression at load against its decision's
-//! variables and the functions the environment declares, caps the size of
-//! the input, and treats comprehensions (`all`, `exists`, `map`, `filter`,
-//! the only constructs whose cost is not bounded by the input's size) as
-//! untrusted: those run on a helper thread and the caller stops waiting at
-//! the deadline. A runaway evaluation cannot be killed, so only a few may run
-//! past their deadline at once; beyond that, such policies fail at once as
-//! their chain says, and the host keeps serving.
+//! expression runs, has no type checker, and has neither a cost limit nor
+//! cancellation. So Plumbline checks every expression at load: against its
+//! decision's variables and the functions the environment declares, and for
+//! its result type where the syntax tree shows it (`1 + 1` is an int, never
+//! a bool, and is refused then). At run time it caps the size of the input.
+//!
+//! An expression whose cost the input's size bounds (no comprehension, only
+//! functions that are linear in their arguments) runs natively, in the
+//! caller. Any other (comprehensions: `all`, `exists`, `map`, `filter`,
+//! nested; functions such as `replace` whose output can grow as the product
+//! of their inputs) runs in the CEL sandbox ([`super::cel_sandbox`]), a Wasm
+//! component in a fresh instance per evaluation: the epoch deadline stops
+//! it, the memory cap refuses what it asks beyond, and its memory comes
+//! back when it ends. A runaway costs its own evaluation and nothing else.
 
 use super::Decision;
+use super::cel_sandbox::Evaluation;
 use super::error::PolicyError;
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use cel::{Context, Env, Program};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// Bounds on CEL evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CelLimits {
-    /// How long an expression with comprehensions may run.
+    /// How long an expression that can loop may run (in the sandbox).
     pub deadline: Duration,
     /// The largest input (JSON bytes) an expression is handed.
     pub max_input: usize,
@@ -41,10 +46,6 @@ impl Default for CelLimits {
         }
     }
 }
-
-/// How many evaluations may be running past their deadline at once.
-const MAX_OVERTIME: usize = 4;
-static OVERTIME: AtomicUsize = AtomicUsize::new(0);
 
 /// The CEL environment: the standard library and the strings extension.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
@@ -76,7 +77,9 @@ struct Inner {
     message: Option<String>,
     path: String,
     program: Program,
-    has_comprehension: bool,
+    decision: Decision,
+    /// Whether it can loop, and so runs in the sandbox.
+    sandboxed: bool,
     limits: CelLimits,
 }
 
@@ -131,13 +134,20 @@ impl CelPolicy {
         };
         let mut refs = References::default();
         refs.walk(program.expression(), &mut Vec::new());
-        if let Some(message) = refs.problem(decision) {
+        let problem = refs
+            .problem(decision)
+            .or_else(|| not_a_bool(program.expression(), decision));
+        if let Some(message) = problem {
             return Err(PolicyError::CelCheck {
                 policy: name,
                 source_file: file,
                 expression,
                 message,
             });
+        }
+        let sandboxed = refs.can_loop();
+        if sandboxed {
+            super::cel_sandbox::warm_up();
         }
         Ok(CelPolicy {
             inner: Arc::new(Inner {
@@ -146,7 +156,8 @@ impl CelPolicy {
                 message,
                 path: path.unwrap_or_default(),
                 program,
-                has_comprehension: refs.comprehensions > 0,
+                decision,
+                sandboxed,
                 limits,
             }),
         })
@@ -187,72 +198,31 @@ impl CelPolicy {
                 limit: self.inner.limits.max_input,
             });
         }
+        if self.inner.sandboxed {
+            // The sandbox reads the JSON text itself: nothing the
+            // expression builds from it is ever allocated in the host.
+            return Evaluation {
+                policy: &self.inner.name,
+                expression: &self.inner.expression,
+                decision: self.inner.decision,
+                deadline: self.inner.limits.deadline,
+            }
+            .run(variables);
+        }
         let mut parsed = Vec::with_capacity(variables.len());
         for (name, text) in variables {
             let value: Json = serde_json::from_str(text)
                 .map_err(|e| self.runtime_error(format!("`{name}` is not JSON: {e}")))?;
             parsed.push((*name, value));
         }
-        if self.inner.has_comprehension {
-            self.test_with_deadline(parsed)
-        } else {
-            self.inner
-                .evaluate(&parsed)
-                .map_err(|m| self.runtime_error(m))
-        }
+        self.inner
+            .evaluate(&parsed)
+            .map_err(|m| self.runtime_error(m))
     }
 
-    fn test_with_deadline(
-        &self,
-        variables: Vec<(&'static str, Json)>,
-    ) -> Result<bool, PolicyError> {
-        let deadline_error = || PolicyError::CelDeadline {
-            policy: self.inner.name.clone(),
-            expression: self.inner.expression.clone(),
-            deadline: self.inner.limits.deadline,
-        };
-        if OVERTIME.load(Ordering::Relaxed) >= MAX_OVERTIME {
-            return Err(deadline_error());
-        }
-        const RUNNING: u8 = 0;
-        const DONE: u8 = 1;
-        const ABANDONED: u8 = 2;
-        let state = Arc::new(AtomicU8::new(RUNNING));
-        let (tx, rx) = mpsc::sync_channel(1);
-        let inner = Arc::clone(&self.inner);
-        let thread_state = Arc::clone(&state);
-        std::thread::Builder::new()
-            .name("plumbline-cel".into())
-            .spawn(move || {
-                let result = inner.evaluate(&variables);
-                let _ = tx.send(result);
-                let finished = thread_state.compare_exchange(
-                    RUNNING,
-                    DONE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-                if finished == Err(ABANDONED) {
-                    OVERTIME.fetch_sub(1, Ordering::Relaxed);
-                }
-            })
-            .map_err(|e| self.runtime_error(format!("cannot start an evaluation thread: {e}")))?;
-        let result = match rx.recv_timeout(self.inner.limits.deadline) {
-            Ok(result) => result,
-            Err(_) => {
-                if state
-                    .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    OVERTIME.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(policy = %self.inner.name, "CEL evaluation ran past its deadline and was abandoned");
-                    return Err(deadline_error());
-                }
-                // It finished just as the deadline passed.
-                rx.recv().map_err(|_| deadline_error())?
-            }
-        };
-        result.map_err(|m| self.runtime_error(m))
+    /// Whether the expression can loop, and so runs in the CEL sandbox.
+    pub fn is_sandboxed(&self) -> bool {
+        self.inner.sandboxed
     }
 
     fn runtime_error(&self, message: String) -> PolicyError {
@@ -263,8 +233,9 @@ impl CelPolicy {
         }
     }
 
-    /// Evaluates with already converted variables, unbounded: for the
-    /// benchmarks, which measure the expression alone.
+    /// Evaluates natively with already converted variables, unbounded
+    /// (even an expression that can loop): for the benchmarks, which measure
+    /// the expression alone against its sandboxed evaluation.
     pub fn evaluate_prepared(&self, context: &Context<'_, '_>) -> Result<bool, String> {
         as_bool(self.inner.program.execute(context))
     }
@@ -304,7 +275,50 @@ struct References {
     comprehensions: usize,
 }
 
+/// Functions whose cost and result size are bounded by their arguments'
+/// sizes (linear, or a regular expression's linear-time match): an
+/// expression made of these and of operators, without comprehensions,
+/// costs at most its length times its input's size, and runs natively.
+/// Anything else (comprehensions, `replace`, `format`, functions added
+/// later) runs in the sandbox: a function is trusted only once it is
+/// listed here.
+const LINEAR_FUNCTIONS: &[&str] = &[
+    "size",
+    "has",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bytes",
+    "bool",
+    "type",
+    "dyn",
+    "startsWith",
+    "endsWith",
+    "contains",
+    "matches",
+    "lowerAscii",
+    "upperAscii",
+    "trim",
+    "charAt",
+    "indexOf",
+    "lastIndexOf",
+    "substring",
+    "split",
+    "join",
+    "reverse",
+];
+
 impl References {
+    /// Whether evaluation could cost more than the input's size bounds.
+    fn can_loop(&self) -> bool {
+        self.comprehensions > 0
+            || self
+                .functions
+                .iter()
+                .any(|f| !is_operator(f) && !LINEAR_FUNCTIONS.contains(&f.as_str()))
+    }
+
     fn walk(&mut self, node: &IdedExpr, bound: &mut Vec<String>) {
         match &node.expr {
             Expr::Ident(name) => {
@@ -380,6 +394,117 @@ impl References {
     }
 }
 
+/// Operators are calls with internal names (`_==_`, `@in`, `!_`).
+fn is_operator(name: &str) -> bool {
+    name.starts_with('_') || name.starts_with('@') || name.starts_with('!')
+}
+
+/// What the syntax tree says of an expression's result type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Certainly a bool.
+    Bool,
+    /// Certainly not a bool: this type.
+    Other(&'static str),
+    /// Known only at run time (a variable, a field, an index).
+    Unknown,
+}
+
+/// Why an expression, whose result type the syntax shows, cannot be a
+/// policy: every decision needs a bool.
+fn not_a_bool(expression: &IdedExpr, decision: Decision) -> Option<String> {
+    match kind_of(expression, &mut Vec::new()) {
+        Kind::Other(type_name) => Some(format!(
+            "its result is of type {type_name}, not bool; a {decision} policy must evaluate to a bool"
+        )),
+        Kind::Bool | Kind::Unknown => None,
+    }
+}
+
+/// The result type of `node` where the syntax fixes it; `accumulators` are
+/// the comprehensions' accumulator variables in scope, with their types.
+fn kind_of(node: &IdedExpr, accumulators: &mut Vec<(String, Kind)>) -> Kind {
+    match &node.expr {
+        Expr::Literal(literal) => match literal {
+            LiteralValue::Boolean(_) => Kind::Bool,
+            LiteralValue::Bytes(_) => Kind::Other("bytes"),
+            LiteralValue::Double(_) => Kind::Other("double"),
+            LiteralValue::Int(_) => Kind::Other("int"),
+            LiteralValue::Null => Kind::Other("null_type"),
+            LiteralValue::String(_) => Kind::Other("string"),
+            LiteralValue::UInt(_) => Kind::Other("uint"),
+        },
+        Expr::List(_) => Kind::Other("list"),
+        Expr::Map(_) => Kind::Other("map"),
+        Expr::Ident(name) => accumulators
+            .iter()
+            .rev()
+            .find(|(accumulator, _)| accumulator == name)
+            .map_or(Kind::Unknown, |(_, kind)| *kind),
+        Expr::Select(select) if select.test => Kind::Bool,
+        Expr::Comprehension(c) => {
+            // A macro's type is its result's, which reads the accumulator:
+            // `all` starts it at `true`, `map` at `[]`.
+            let accumulator = kind_of(&c.accu_init, accumulators);
+            accumulators.push((c.accu_var.clone(), accumulator));
+            let kind = kind_of(&c.result, accumulators);
+            accumulators.pop();
+            kind
+        }
+        Expr::Call(call) => match call.func_name.as_str() {
+            "_&&_"
+            | "_||_"
+            | "!_"
+            | "_==_"
+            | "_!=_"
+            | "_<_"
+            | "_<=_"
+            | "_>_"
+            | "_>=_"
+            | "@in"
+            | "@not_strictly_false"
+            | "startsWith"
+            | "endsWith"
+            | "contains"
+            | "matches"
+            | "bool" => Kind::Bool,
+            "_+_" | "_-_" | "_*_" | "_/_" | "_%_" | "-_" => call
+                .args
+                .iter()
+                .map(|a| kind_of(a, accumulators))
+                .find_map(|k| match k {
+                    Kind::Other(t) => Some(Kind::Other(t)),
+                    _ => None,
+                })
+                // Whatever the operands, arithmetic never yields a bool.
+                .unwrap_or(Kind::Other(
+                    "int, uint, double, string, bytes, list or duration",
+                )),
+            "size" | "int" | "indexOf" | "lastIndexOf" => Kind::Other("int"),
+            "uint" => Kind::Other("uint"),
+            "double" => Kind::Other("double"),
+            "string" | "lowerAscii" | "upperAscii" | "trim" | "replace" | "substring"
+            | "charAt" | "reverse" | "format" | "join" | "strings.quote" => Kind::Other("string"),
+            "bytes" => Kind::Other("bytes"),
+            "split" => Kind::Other("list"),
+            "type" => Kind::Other("type"),
+            "_?_:_" if call.args.len() == 3 => {
+                let (a, b) = (
+                    kind_of(&call.args[1], accumulators),
+                    kind_of(&call.args[2], accumulators),
+                );
+                match (a, b) {
+                    (Kind::Bool, Kind::Bool) => Kind::Bool,
+                    (Kind::Other(t), Kind::Other(_)) => Kind::Other(t),
+                    _ => Kind::Unknown,
+                }
+            }
+            _ => Kind::Unknown,
+        },
+        Expr::Select(_) | Expr::Struct(_) | Expr::Unspecified => Kind::Unknown,
+    }
+}
+
 /// Type names (`int`, `string`, …) read as identifiers in CEL.
 fn is_type_name(name: &str) -> bool {
     matches!(
@@ -402,7 +527,7 @@ fn is_type_name(name: &str) -> bool {
 /// context function shadow a declared overload, which is the public way to
 /// ask it.
 fn is_declared(name: &str) -> bool {
-    if name.starts_with('_') || name.starts_with('@') || name.starts_with('!') {
+    if is_operator(name) {
         return true;
     }
     let mut probe = Context::with_env(Arc::clone(&ENV));
@@ -462,5 +587,104 @@ mod tests {
         assert!(policy.test(&[("object", object)]).unwrap());
         let other = r#"{"metadata": {"labels": {"team": "search"}}}"#;
         assert!(!policy.test(&[("object", other)]).unwrap());
+    }
+
+    #[test]
+    fn a_non_boolean_result_is_refused_at_load() {
+        for (expression, type_name) in [
+            ("1 + 1", "int"),
+            ("'a' + object.kind", "string"),
+            ("object.items.map(x, x)", "list"),
+            ("size(object)", "int"),
+            ("true ? 1 : 2", "int"),
+        ] {
+            let err = compile(expression, Decision::Sanitize)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("CEL policy `t`: expression `{expression}`: its result is of type {type_name}, not bool")),
+                "{err}"
+            );
+        }
+        // Types known only at run time, or certainly bool, load.
+        for expression in [
+            "object.spec.enabled",
+            "object.items.all(x, x > 0)",
+            "object.items.exists_one(x, x > 0)",
+            "has(object.spec) ? object.spec.on : false",
+            "!(object.kind in ['A', 'B'])",
+        ] {
+            assert!(
+                compile(expression, Decision::Sanitize).is_ok(),
+                "{expression}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_expressions_that_can_loop_are_sandboxed() {
+        for expression in [
+            "object.metadata.name.startsWith('a') && size(object.items) < 3",
+            "object.kind.lowerAscii().matches('^s') || 'x' in object.metadata.labels",
+        ] {
+            assert!(
+                !compile(expression, Decision::Sanitize)
+                    .unwrap()
+                    .is_sandboxed(),
+                "{expression}"
+            );
+        }
+        for expression in [
+            "object.items.all(x, x > 0)",
+            "[1, 2].exists(x, x == 2)",
+            // Quadratic output without a comprehension.
+            "object.kind.replace('', object.kind) != ''",
+        ] {
+            assert!(
+                compile(expression, Decision::Sanitize)
+                    .unwrap()
+                    .is_sandboxed(),
+                "{expression}"
+            );
+        }
+    }
+
+    #[test]
+    fn sandboxed_and_native_evaluation_agree() {
+        let object = r#"{"kind": "A", "items": [1, 2, 3], "metadata": {"name": "n"}}"#;
+        for (expression, expected) in [
+            ("object.items.all(x, x > 0)", true),
+            ("object.items.exists(x, x > 5)", false),
+            (
+                "object.items.map(x, x + x).exists(x, x == 6u) && object.kind == 'A'",
+                true,
+            ),
+            ("object.items.filter(x, x > 1).size() == 2", true),
+            ("object.kind.replace('A', 'bb') == 'bb'", true),
+        ] {
+            let policy = compile(expression, Decision::Sanitize).unwrap();
+            assert!(policy.is_sandboxed(), "{expression}");
+            assert_eq!(
+                policy.test(&[("object", object)]).unwrap(),
+                expected,
+                "{expression}"
+            );
+            let json: Json = serde_json::from_str(object).unwrap();
+            let context = CelPolicy::prepare(&[("object", &json)]).unwrap();
+            assert_eq!(
+                policy.evaluate_prepared(&context),
+                Ok(expected),
+                "{expression}"
+            );
+        }
+        let err = compile("object.items.all(x, x.y)", Decision::Sanitize)
+            .unwrap()
+            .test(&[("object", object)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("CEL policy `t`: expression `object.items.all(x, x.y)` failed: "),
+            "{err}"
+        );
     }
 }

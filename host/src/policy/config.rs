@@ -178,15 +178,16 @@ impl PolicyConfig {
     /// Reads a configuration from YAML text; `origin` names it in messages and
     /// anchors relative paths.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<PolicyConfig, PolicyError> {
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| PolicyError::Config {
-            path: origin.to_owned(),
-            errors: vec![e.to_string()],
-        })?;
         let base = origin
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_owned();
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| PolicyError::Config {
+            path: origin.to_owned(),
+            // serde stops at the first error; list them all.
+            errors: super::shape::every_error(text, &base, e.to_string()),
+        })?;
         let mut config = PolicyConfig {
             raw,
             origin: origin.to_owned(),

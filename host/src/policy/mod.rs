@@ -8,8 +8,10 @@
 //! - [`capability`]: what a plugin asks for and what the operator grants;
 //! - [`plugin`]: a loaded component, answering its decision;
 //! - [`cel`]: CEL expressions, checked at load, bounded at run time;
+//! - [`cel_sandbox`]: the Wasm sandbox where CEL that can loop runs;
 //! - [`chain`]: an ordered list of plugins and CEL policies for one decision;
 //! - [`config`]: the operator's policy configuration, raw → validated;
+//!   `shape` lists every error of a file that does not read;
 //! - [`builtin`]: the default plugins embedded in the binary;
 //! - [`bundled`]: steps that arrive in a bundle from a registry.
 
@@ -19,12 +21,14 @@ pub mod bundled;
 pub mod cache;
 pub mod capability;
 pub mod cel;
+pub mod cel_sandbox;
 pub mod chain;
 pub mod config;
 mod decision;
 pub mod error;
 pub mod plugin;
 pub mod runtime;
+mod shape;
 pub mod store;
 
 pub use chain::{Chain, FailureMode, PolicySet};

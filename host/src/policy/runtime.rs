@@ -105,6 +105,19 @@ impl Runtime {
         &self.inner
     }
 
+    /// Compiles (or fetches from the cache) a component the host itself
+    /// runs, not a plugin (the CEL sandbox), and resolves its imports.
+    pub(crate) fn instantiate_pre(
+        &self,
+        bytes: &[u8],
+    ) -> wasmtime::Result<wasmtime::component::InstancePre<HostState>> {
+        let component = self
+            .inner
+            .cache
+            .get(&self.inner.engine, &content_digest(bytes), bytes)?;
+        self.inner.linker.instantiate_pre(&component)
+    }
+
     /// Compiles (or fetches from the cache) a component, checks that it
     /// implements its decision's world and asks for nothing not granted, and
     /// runs its settings check. Only a plugin that passes all of that loads.
