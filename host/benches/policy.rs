@@ -5,7 +5,10 @@
 //!   call, against the same Rust code compiled natively;
 //! - `instantiate`: a bare instance from `InstancePre` with the pooling
 //!   allocator, against a native call of neat for scale;
-//! - `cel`: a compiled CEL predicate against the same check in Rust;
+//! - `cel`: a compiled CEL predicate against the same check in Rust; and an
+//!   expression with a comprehension, which runs in the CEL sandbox (a
+//!   fresh Wasm instance per evaluation), against the same expression
+//!   evaluated natively;
 //! - `chain`: the default sanitize chain (neat, then redact-secrets) through
 //!   Wasm against the same two steps natively; its throughput is the
 //!   decisions per second per core.
@@ -68,6 +71,25 @@ fn cel(c: &mut Criterion) {
     });
     group.bench_function("predicate", |b| {
         b.iter(|| policy.evaluate_prepared(black_box(&context)).unwrap())
+    });
+    let source = CelSource {
+        name: "containers-pinned".into(),
+        expression: "object.spec.template.spec.containers.all(c, c.image.contains('@sha256:') || c.image.contains(':'))".into(),
+        message: None,
+        path: None,
+        file: None,
+    };
+    let loops = CelPolicy::compile(source, Decision::Sanitize, CelLimits::default()).unwrap();
+    assert!(loops.is_sandboxed());
+    let text = compact(DEPLOYMENT);
+    // The first evaluation waits for the sandbox to compile.
+    let expected = loops.evaluate_prepared(&context).unwrap();
+    assert_eq!(loops.test(&[("object", &text)]).unwrap(), expected);
+    group.bench_function("comprehension-native", |b| {
+        b.iter(|| loops.evaluate_prepared(black_box(&context)).unwrap())
+    });
+    group.bench_function("comprehension-sandboxed", |b| {
+        b.iter(|| loops.test(&[("object", black_box(&text))]).unwrap())
     });
     group.finish();
 }

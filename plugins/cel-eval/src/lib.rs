@@ -75,7 +75,7 @@ mod tests {
         assert_eq!(evaluate("object.items.exists(x, x > 2)", &vars), Ok(true));
         assert_eq!(
             evaluate(
-                "object.items.map(x, x).size() == 3 && 'a-b'.split('-').size() == 2",
+                "object.items.map(x, x + x)[2] == 6u && 'a-b'.split('-').size() == 2",
                 &vars
             ),
             Ok(true)
