@@ -1,37 +1,16 @@
 //! The mirror end to end: the real `plumbline run` binary against real bare
 //! repositories served by `git daemon` on 127.0.0.1.
 
-use crate::support::{GitServer, binary, git, root};
+use crate::support::{GitServer, binary, example_source, git, run_once};
 use std::path::Path;
 use std::process::Output;
 
-/// A copy of the example folder to edit.
 fn source() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root().join("examples/cluster")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
-    dir
+    example_source()
 }
 
 fn run(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> Output {
-    let retry = if extra.contains(&"--retry-for") {
-        &[][..]
-    } else {
-        &["--retry-for", "20"][..]
-    };
-    std::process::Command::new(binary())
-        .args(["run", "--once", "--repo", repo, "--source-dir"])
-        .arg(source)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--cache-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .args(retry)
-        .args(extra)
-        .output()
-        .expect("run plumbline")
+    run_once(source, repo, state, extra)
 }
 
 fn ok(out: &Output) -> String {

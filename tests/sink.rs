@@ -3,36 +3,21 @@
 //! repository URL, names Git refuses, names too long for a file name, the
 //! state folder's modes, a new local repository's `HEAD`, commit subjects.
 
-use crate::support::{Daemon, GitServer, binary, git, http_get, root, wait_for};
+use crate::support::{
+    Daemon, GitServer, binary, example_source, git, http_get, run_once, wait_for,
+};
 use plumbline::mirror::queue::disk::DiskQueue;
 use plumbline::mirror::queue::{Entry, FileChange, Partition, Queue};
 use plumbline::model::Operation;
 use std::path::Path;
 use std::process::Output;
 
-/// A copy of the example folder to edit.
 fn source() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root().join("examples/cluster")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
-    dir
+    example_source()
 }
 
-/// `plumbline run --once` of `source` into `repo`.
 fn run(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> Output {
-    std::process::Command::new(binary())
-        .args(["run", "--once", "--retry-for", "20", "--repo", repo])
-        .arg("--source-dir")
-        .arg(source)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--cache-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .args(extra)
-        .output()
-        .expect("run plumbline")
+    run_once(source, repo, state, extra)
 }
 
 fn stderr(out: &Output) -> String {

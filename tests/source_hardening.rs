@@ -2,7 +2,7 @@
 //! the directory source (issue 10), against the real binary: each test is
 //! named after what broke.
 
-use crate::support::{GitServer, binary, root};
+use crate::support::{GitServer, binary, root, run_once};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -248,27 +248,6 @@ fn sanitize_of_a_folder_reads_its_subfolders() {
         stdout.contains("widgets.example.com") && stdout.contains("name: top"),
         "{stdout}"
     );
-}
-
-fn run_once(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> Output {
-    Command::new(binary())
-        .args([
-            "run",
-            "--once",
-            "--retry-for",
-            "20",
-            "--repo",
-            repo,
-            "--source-dir",
-        ])
-        .arg(source)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--cache-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .args(extra)
-        .output()
-        .expect("run plumbline")
 }
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: nginx}]}\n";

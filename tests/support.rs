@@ -428,3 +428,35 @@ pub fn registry_with_token_server(user: &str, password: &str) -> (Registry, Toke
     let server = TokenServer { process, _dir: dir };
     (Registry::start_with_auth(&auth), server)
 }
+
+/// A copy of the example folder, to edit.
+pub fn example_source() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root().join("examples/cluster")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// `plumbline run --once` of `source` into `repo`, with the state in
+/// `state`, the tests' shared component cache, and a 20 s retry budget
+/// unless `extra` sets its own.
+pub fn run_once(source: &Path, repo: &str, state: &Path, extra: &[&str]) -> std::process::Output {
+    let retry = if extra.contains(&"--retry-for") {
+        &[][..]
+    } else {
+        &["--retry-for", "20"][..]
+    };
+    std::process::Command::new(binary())
+        .args(["run", "--once", "--repo", repo, "--source-dir"])
+        .arg(source)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .args(retry)
+        .args(extra)
+        .output()
+        .expect("run plumbline")
+}

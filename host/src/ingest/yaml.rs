@@ -631,6 +631,17 @@ mod tests {
     }
 
     #[test]
+    fn a_document_nested_too_deep_is_refused_not_a_crash() {
+        // The parser's own recursion limit refuses it, before a tree deep
+        // enough to overflow the stack when dropped could be built.
+        let text = format!("a: {}", "[".repeat(200_000));
+        let error = parse_value(&text).unwrap_err();
+        assert!(error.message.contains("recursion limit"), "{error}");
+        let ok = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(parse_value(&ok).is_ok());
+    }
+
+    #[test]
     fn documents_split_at_separator_lines_with_their_lines() {
         let chunks = split("a: 1\n--- # one\nb: 2\n---\nc: [\n");
         let starts: Vec<_> = chunks

@@ -28,7 +28,7 @@ use crate::model::{Event, Operation, Target};
 use scope::Scopes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -113,6 +113,9 @@ struct Pending {
     path: FilePath,
     before: Vec<(Identity, [u8; 32])>,
     now: Vec<(Identity, [u8; 32])>,
+    /// The identities in `now`: a file of a 20,000-item List must not
+    /// cost a quadratic search.
+    seen: HashSet<Identity>,
     broken: bool,
     found_anything: bool,
 }
@@ -194,11 +197,20 @@ impl Follower {
             self.read(path.clone(), &mut poll, &mut changes, &mut out);
         }
         // Files that went: what they held is released (an object that moved
-        // to another file is held there by now, and is not deleted).
+        // to another file is held there by now, and is not deleted). A file
+        // under an entry the walk could not read (a folder it may not list,
+        // a link now refused) has not gone: it was not seen, and keeps what
+        // it held.
+        let unseen: Vec<PathBuf> = changes
+            .errors
+            .iter()
+            .map(|e| PathBuf::from(e.origin()))
+            .collect();
         let gone: Vec<FilePath> = self
             .files
             .keys()
             .filter(|p| paths.binary_search(p).is_err())
+            .filter(|p| !unseen.iter().any(|u| p.starts_with(u)))
             .cloned()
             .collect();
         for path in gone {
@@ -268,6 +280,7 @@ impl Follower {
             now: Vec::new(),
             broken: false,
             found_anything: false,
+            seen: HashSet::new(),
         });
         read_each(&text, &path.display().to_string(), &mut |found| {
             poll.pending[index].found_anything = true;
@@ -322,7 +335,7 @@ impl Follower {
         let digest: [u8; 32] = Sha256::digest(event.object.as_bytes()).into();
         let id = identity(&event.target);
         let pending = &mut poll.pending[index];
-        if pending.now.iter().any(|(other, _)| *other == id) {
+        if !pending.seen.insert(id.clone()) {
             changes.warnings.push(Note {
                 origin,
                 message: format!(
@@ -383,6 +396,7 @@ impl Follower {
             mut now,
             broken,
             found_anything,
+            seen,
         } = pending;
         if !found_anything && !before.is_empty() {
             changes.warnings.push(Note {
@@ -394,7 +408,7 @@ impl Follower {
             });
         }
         for (id, digest) in before {
-            if now.iter().any(|(other, _)| *other == id) {
+            if seen.contains(&id) {
                 continue;
             }
             if broken {
@@ -668,6 +682,24 @@ mod tests {
         write(dir.path(), "b.yaml", B);
         let events = summary(&poll(&mut follower).1);
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_walked_any_more_deletes_nothing_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        write(&dir.path().join("sub"), "a.yaml", A);
+        write(dir.path(), "b.yaml", B);
+        let mut follower = Follower::new(dir.path(), None);
+        poll(&mut follower);
+        // The folder is replaced by a link out of the source: refused, and
+        // what it held before stays.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::rename(dir.path().join("sub"), outside.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("sub"), dir.path().join("sub")).unwrap();
+        let (changes, events) = poll(&mut follower);
+        assert!(!changes.is_complete());
+        assert!(events.is_empty(), "{:?}", summary(&events));
     }
 
     #[test]
