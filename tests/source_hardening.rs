@@ -365,3 +365,68 @@ fn a_fifo_a_link_to_dev_zero_and_link_loops_neither_hang_nor_exhaust_the_source(
     }
     assert!(!err.contains("not valid YAML"), "{err}");
 }
+
+#[test]
+fn json_with_content_after_its_object_is_an_error_and_prunes_nothing() {
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"one","namespace":"ns"}}"#;
+    let two =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"two","namespace":"ns"}}"#;
+    std::fs::write(src.path().join("s.json"), format!("{one}\n{two}\n")).unwrap();
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(src.path().join("s.json"), format!("{one}\nxx{two}\n")).unwrap();
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s.json") && err.contains("failed: 1 file(s)"),
+        "{err}"
+    );
+    assert!(
+        server.tree().contains_key("ns/core/configmaps/two.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_secret_with_a_misspelt_field_never_reaches_the_output_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("typo.yaml");
+    std::fs::write(
+        &source,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: typo, namespace: ns}\nstringdata: {password: TYPO-PLAINTEXT}\n",
+    )
+    .unwrap();
+    let out = sanitize(&[&source]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("TYPO-PLAINTEXT"), "{stdout}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`stringdata`"));
+}
+
+#[test]
+fn flags_that_would_fail_every_object_are_refused_at_the_start() {
+    for (flag, value) in [
+        ("--default-namespace", "_cluster"),
+        ("--default-namespace", "a/b"),
+        ("--default-namespace", ""),
+        ("--batch-files", "0"),
+        ("--batch-bytes", "0"),
+        ("--message", ""),
+    ] {
+        let out = Command::new(binary())
+            .args(["run", "--once", flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value:?}: {err}");
+        assert!(err.contains(flag), "{flag} {value:?}: {err}");
+    }
+}

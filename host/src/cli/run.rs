@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// Where a namespaced object without a namespace goes, as with
     /// `kubectl apply`. Whether a kind is namespaced comes from the
     /// built-in kinds and the CRDs in the folder.
-    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    #[arg(long, value_name = "NAMESPACE", default_value = "default", value_parser = namespace_name)]
     default_namespace: String,
     /// Manifest files larger than this are refused unread (and reported).
     #[arg(long, value_name = "BYTES", default_value_t = walk::DEFAULT_MAX_FILE_BYTES)]
@@ -88,17 +88,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     retry_for: u64,
     /// Most files one commit changes.
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = at_least_one_size)]
     batch_files: usize,
     /// Most bytes of file content one commit writes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = at_least_one_size)]
     batch_bytes: usize,
     /// Longest a change waits (seconds) for its batch to fill.
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     batch_wait: f64,
     /// The commit subject; {operation}, {count}, {resources} and
     /// {destination} are replaced.
-    #[arg(long, value_name = "TEMPLATE", default_value = worker::DEFAULT_MESSAGE)]
+    #[arg(long, value_name = "TEMPLATE", default_value = worker::DEFAULT_MESSAGE, value_parser = subject)]
     message: String,
     /// Most entries waiting in the queue per repository and branch; when
     /// full, reading the source waits (nothing is dropped).
@@ -110,6 +110,40 @@ pub struct RunArgs {
     listen: Option<SocketAddr>,
     #[command(flatten)]
     http: super::HttpArgs,
+}
+
+/// A count that must be at least one.
+fn at_least_one_size(text: &str) -> Result<usize, String> {
+    let n = super::at_least_one(text)?;
+    usize::try_from(n).map_err(|_| format!("{n} is too large"))
+}
+
+/// A namespace name as Kubernetes takes it: a DNS label (RFC 1123).
+fn namespace_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{}` is not a namespace name (lower-case letters, digits and `-`, at most 63, starting and ending with a letter or digit)",
+            text.escape_debug()
+        ))
+    }
+}
+
+/// A commit subject template: one non-empty line.
+fn subject(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() || text.contains('\n') {
+        Err("the commit subject must be one line that is not empty".into())
+    } else {
+        Ok(text.to_owned())
+    }
 }
 
 /// The default address of the HTTP server.
@@ -260,7 +294,7 @@ fn report_errors(changes: &Changes) {
     }
     if !changes.skipped.is_empty() {
         eprintln!(
-            "note: {} document(s) that are not cluster objects were skipped (RUST_LOG=info names them)",
+            "note: {} document(s) that are not cluster objects were skipped (--log info names them)",
             changes.skipped.len()
         );
     }
@@ -268,8 +302,8 @@ fn report_errors(changes: &Changes) {
 
 fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
     let mut options = SinkOptions::new(source);
-    options.batch.files = args.batch_files.max(1);
-    options.batch.bytes = args.batch_bytes.max(1);
+    options.batch.files = args.batch_files;
+    options.batch.bytes = args.batch_bytes;
     options.batch.wait = Duration::from_secs_f64(args.batch_wait.max(0.0));
     options.message_template = args.message.clone();
     options.retry_for = args.once.then(|| Duration::from_secs(args.retry_for));
@@ -361,18 +395,30 @@ fn finish(
     }
     // What was set aside is not in Git: like a file that did not parse, it
     // fails the run (everything else was pushed).
-    let complete = complete && reports.iter().all(|(_, r)| r.set_aside == 0);
-    if complete {
-        for (partition, _) in &reports {
-            if Path::new(&partition.repo).is_dir() {
-                let (repo, branch) = (&partition.repo, &partition.branch);
-                println!("look at it: git --git-dir {repo} log --stat {branch}");
-                println!("the tree:   git --git-dir {repo} ls-tree -r --name-only {branch}");
-            } else {
-                println!("pushed to {partition}");
-            }
+    let set_aside: usize = reports.iter().map(|(_, r)| r.set_aside).sum();
+    for (partition, _) in &reports {
+        if Path::new(&partition.repo).is_dir() {
+            let (repo, branch) = (&partition.repo, &partition.branch);
+            println!("look at it: git --git-dir {repo} log --stat {branch}");
+            println!("the tree:   git --git-dir {repo} ls-tree -r --name-only {branch}");
+        } else {
+            println!("pushed to {partition}");
         }
     }
+    // Say why the run fails: its exit status alone does not.
+    if !seed.errors.is_empty() {
+        eprintln!(
+            "failed: {} file(s) or document(s) could not be read (above); what they held was kept, and nothing was pruned",
+            seed.errors.len()
+        );
+    }
+    if set_aside > 0 {
+        eprintln!("failed: {set_aside} change(s) set aside (above) are not in Git");
+    }
+    if !complete && seed.errors.is_empty() {
+        eprintln!("failed: some objects could not be routed through the policies (above)");
+    }
+    let complete = complete && set_aside == 0;
     Ok(if complete {
         ExitCode::SUCCESS
     } else {

@@ -214,6 +214,7 @@ struct Builder<'f> {
 impl Builder<'_> {
     fn run(&mut self, chunk: Chunk<'_>) -> Result<Option<Value>, YamlError> {
         let mut root = None;
+        let mut ended = false;
         for event in Parser::new_from_str(chunk.text) {
             let (event, span) = event.map_err(|e| scan_error(&e, chunk))?;
             let at = |message: String| {
@@ -255,7 +256,19 @@ impl Builder<'_> {
                     let (value, anchor) = self.close().map_err(at)?;
                     self.node(value, anchor, None).map_err(at)?
                 }
-                Event::DocumentEnd => break,
+                Event::DocumentEnd => {
+                    ended = true;
+                    None
+                }
+                Event::StreamEnd | Event::StreamStart => None,
+                // What follows the end of the document (`{…} trailing`, a
+                // second document with no `---`) would be lost unseen.
+                _ if ended => {
+                    return Err(at(
+                        "content after the end of the document (a second document needs a `---` line)"
+                            .into(),
+                    ));
+                }
                 _ => None,
             };
             if done.is_some() {
@@ -387,9 +400,13 @@ fn key_text(value: &Value) -> Result<String, String> {
 /// Resolves a scalar as go-yaml v2 does, then as the API server reads the
 /// JSON `kubectl` sends.
 fn resolve(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
-    let core = tag.and_then(|t| t.is_yaml_core_schema().then(|| t.suffix()));
+    // `!!x` is `tag:yaml.org,2002:x`, the 1.1 types (`binary`, `timestamp`)
+    // as well as the core schema's.
+    let core = tag.and_then(|t| (t.handle() == "tag:yaml.org,2002:").then(|| t.suffix()));
     match (core, tag) {
-        (Some("str" | "binary" | "timestamp"), _) => return Ok(Value::String(text.into())),
+        (Some("str" | "timestamp"), _) => return Ok(Value::String(text.into())),
+        // go-yaml decodes `!!binary` and kubectl sends the bytes as a string.
+        (Some("binary"), _) => return binary(text),
         (Some(wanted @ ("int" | "float" | "bool" | "null")), _) => {
             let value = plain(text)?;
             let found = match &value {
@@ -413,6 +430,18 @@ fn resolve(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, S
         return Ok(Value::String(text.into()));
     }
     plain(text)
+}
+
+/// A `!!binary` scalar: base64 (line breaks allowed) of UTF-8 text.
+fn binary(text: &str) -> Result<Value, String> {
+    use base64::Engine as _;
+    let compact: String = text.split_whitespace().collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| format!("a !!binary value that is not base64: {e}"))?;
+    String::from_utf8(bytes)
+        .map(Value::String)
+        .map_err(|_| "a !!binary value that is not UTF-8 text, which JSON cannot hold".into())
 }
 
 /// go-yaml v2's resolution of a plain scalar (`resolve.go`).
@@ -449,7 +478,9 @@ fn plain(text: &str) -> Result<Value, String> {
     if is_yaml_float(&digits)
         && let Ok(f) = digits.parse::<f64>()
     {
-        return float(f).ok_or_else(|| format!("`{text}` is not a number JSON can hold"));
+        // Past f64's range (`1e400`) Go's ParseFloat fails, and go-yaml
+        // keeps the text as a string.
+        return Ok(float(f).unwrap_or_else(|| Value::String(text.into())));
     }
     Ok(Value::String(text.into()))
 }
@@ -576,6 +607,8 @@ mod tests {
             ("'0755'", json!("0755")),
             ("!!str 0755", json!("0755")),
             ("!!int '12'", json!(12)),
+            ("!!binary aGVsbG8=", json!("hello")),
+            ("1e400", json!("1e400")),
         ] {
             assert_eq!(one(text), expected, "`{text}`");
         }
@@ -628,6 +661,19 @@ mod tests {
         }
         let error = parse_value(&bomb).unwrap_err();
         assert!(error.message.contains("alias bomb"), "{error}");
+    }
+
+    #[test]
+    fn content_after_the_document_is_an_error_not_lost() {
+        for text in [
+            "{a: 1}\nxx{b: 2}\n",
+            "{a: 1} garbage\n",
+            "a: 1\n...\nb: 2\n",
+        ] {
+            // The parser's own error, or ours: never the first part alone.
+            assert!(parse_value(text).is_err(), "{text}");
+        }
+        assert!(parse_value("a: 1\n...\n").is_ok());
     }
 
     #[test]

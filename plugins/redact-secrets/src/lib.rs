@@ -27,6 +27,17 @@ pub enum Mode {
     Remove,
 }
 
+/// The fields of a Secret (core/v1).
+const SECRET_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "type",
+    "immutable",
+    "data",
+    "stringData",
+];
+
 /// The placeholder written in place of a value in `drop` mode.
 pub const REDACTED: &str = "<redacted>";
 
@@ -73,6 +84,15 @@ pub fn redact(object: &mut Value, mode: &Mode) -> Result<(), String> {
     let map = object
         .as_object_mut()
         .ok_or("object is not a JSON object")?;
+    // A field a Secret does not have (`stringdata`, `Data`, `spec`) could
+    // hold values in clear that no rule here blanks: refused, as kubectl's
+    // strict field validation refuses it.
+    if let Some(unknown) = map.keys().find(|k| !SECRET_FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "the Secret has a field `{unknown}` that Secrets do not have (known: {}); refusing to write it",
+            SECRET_FIELDS.join(", ")
+        ));
+    }
     for field in ["data", "stringData"] {
         if *mode == Mode::Remove {
             map.remove(field);
@@ -211,6 +231,16 @@ mod tests {
         let mut s = secret();
         s["data"] = Value::Null;
         redact(&mut s, &Mode::Drop).unwrap();
+    }
+
+    #[test]
+    fn a_secret_with_a_field_secrets_do_not_have_is_refused() {
+        for field in ["stringdata", "Data", "spec"] {
+            let mut s = secret();
+            s[field] = json!({"password": "TYPO-PLAINTEXT"});
+            let error = redact(&mut s, &Mode::Drop).unwrap_err();
+            assert!(error.contains(&format!("`{field}`")), "{error}");
+        }
     }
 
     #[test]

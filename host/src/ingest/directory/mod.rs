@@ -287,12 +287,10 @@ impl Follower {
             match found {
                 Found::Object(manifest) => {
                     self.scopes.learn(&manifest.object);
-                    let has_namespace = manifest
-                        .object
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| !n.is_empty());
-                    if has_namespace || self.scopes.knows(&manifest.object) {
+                    // An object of a kind not known yet waits for the whole
+                    // folder's CRDs, namespace or not: a cluster-scoped
+                    // kind's object must lose the namespace it was given.
+                    if self.scopes.knows(&manifest.object) {
                         self.take(index, manifest.origin, manifest.object, poll, changes, out);
                     } else {
                         poll.deferred
@@ -700,6 +698,17 @@ mod tests {
         let (changes, events) = poll(&mut follower);
         assert!(!changes.is_complete());
         assert!(events.is_empty(), "{:?}", summary(&events));
+        // The whole source folder gone: an error, and nothing deleted.
+        let root = dir.path().join("moved");
+        std::fs::rename(dir.path().join("b.yaml"), outside.path().join("b.yaml")).unwrap();
+        let mut follower = Follower::new(&root, None);
+        std::fs::create_dir(&root).unwrap();
+        write(&root, "b.yaml", B);
+        poll(&mut follower);
+        std::fs::rename(&root, dir.path().join("away")).unwrap();
+        let (changes, events) = poll(&mut follower);
+        assert!(!changes.is_complete());
+        assert!(events.is_empty(), "{:?}", summary(&events));
     }
 
     #[test]
@@ -763,6 +772,17 @@ mod tests {
             "d-widget.yaml",
             "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
         );
+        // A cluster-scoped CRD after its object, which names a namespace.
+        write(
+            dir.path(),
+            "e-gadget.yaml",
+            "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: team-a}\n",
+        );
+        write(
+            dir.path(),
+            "f-crd.yaml",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gadgets.example.com}\nspec: {group: example.com, scope: Cluster, names: {kind: Gadget, plural: gadgets}}\n",
+        );
         let options = SourceOptions {
             default_namespace: "argocd".into(),
             ..SourceOptions::default()
@@ -781,6 +801,7 @@ mod tests {
         assert_eq!(placed("p").as_deref(), Some("argocd"));
         assert_eq!(placed("c").as_deref(), Some("argocd"));
         assert_eq!(placed("w"), None);
+        assert_eq!(placed("g"), None);
         assert!(
             events
                 .iter()
