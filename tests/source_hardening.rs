@@ -2,7 +2,7 @@
 //! the directory source (issue 10), against the real binary: each test is
 //! named after what broke.
 
-use crate::support::{GitServer, binary, root, run_once};
+use crate::support::{Daemon, GitServer, binary, root, run_once, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -420,6 +420,8 @@ fn flags_that_would_fail_every_object_are_refused_at_the_start() {
         ("--batch-files", "0"),
         ("--batch-bytes", "0"),
         ("--message", ""),
+        ("--branch", "a b"),
+        ("--branch", "../x"),
     ] {
         let out = Command::new(binary())
             .args(["run", "--once", flag, value])
@@ -429,4 +431,77 @@ fn flags_that_would_fail_every_object_are_refused_at_the_start() {
         assert_eq!(out.status.code(), Some(2), "{flag} {value:?}: {err}");
         assert!(err.contains(flag), "{flag} {value:?}: {err}");
     }
+}
+
+#[test]
+fn sanitize_into_a_reader_that_stops_early_ends_quietly() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, namespace: ns}}\ndata: {{k: {}}}\n", "v".repeat(100)));
+    }
+    let source = dir.path().join("many.yaml");
+    std::fs::write(&source, text).unwrap();
+    let mut child = Command::new(binary())
+        .arg("sanitize")
+        .arg(&source)
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is closed here, as `| head` closes it.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("Broken pipe"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
+
+#[test]
+fn a_fifo_in_a_followed_folder_is_reported_once_not_on_every_look() {
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(src.path().join("a.yaml"), DEPLOYMENT).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(src.path().join("fifo.yaml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let url = server.url();
+    let daemon = Daemon::start(&[
+        "--repo".as_ref(),
+        url.as_ref(),
+        "--source-dir".as_ref(),
+        src.path().as_os_str(),
+        "--state-dir".as_ref(),
+        state.path().as_os_str(),
+    ]);
+    wait_for("the seed", || {
+        server
+            .tree()
+            .contains_key("default/apps/deployments/web.yaml")
+            .then_some(())
+    });
+    // A later edit is committed: the folder was looked at again since.
+    std::fs::write(
+        src.path().join("b.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: ns}\n",
+    )
+    .unwrap();
+    wait_for("the edit", || {
+        server
+            .tree()
+            .contains_key("ns/core/configmaps/b.yaml")
+            .then_some(())
+    });
+    let err = daemon.stderr();
+    assert_eq!(
+        err.matches("fifo.yaml: not a regular file").count(),
+        1,
+        "{err}"
+    );
 }

@@ -18,7 +18,7 @@ use crate::telemetry::health::{PassOutcome, Status};
 use crate::telemetry::{Health, Metrics};
 use anyhow::Context as _;
 use clap::Args;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,7 +47,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL", default_value = "plumbline-demo.git")]
     repo: String,
     /// The branch to commit to.
-    #[arg(long, default_value = "main")]
+    #[arg(long, default_value = "main", value_parser = branch_name)]
     branch: String,
     /// The folder inside the repository that Plumbline owns.
     #[arg(long, value_name = "PATH", default_value = "")]
@@ -137,6 +137,20 @@ fn namespace_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// A branch name Git takes (`git check-ref-format --branch`), asked of
+/// gix's own validation: a bad one would otherwise fail every push.
+fn branch_name(text: &str) -> Result<String, String> {
+    let full = format!("refs/heads/{text}");
+    gix::validate::reference::branch_name(full.as_bytes().into())
+        .map(|_| text.to_owned())
+        .map_err(|e| {
+            format!(
+                "`{}` is not a branch name Git takes: {e}",
+                text.escape_debug()
+            )
+        })
+}
+
 /// A commit subject template: one non-empty line.
 fn subject(text: &str) -> Result<String, String> {
     if text.trim().is_empty() || text.contains('\n') {
@@ -223,7 +237,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     );
     let seed_id = router.begin_seed()?;
-    let (seed, routed) = look(&mut follower, &router, &health)?;
+    let mut reported = BTreeSet::new();
+    let (seed, routed) = look(&mut follower, &router, &health, &mut reported)?;
     let complete = seed.is_complete() && routed;
     router.end_seed(seed_id, complete, args.actor.as_deref())?;
     if args.once {
@@ -237,7 +252,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     loop {
         std::thread::sleep(Duration::from_secs(args.interval));
-        let (changes, _) = look(&mut follower, &router, &health)?;
+        let (changes, _) = look(&mut follower, &router, &health, &mut reported)?;
         if changes.events > 0 {
             tracing::info!(events = changes.events, "the folder changed");
         }
@@ -251,6 +266,7 @@ fn look(
     follower: &mut Follower,
     router: &Router,
     health: &Health,
+    reported: &mut BTreeSet<String>,
 ) -> anyhow::Result<(Changes, bool)> {
     let mut failure = None;
     let mut routed = true;
@@ -278,14 +294,18 @@ fn look(
         return Err(error.into());
     }
     health.record_pass(&pass);
-    report_errors(&changes);
+    report_errors(&changes, reported);
     Ok((changes, routed))
 }
 
-fn report_errors(changes: &Changes) {
-    for error in &changes.errors {
+fn report_errors(changes: &Changes, reported: &mut BTreeSet<String>) {
+    // A FIFO or a link out of the folder is met on every look: said once
+    // while it lasts, again if it goes and comes back.
+    let now: BTreeSet<String> = changes.errors.iter().map(|e| e.to_string()).collect();
+    for error in now.difference(reported) {
         eprintln!("error: {error}");
     }
+    *reported = now;
     for warning in &changes.warnings {
         eprintln!("warning: {warning}");
     }

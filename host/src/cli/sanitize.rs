@@ -27,6 +27,20 @@ pub struct SanitizeArgs {
 /// Sanitizes every object; an object that fails is reported and the rest
 /// are still printed; the exit status is 1 if anything failed.
 pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> {
+    match sanitize_all(global, args) {
+        // The reader went away (`| head`): it has what it wanted.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
+    }
+}
+
+fn sanitize_all(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> {
     let policies = load_policies(global, args.policy.as_deref(), None)?.set;
     let chain = policies.chain(Decision::Sanitize);
     let mut failures = 0usize;
