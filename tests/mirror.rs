@@ -97,15 +97,17 @@ fn an_edit_and_a_delete_are_committed_as_the_actor() {
 }
 
 #[test]
-fn narrowing_scope_prunes_orphans_but_a_broken_snapshot_prunes_nothing() {
+fn narrowing_scope_prunes_orphans_and_a_broken_file_holds_back_only_what_it_held() {
     let server = GitServer::start();
     let (src, state) = (source(), tempfile::tempdir().unwrap());
     ok(&run(src.path(), &server.url(), state.path(), &[]));
 
-    // A broken file makes the snapshot incomplete: the deleted Service stays.
+    // A broken file, read by a state folder that never saw this folder:
+    // what it held is unknown, so the deleted Service stays.
     std::fs::remove_file(src.path().join("service-web.yaml")).unwrap();
     std::fs::write(src.path().join("zz-broken.yaml"), "kind: [unclosed\n").unwrap();
-    let out = run(src.path(), &server.url(), state.path(), &[]);
+    let fresh = tempfile::tempdir().unwrap();
+    let out = run(src.path(), &server.url(), fresh.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -113,6 +115,17 @@ fn narrowing_scope_prunes_orphans_but_a_broken_snapshot_prunes_nothing() {
         "{err}"
     );
     assert!(server.tree().contains_key("shop/core/services/web.yaml"));
+
+    // The state that read the folder before knows zz-broken.yaml held
+    // nothing: the Service is pruned, and the run still fails.
+    let out = run(src.path(), &server.url(), state.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("zz-broken.yaml: not valid YAML"), "{err}");
+    assert!(
+        !server.tree().contains_key("shop/core/services/web.yaml"),
+        "{err}"
+    );
 
     // Fixed, and the scope narrowed to the shop namespace's ConfigMaps.
     std::fs::remove_file(src.path().join("zz-broken.yaml")).unwrap();
@@ -128,7 +141,7 @@ fn narrowing_scope_prunes_orphans_but_a_broken_snapshot_prunes_nothing() {
         state.path(),
         &["--policy", policy.to_str().unwrap()],
     ));
-    assert!(err.contains("6 deleted"), "{err}");
+    assert!(err.contains("5 deleted"), "{err}");
     assert_eq!(
         server.tree().keys().collect::<Vec<_>>(),
         ["shop/core/configmaps/cm-a.yaml"]

@@ -330,3 +330,34 @@ fn a_corrupt_cache_file_is_compiled_again() {
     assert_eq!(again.cache_stats().compiled, 1);
     assert!(plugin.sanitize(OBJECT).unwrap().is_some());
 }
+
+#[test]
+fn a_plugin_asked_a_decision_it_does_not_answer_is_an_error_not_a_panic() {
+    let runtime = runtime();
+    let neat = load(&runtime, "neat", Decision::Sanitize, "{}");
+    let event: plumbline::model::Event = plumbline::ingest::directory::event_of(
+        &serde_json::from_str(OBJECT).unwrap(),
+        plumbline::model::Operation::Create,
+        None,
+    );
+    let error = neat.matches(&event, &["{}".into()]).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PolicyError::NotThisDecision {
+                asked: Decision::Match,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "plugin `neat` (sanitize): cannot answer a match decision"
+    );
+    let error = neat.decide("{}").unwrap_err();
+    assert!(
+        error.to_string().contains("cannot answer a gate decision"),
+        "{error}"
+    );
+}

@@ -505,3 +505,130 @@ fn a_fifo_in_a_followed_folder_is_reported_once_not_on_every_look() {
         "{err}"
     );
 }
+
+fn config_map(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: ns}}\n")
+}
+
+fn tree_names(server: &GitServer) -> Vec<String> {
+    server.tree().into_keys().collect()
+}
+
+#[test]
+fn a_broken_file_holds_back_the_pruning_of_only_what_it_held() {
+    let server = GitServer::start();
+    let src = tempfile::tempdir().unwrap();
+    let (state, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let write = |file: &str, text: &str| std::fs::write(src.path().join(file), text).unwrap();
+    write("a.yaml", &config_map("a"));
+    write(
+        "b.yaml",
+        &format!("{}---\n{}", config_map("b1"), config_map("b2")),
+    );
+    write("c.yaml", &config_map("c"));
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = tree_names(&server);
+    assert_eq!(all.len(), 4, "{all:?}");
+
+    // b.yaml breaks after its first object; c.yaml goes.
+    write(
+        "b.yaml",
+        &format!("{}---\nkind: [unclosed\n", config_map("b1")),
+    );
+    std::fs::remove_file(src.path().join("c.yaml")).unwrap();
+
+    // A state folder that never read this folder cannot know what the
+    // broken part held: nothing is pruned, and the run says why.
+    let out = run_once(src.path(), &server.url(), fresh.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing was pruned"), "{err}");
+    assert_eq!(tree_names(&server), all, "{err}");
+
+    // The state that read it before knows: b2 stays, c goes.
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("b.yaml") && err.contains("the rest pruned"),
+        "{err}"
+    );
+    assert_eq!(
+        tree_names(&server),
+        [
+            "ns/core/configmaps/a.yaml",
+            "ns/core/configmaps/b1.yaml",
+            "ns/core/configmaps/b2.yaml"
+        ],
+        "{err}"
+    );
+
+    // Still broken on the next run (the index carried b2 over), and a
+    // folder the walk refuses (now a link out of the source folder) holds
+    // back what its files held.
+    std::fs::create_dir(src.path().join("sub")).unwrap();
+    write("sub/d.yaml", &config_map("d"));
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(tree_names(&server).len(), 4);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::remove_dir_all(src.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), src.path().join("sub")).unwrap();
+    std::fs::remove_file(src.path().join("a.yaml")).unwrap();
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a link out of the source folder"), "{err}");
+    assert_eq!(
+        tree_names(&server),
+        [
+            "ns/core/configmaps/b1.yaml",
+            "ns/core/configmaps/b2.yaml",
+            "ns/core/configmaps/d.yaml"
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn an_object_the_policies_refuse_keeps_its_file_and_the_rest_prunes() {
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let write = |file: &str, text: &str| std::fs::write(src.path().join(file), text).unwrap();
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: ns}\n";
+    write(
+        "s.yaml",
+        &format!("{secret}stringData: {{password: hunter2}}\n"),
+    );
+    write("x.yaml", &config_map("x"));
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = server.tree()["ns/core/secrets/s.yaml"].clone();
+
+    // redact-secrets refuses a Secret with a field Secrets do not have.
+    write(
+        "s.yaml",
+        &format!("{secret}stringdata: {{password: TYPO-PLAINTEXT}}\n"),
+    );
+    std::fs::remove_file(src.path().join("x.yaml")).unwrap();
+    let out = run_once(src.path(), &server.url(), state.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("their files were kept as they are"), "{err}");
+    let tree = server.tree();
+    assert_eq!(
+        tree.keys().collect::<Vec<_>>(),
+        ["ns/core/secrets/s.yaml"],
+        "{err}"
+    );
+    assert_eq!(tree["ns/core/secrets/s.yaml"], before);
+    assert!(!tree.values().any(|v| v.contains("TYPO-PLAINTEXT")));
+}

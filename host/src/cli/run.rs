@@ -216,6 +216,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .spawn();
     }
     let finished = Arc::new(AtomicBool::new(false));
+    let index = source_index(&state, &args.source_dir);
     let context = WorkerContext {
         queue,
         options: sink_options(&args, &source),
@@ -234,16 +235,19 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             actor: args.actor.clone(),
             default_namespace: args.default_namespace.clone(),
             max_file_bytes: args.max_file_bytes,
+            index: Some(index),
         },
     );
     let seed_id = router.begin_seed()?;
     let mut reported = BTreeSet::new();
     let (seed, routed) = look(&mut follower, &router, &health, &mut reported)?;
-    let complete = seed.is_complete() && routed;
-    router.end_seed(seed_id, complete, args.actor.as_deref())?;
+    // What could not be read or routed holds back the pruning of only its
+    // own files.
+    router.keep(&seed.held_back)?;
+    router.end_seed(seed_id, seed.is_complete(), args.actor.as_deref())?;
     if args.once {
         finished.store(true, Ordering::Release);
-        return finish(workers, &seed, complete, progress);
+        return finish(workers, &seed, routed, progress);
     }
     tracing::info!(
         objects = seed.events,
@@ -318,6 +322,16 @@ fn report_errors(changes: &Changes, reported: &mut BTreeSet<String>) {
             changes.skipped.len()
         );
     }
+}
+
+/// Where the directory source keeps what each file held: one index per
+/// folder followed, named by its path's digest.
+fn source_index(state: &Path, dir: &Path) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    state.join("sources").join(format!("{name}.json"))
 }
 
 fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
@@ -395,15 +409,21 @@ fn spawn_workers(config: &MirrorConfig, context: &WorkerContext) -> anyhow::Resu
 fn finish(
     workers: Workers,
     seed: &Changes,
-    complete: bool,
+    routed: bool,
     progress: progress::Progress,
 ) -> anyhow::Result<ExitCode> {
     let mut failure = None;
     let mut reports = Vec::new();
     for (partition, handle) in workers {
-        match handle.join().expect("a sink worker does not panic") {
-            Ok(report) => reports.push((partition, report)),
-            Err(error) => failure = Some(error),
+        match handle.join() {
+            Ok(Ok(report)) => reports.push((partition, report)),
+            Ok(Err(error)) => failure = Some(error),
+            Err(panic) => {
+                let message = crate::mirror::pipeline::panic_message(&*panic);
+                failure = Some(anyhow::anyhow!(
+                    "the sink worker of {partition} panicked: {message}"
+                ));
+            }
         }
     }
     progress.finish();
@@ -428,17 +448,24 @@ fn finish(
     // Say why the run fails: its exit status alone does not.
     if !seed.errors.is_empty() {
         eprintln!(
-            "failed: {} file(s) or document(s) could not be read (above); what they held was kept, and nothing was pruned",
-            seed.errors.len()
+            "failed: {} file(s) or document(s) could not be read (above); {}",
+            seed.errors.len(),
+            if seed.is_complete() {
+                "what they held before was kept, the rest pruned"
+            } else {
+                "what they held is not known yet (no index of an earlier run), so nothing was pruned"
+            }
         );
     }
     if set_aside > 0 {
         eprintln!("failed: {set_aside} change(s) set aside (above) are not in Git");
     }
-    if !complete && seed.errors.is_empty() {
-        eprintln!("failed: some objects could not be routed through the policies (above)");
+    if !routed {
+        eprintln!(
+            "failed: some objects could not be routed through the policies (above); their files were kept as they are"
+        );
     }
-    let complete = complete && set_aside == 0;
+    let complete = seed.errors.is_empty() && routed && set_aside == 0;
     Ok(if complete {
         ExitCode::SUCCESS
     } else {

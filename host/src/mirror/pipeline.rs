@@ -37,6 +37,15 @@ pub enum MirrorError {
     /// The object's file could not be placed safely.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// A policy step panicked in the host (a bug, not the plugin's: a
+    /// plugin's own failures are traps): this event fails, the others go on.
+    #[error("{object}: deciding it panicked: {message}")]
+    Panicked {
+        /// The object.
+        object: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The sanitized object could not be written as YAML.
     #[error("{object}: cannot write as YAML: {message}")]
     Yaml {
@@ -88,15 +97,33 @@ impl Pipeline {
         check_rules(policies, &rules)
     }
 
+    /// The file `target` has in every destination (whether or not a rule
+    /// selects it), by destination index; a path layout refuses has none.
+    pub fn paths(&self, target: &crate::model::Target) -> Vec<(usize, String)> {
+        let key = key_of(target);
+        let destinations = &self.config.destinations;
+        (0..destinations.len())
+            .filter_map(|i| Some((i, layout::path_of(&destinations[i].base_folder, &key).ok()?)))
+            .collect()
+    }
+
+    /// [`Pipeline::route`], with a panic on the way turned into this
+    /// event's error.
+    pub fn route_caught(&self, event: &Event) -> Result<Vec<Routed>, MirrorError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.route(event))).unwrap_or_else(
+            |panic| {
+                Err(MirrorError::Panicked {
+                    object: key_of(&event.target).to_string(),
+                    message: panic_message(&*panic),
+                })
+            },
+        )
+    }
+
     /// The files `event` produces or removes, one per destination it
     /// reaches; none if no rule selects it.
     pub fn route(&self, event: &Event) -> Result<Vec<Routed>, MirrorError> {
-        let key = ObjectKey {
-            namespace: event.target.namespace.clone(),
-            group: event.target.group.clone(),
-            resource: event.target.resource.clone(),
-            name: event.target.name.clone(),
-        };
+        let key = key_of(&event.target);
         let policy_error = |source| MirrorError::Policy {
             object: key.to_string(),
             source: Box::new(source),
@@ -154,6 +181,24 @@ impl Pipeline {
                 })
             })
             .collect()
+    }
+}
+
+/// What a panic said, when it said it as text.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+fn key_of(target: &crate::model::Target) -> ObjectKey {
+    ObjectKey {
+        namespace: target.namespace.clone(),
+        group: target.group.clone(),
+        resource: target.resource.clone(),
+        name: target.name.clone(),
     }
 }
 

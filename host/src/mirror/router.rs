@@ -13,7 +13,7 @@
 
 use super::pipeline::{MirrorError, Pipeline};
 use super::queue::{Entry, FileChange, Partition, Queue, QueueError};
-use crate::model::Event;
+use crate::model::{Event, Target};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::SourceLabels;
 use std::sync::{Arc, RwLock};
@@ -97,7 +97,7 @@ impl Router {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("routing does not panic"))
+                .map(|h| h.join().expect("each route catches its own panic"))
                 .collect()
         });
         let mut total = Routing::default();
@@ -127,7 +127,7 @@ impl Router {
                 .objects_scanned
                 .get_or_create(&self.source)
                 .inc();
-            match pipeline.route(event) {
+            match pipeline.route_caught(event) {
                 Ok(routed) => {
                     for r in routed {
                         queued[r.destination].push(Entry::File(FileChange {
@@ -146,6 +146,14 @@ impl Router {
                         .get_or_create(&self.source)
                         .inc();
                     routing.errors.push(error);
+                    // What it should be in Git is unknown: a seed keeps
+                    // its file as it is, and prunes the rest.
+                    for (destination, path) in pipeline.paths(&event.target) {
+                        queued[destination].push(Entry::Keep {
+                            destination: destinations[destination].name.clone(),
+                            path,
+                        });
+                    }
                 }
             }
         }
@@ -172,6 +180,23 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// Tells the seed under way that `targets`, which the source could not
+    /// read this time, are not gone: their files stay, in every destination.
+    pub fn keep(&self, targets: &[Target]) -> Result<(), QueueError> {
+        let pipeline = self.pipeline();
+        let destinations = &pipeline.config().destinations;
+        let mut queued: Vec<Vec<Entry>> = vec![Vec::new(); destinations.len()];
+        for target in targets {
+            for (destination, path) in pipeline.paths(target) {
+                queued[destination].push(Entry::Keep {
+                    destination: destinations[destination].name.clone(),
+                    path,
+                });
+            }
+        }
+        self.append_grouped(&self.partitions(), queued)
     }
 
     /// Begins a listing of everything for every destination: the files
@@ -219,6 +244,7 @@ impl Router {
 fn path_of(entry: &Entry) -> &str {
     match entry {
         Entry::File(change) => &change.path,
+        Entry::Keep { path, .. } => path,
         Entry::SeedStart { .. } | Entry::SeedEnd { .. } => "",
     }
 }

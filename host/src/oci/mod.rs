@@ -109,10 +109,26 @@ pub enum OciError {
         /// The client's message (digest mismatches included).
         message: String,
     },
+    /// A manifest declares a blob larger than may be read into memory, or
+    /// the registry sent more bytes than the manifest declared.
+    #[error("{reference}: blob {digest}: {message}")]
+    TooLarge {
+        /// The reference.
+        reference: String,
+        /// The blob.
+        digest: String,
+        /// Which cap, and by how much.
+        message: String,
+    },
     /// The async runtime could not start.
     #[error("cannot start the registry client: {0}")]
     Runtime(#[source] std::io::Error),
 }
+
+/// The largest blob [`OciClient::pull`] holds in memory (bundles and
+/// schema files are far smaller; a manifest that says more is refused
+/// before anything is allocated).
+pub const MAX_BLOB_IN_MEMORY: u64 = 256 << 20;
 
 /// A blocking registry client.
 pub struct OciClient {
@@ -184,7 +200,11 @@ impl OciClient {
             size: descriptor.size as i64,
             ..OciDescriptor::default()
         };
-        let sink = SyncSink { out, progress };
+        let sink = SyncSink {
+            out,
+            progress,
+            left: descriptor.size,
+        };
         self.runtime
             .block_on(self.client.pull_blob(&parsed, &layer, sink))
             .map_err(|e| {
@@ -210,7 +230,10 @@ impl OciClient {
     ) -> Result<Artifact, OciError> {
         let manifest = self.manifest(reference)?;
         let mut read = |descriptor: &Descriptor| -> Result<Blob, OciError> {
-            let mut data = Vec::with_capacity(descriptor.size as usize);
+            fits_in_memory(reference, descriptor)?;
+            // What a manifest says is not believed with memory: the vector
+            // grows with the bytes that really come.
+            let mut data = Vec::with_capacity(descriptor.size.min(1 << 20) as usize);
             self.pull_blob(reference, descriptor, &mut data, progress)?;
             Ok(Blob {
                 media_type: descriptor.media_type.clone(),
@@ -297,6 +320,9 @@ impl OciClient {
 struct SyncSink<'a> {
     out: &'a mut dyn Write,
     progress: &'a mut dyn FnMut(u64),
+    /// Bytes the manifest declared that have not come yet: a registry
+    /// that sends more is refused before the excess is written.
+    left: u64,
 }
 
 impl tokio::io::AsyncWrite for SyncSink<'_> {
@@ -306,6 +332,9 @@ impl tokio::io::AsyncWrite for SyncSink<'_> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        this.left = this.left.checked_sub(buf.len() as u64).ok_or_else(|| {
+            std::io::Error::other("the registry sent more bytes than the manifest declares")
+        })?;
         this.out.write_all(buf)?;
         (this.progress)(buf.len() as u64);
         Poll::Ready(Ok(buf.len()))
@@ -318,6 +347,21 @@ impl tokio::io::AsyncWrite for SyncSink<'_> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.poll_flush(cx)
     }
+}
+
+/// Refuses a blob whose declared size is past [`MAX_BLOB_IN_MEMORY`].
+fn fits_in_memory(reference: &str, descriptor: &Descriptor) -> Result<(), OciError> {
+    if descriptor.size <= MAX_BLOB_IN_MEMORY {
+        return Ok(());
+    }
+    Err(OciError::TooLarge {
+        reference: reference.to_owned(),
+        digest: descriptor.digest.clone(),
+        message: format!(
+            "the manifest declares {} bytes, above the {MAX_BLOB_IN_MEMORY}-byte cap of a blob read into memory",
+            descriptor.size
+        ),
+    })
 }
 
 /// The digest a reference pins (`repo@sha256:…`), if it pins one.
@@ -353,5 +397,46 @@ fn registry(
         operation,
         reference: reference.to_owned(),
         message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    fn descriptor(size: u64) -> Descriptor {
+        Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: "sha256:00".into(),
+            size,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_that_declares_a_huge_blob_is_refused_before_anything_is_allocated() {
+        let error = fits_in_memory("r/x:1", &descriptor(u64::MAX)).unwrap_err();
+        assert!(matches!(error, OciError::TooLarge { .. }), "{error}");
+        assert!(error.to_string().contains("sha256:00"), "{error}");
+        assert!(fits_in_memory("r/x:1", &descriptor(MAX_BLOB_IN_MEMORY)).is_ok());
+    }
+
+    #[test]
+    fn a_registry_sending_more_than_the_manifest_declares_is_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (mut out, mut seen) = (Vec::new(), 0);
+        let mut progress = |n| seen += n;
+        let mut sink = SyncSink {
+            out: &mut out,
+            progress: &mut progress,
+            left: 4,
+        };
+        runtime.block_on(async {
+            sink.write_all(b"abc").await.unwrap();
+            let error = sink.write_all(b"de").await.unwrap_err();
+            assert!(error.to_string().contains("more bytes than the manifest declares"));
+        });
+        assert_eq!(out, b"abc", "nothing past the declared size is written");
     }
 }

@@ -89,6 +89,14 @@ pub enum PolicyError {
         decision: Decision,
         message: String,
     },
+    /// The plugin was asked a decision it does not answer (a sanitizer
+    /// asked to match, say).
+    #[error("plugin `{plugin}` ({decision}): cannot answer a {asked} decision")]
+    NotThisDecision {
+        plugin: String,
+        decision: Decision,
+        asked: Decision,
+    },
     /// The host could not instantiate the guest (the instance pool is full).
     #[error("plugin `{plugin}` ({decision}): could not be instantiated: {message}")]
     Instantiate {

@@ -138,7 +138,7 @@ impl Plugin {
                 pre.instantiate(&mut *store)?
                     .call_sanitize(&mut *store, object, settings)
             }
-            _ => unreachable!("sanitize on a {} plugin", self.decision()),
+            _ => Err(wasmtime::Error::new(AskedFor(Decision::Sanitize))),
         })?;
         if let Some(text) = &out {
             check_json_object(text).map_err(|message| self.bad_output(message))?;
@@ -156,7 +156,7 @@ impl Plugin {
                 pre.instantiate(&mut *store)?
                     .call_matches(&mut *store, event, rules, settings)
             }
-            _ => unreachable!("matches on a {} plugin", self.decision()),
+            _ => Err(wasmtime::Error::new(AskedFor(Decision::Match))),
         })?;
         let ascending = indexes.windows(2).all(|w| w[0] < w[1]);
         match indexes.last() {
@@ -177,7 +177,7 @@ impl Plugin {
                 pre.instantiate(&mut *store)?
                     .call_check(&mut *store, schema, context, settings)
             }
-            _ => unreachable!("check on a {} plugin", self.decision()),
+            _ => Err(wasmtime::Error::new(AskedFor(Decision::Schema))),
         })
     }
 
@@ -189,7 +189,7 @@ impl Plugin {
                 pre.instantiate(&mut *store)?
                     .call_decide(&mut *store, request, settings)
             }
-            _ => unreachable!("decide on a {} plugin", self.decision()),
+            _ => Err(wasmtime::Error::new(AskedFor(Decision::Gate))),
         })
     }
 
@@ -231,6 +231,13 @@ impl Plugin {
                 cap: self.inner.runtime.limits().memory,
             };
         }
+        if let Some(AskedFor(asked)) = error.downcast_ref::<AskedFor>() {
+            return PolicyError::NotThisDecision {
+                plugin,
+                decision,
+                asked: *asked,
+            };
+        }
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => PolicyError::Deadline {
                 plugin,
@@ -269,6 +276,12 @@ impl Plugin {
         }
     }
 }
+
+/// A plugin asked a decision of another world than its own: reachable
+/// through the public API, so an error, not a panic.
+#[derive(Debug, thiserror::Error)]
+#[error("asked for a {0} decision")]
+struct AskedFor(Decision);
 
 /// Checks that a sanitizer's output is one JSON object, without building it.
 fn check_json_object(text: &str) -> Result<(), String> {

@@ -402,6 +402,12 @@ impl Worker {
                 self.seeds.insert(destination, Seed { id: seed, live });
                 Ok(())
             }
+            Entry::Keep { destination, path } => {
+                if let Some(seed) = self.seeds.get_mut(&destination) {
+                    seed.live.insert(path);
+                }
+                Ok(())
+            }
             Entry::SeedEnd {
                 destination,
                 seed,

@@ -20,6 +20,7 @@
 //! warning naming both files; when that file drops it, the next copy takes
 //! over (an update, not a delete).
 
+mod index;
 mod scope;
 pub mod walk;
 
@@ -47,6 +48,10 @@ pub struct SourceOptions {
     pub default_namespace: String,
     /// Files larger than this are refused unread.
     pub max_file_bytes: u64,
+    /// Where what each file held is kept between runs (in the state
+    /// folder), so that a file the seed cannot read holds back the pruning
+    /// of only its own objects; none to keep nothing.
+    pub index: Option<PathBuf>,
 }
 
 impl Default for SourceOptions {
@@ -55,6 +60,7 @@ impl Default for SourceOptions {
             actor: None,
             default_namespace: "default".into(),
             max_file_bytes: walk::DEFAULT_MAX_FILE_BYTES,
+            index: None,
         }
     }
 }
@@ -72,12 +78,20 @@ pub struct Changes {
     pub warnings: Vec<Note>,
     /// How many manifest files the folder holds.
     pub files: usize,
+    /// On a first look (a seed): objects that files which could not be
+    /// read held at their last good reading, absent from the events but
+    /// not gone. (A later look makes no delete event on their account.)
+    pub held_back: Vec<Target>,
+    /// Errors of which it is not known what the unread part held: a first
+    /// look with no index from an earlier run.
+    pub unknown: usize,
 }
 
 impl Changes {
-    /// Whether every file was read: only then may absent objects be pruned.
+    /// Whether what is absent may be pruned: every file was read, or what
+    /// the unread ones held is known and in [`Changes::held_back`].
     pub fn is_complete(&self) -> bool {
-        self.errors.is_empty()
+        self.unknown == 0
     }
 }
 
@@ -128,6 +142,8 @@ pub struct Follower {
     files: BTreeMap<FilePath, FileState>,
     held: HashMap<Identity, Held>,
     scopes: Scopes,
+    /// Whether a poll has run: from then on, what every file held is known.
+    polled: bool,
 }
 
 /// Where events go, in chunks of at most [`CHUNK`].
@@ -174,6 +190,7 @@ impl Follower {
             files: BTreeMap::new(),
             held: HashMap::new(),
             scopes: Scopes::default(),
+            polled: false,
         }
     }
 
@@ -182,11 +199,17 @@ impl Follower {
     /// holding at most one event per object.
     pub fn poll(&mut self, flush: &mut dyn FnMut(Vec<Event>)) -> Changes {
         let mut changes = Changes::default();
+        let remembered = (!self.polled).then(|| self.remembered());
         let paths: Vec<FilePath> = walk::manifest_files(&self.dir, &mut changes.errors)
             .into_iter()
             .map(FilePath::from)
             .collect();
         changes.files = paths.len();
+        let mut unread: Vec<PathBuf> = changes
+            .errors
+            .iter()
+            .map(|e| PathBuf::from(e.origin()))
+            .collect();
         let mut out = Out {
             events: Vec::new(),
             flush,
@@ -196,6 +219,7 @@ impl Follower {
         for path in &paths {
             self.read(path.clone(), &mut poll, &mut changes, &mut out);
         }
+        unread.extend(poll.unread.iter().map(|p| p.to_path_buf()));
         // Files that went: what they held is released (an object that moved
         // to another file is held there by now, and is not deleted). A file
         // under an entry the walk could not read (a folder it may not list,
@@ -213,6 +237,7 @@ impl Follower {
             .filter(|p| !unseen.iter().any(|u| p.starts_with(u)))
             .cloned()
             .collect();
+        let went = !gone.is_empty();
         for path in gone {
             let state = self.files.remove(&path).unwrap_or_default();
             for (id, _) in state.objects {
@@ -222,7 +247,62 @@ impl Follower {
         self.finish(&mut poll, &mut changes, &mut out);
         out.hand_on();
         changes.events = out.count;
+        match remembered {
+            Some(Some(held)) => self.carry_over(held, &unread, &mut changes),
+            Some(None) => changes.unknown = changes.errors.len(),
+            None => {}
+        }
+        if !self.polled || changes.events > 0 || went {
+            self.remember(&mut changes);
+        }
+        self.polled = true;
         changes
+    }
+
+    /// What the index of an earlier run says each file held; `None` when
+    /// there is no usable index.
+    fn remembered(&self) -> Option<index::Held> {
+        let path = self.options.index.as_ref()?;
+        index::load(path, &self.dir, &self.options.default_namespace)
+    }
+
+    /// After a first look: what files it could not read held at their last
+    /// good reading is held back, and still theirs.
+    fn carry_over(&mut self, remembered: index::Held, unread: &[PathBuf], changes: &mut Changes) {
+        for (path, ids) in remembered {
+            if !unread.iter().any(|u| path.starts_with(u)) {
+                continue;
+            }
+            let state = self.files.entry(FilePath::from(path)).or_default();
+            let have: HashSet<Identity> = state.objects.iter().map(|(id, _)| id.clone()).collect();
+            for id in ids {
+                if !have.contains(id.as_str()) {
+                    changes.held_back.push(target_of(&id, &Value::Null));
+                    // No digest: the copy is unknown, and any copy read
+                    // later is news.
+                    state.objects.push((Identity::from(id), [0; 32]));
+                }
+            }
+        }
+    }
+
+    /// Writes what each file holds to the index, if there is one.
+    fn remember(&self, changes: &mut Changes) {
+        let Some(path) = &self.options.index else {
+            return;
+        };
+        let held = self.files.iter().map(|(file, state)| {
+            let ids = state.objects.iter().map(|(id, _)| id.to_string()).collect();
+            (&**file, ids)
+        });
+        if let Err(error) = index::save(path, &self.dir, &self.options.default_namespace, held) {
+            changes.warnings.push(Note {
+                origin: path.display().to_string(),
+                message: format!(
+                    "cannot write the source index ({error}): a file that cannot be read after a restart will hold back all pruning"
+                ),
+            });
+        }
     }
 
     /// Ends the poll: objects of unknown scope are placed, files' dropped
@@ -269,7 +349,10 @@ impl Follower {
         let text = match walk::read_file(&path, self.options.max_file_bytes) {
             Ok(text) => text,
             // Unreadable: what it held stays, and it is tried again next time.
-            Err(error) => return changes.errors.push(error),
+            Err(error) => {
+                poll.unread.push(path);
+                return changes.errors.push(error);
+            }
         };
         state.stamp = stamp;
         let before = std::mem::take(&mut state.objects);
@@ -300,6 +383,9 @@ impl Follower {
                 Found::Skipped(note) => changes.skipped.push(note),
                 Found::Warning(note) => changes.warnings.push(note),
                 Found::Error(error) => {
+                    if !poll.pending[index].broken {
+                        poll.unread.push(path.clone());
+                    }
                     poll.pending[index].broken = true;
                     changes.errors.push(error);
                 }
@@ -460,6 +546,8 @@ struct Poll {
     deferred: Vec<(usize, String, Value)>,
     /// Files whose copy of an object now wins.
     reread: Vec<FilePath>,
+    /// Files that could not be read, or not wholly.
+    unread: Vec<FilePath>,
     /// Objects of unknown scope filed as cluster-scoped, by (group, kind):
     /// how many, and the first one's origin.
     guessed: BTreeMap<(String, String), (usize, String)>,
@@ -612,6 +700,48 @@ mod tests {
     const B: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: ns}\n";
 
     #[test]
+    fn a_restarted_follower_holds_back_what_a_broken_file_held_and_only_that() {
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let options = SourceOptions {
+            index: Some(state.path().join("sources/index.json")),
+            ..SourceOptions::default()
+        };
+        write(dir.path(), "a.yaml", A);
+        write(
+            dir.path(),
+            "b.yaml",
+            &format!("{B}---\n{}", B.replace(": b,", ": b2,")),
+        );
+        assert!(
+            poll(&mut Follower::with_options(dir.path(), options.clone()))
+                .0
+                .is_complete()
+        );
+
+        write(dir.path(), "b.yaml", &format!("{B}---\nkind: [\n"));
+        // Without the index nothing is known of what the broken part held.
+        let (blind, _) = poll(&mut Follower::new(dir.path(), None));
+        assert!(!blind.is_complete());
+        let mut follower = Follower::with_options(dir.path(), options.clone());
+        let (seed, events) = poll(&mut follower);
+        assert!(seed.is_complete(), "{:?}", seed.errors);
+        assert_eq!(summary(&events).len(), 2, "a and b are read");
+        let held: Vec<&str> = seed.held_back.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(held, ["b2"]);
+        // Carried over: the next restart still knows it.
+        let (again, _) = poll(&mut Follower::with_options(dir.path(), options));
+        assert_eq!(again.held_back.len(), 1);
+        // A later look of the same follower, with b2 back, creates it.
+        write(
+            dir.path(),
+            "b.yaml",
+            &format!("{B}---\n{}", B.replace(": b,", ": b2,")),
+        );
+        let (_, events) = poll(&mut follower);
+        assert_eq!(summary(&events), [(Operation::Create, "b2".into())]);
+    }
+
+    #[test]
     fn file_changes_become_create_update_and_delete_events() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", A);
@@ -661,7 +791,7 @@ mod tests {
         poll(&mut follower);
         write(dir.path(), "b.yaml", "kind: [unclosed\n");
         let (changes, events) = poll(&mut follower);
-        assert!(!changes.is_complete());
+        assert!(!changes.errors.is_empty());
         assert!(events.is_empty(), "{:?}", summary(&events));
         assert!(changes.errors[0].to_string().contains("b.yaml"));
 
@@ -696,7 +826,7 @@ mod tests {
         std::fs::rename(dir.path().join("sub"), outside.path().join("sub")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("sub"), dir.path().join("sub")).unwrap();
         let (changes, events) = poll(&mut follower);
-        assert!(!changes.is_complete());
+        assert!(!changes.errors.is_empty());
         assert!(events.is_empty(), "{:?}", summary(&events));
         // The whole source folder gone: an error, and nothing deleted.
         let root = dir.path().join("moved");
@@ -707,7 +837,7 @@ mod tests {
         poll(&mut follower);
         std::fs::rename(&root, dir.path().join("away")).unwrap();
         let (changes, events) = poll(&mut follower);
-        assert!(!changes.is_complete());
+        assert!(!changes.errors.is_empty());
         assert!(events.is_empty(), "{:?}", summary(&events));
     }
 

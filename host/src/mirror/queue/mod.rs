@@ -75,6 +75,15 @@ pub enum Entry {
         /// Tells this seed from others.
         seed: u64,
     },
+    /// A file the seed under way must not prune, though no live object
+    /// produced it: its object could not be read or routed this time, so
+    /// what it should hold is unknown and the file stays as it is.
+    Keep {
+        /// The destination.
+        destination: String,
+        /// The file's path in the repository.
+        path: String,
+    },
     /// The listing ended; files no live object produced are orphans, and
     /// may be pruned only if the listing was complete.
     SeedEnd {
