@@ -237,6 +237,9 @@ pub struct Policies {
     pub digests: crate::bundle::reload::Digests,
     /// Bundles loaded from the store because the registry did not answer.
     pub offline: Vec<String>,
+    /// The operator's CEL limits, for CEL met outside the policies (a
+    /// watch rule's condition).
+    pub cel_limits: crate::policy::cel::CelLimits,
     /// Where pulled bundles live when there is no cache folder.
     _bundles: Option<tempfile::TempDir>,
 }
@@ -257,6 +260,7 @@ pub fn load_policies(
     }
     let runtime = Runtime::new(&config.runtime_config(global.cache_dir()))
         .context("starting the policy runtime")?;
+    let cel_limits = config.cel_limits();
     if config.bundles().is_empty() {
         let set = config.load(&runtime)?;
         return Ok(Policies {
@@ -265,6 +269,7 @@ pub fn load_policies(
             loader: None,
             digests: Default::default(),
             offline: Vec::new(),
+            cel_limits,
             _bundles: None,
         });
     }
@@ -281,6 +286,7 @@ pub fn load_policies(
         loader: Some(loader),
         digests: loaded.digests,
         offline: loaded.offline,
+        cel_limits,
         _bundles: temporary,
     })
 }

@@ -12,6 +12,7 @@ use super::{GlobalArgs, load_policies};
 use crate::ingest::directory::{Changes, Follower, SourceOptions, walk};
 use crate::mirror::queue::{Partition, Queue, disk::DiskQueue};
 use crate::mirror::{Destination, MirrorConfig, MirrorError, Pipeline, Prune, Router, resources};
+use crate::policy::cel::CelLimits;
 use crate::sink::layout::BaseFolder;
 use crate::sink::worker::{self, SinkOptions, SyncReport, Worker};
 use crate::telemetry::health::{PassOutcome, Status};
@@ -165,8 +166,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
 
 /// Runs the mirror once or for ever.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = mirror_config(&args)?;
     let policies = load_policies(global, args.policy.as_deref(), args.bundle.as_deref())?;
+    let config = mirror_config(&args, policies.cel_limits)?;
     let pipeline = Arc::new(Pipeline::new(policies.set, config.clone()));
     pipeline.check_rules()?;
     let state = args
@@ -504,17 +505,18 @@ fn summarize(seed: &Changes, partition: &Partition, report: &SyncReport) {
 
 /// The destinations and rules: from `--config`, or one destination from
 /// the flags that takes every kind but the noisy ones.
-fn mirror_config(args: &RunArgs) -> anyhow::Result<MirrorConfig> {
+fn mirror_config(args: &RunArgs, limits: CelLimits) -> anyhow::Result<MirrorConfig> {
     if let Some(path) = &args.config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config = resources::read(&text, &path.display().to_string()).map_err(|errors| {
-            anyhow::anyhow!(
-                "{} error(s) in the mirror configuration:\n  - {}",
-                errors.len(),
-                errors.join("\n  - ")
-            )
-        })?;
+        let mut config =
+            resources::read(&text, &path.display().to_string(), limits).map_err(|errors| {
+                anyhow::anyhow!(
+                    "{} error(s) in the mirror configuration:\n  - {}",
+                    errors.len(),
+                    errors.join("\n  - ")
+                )
+            })?;
         for destination in &mut config.destinations {
             destination.repo_url = prepare_repo(&destination.repo_url, &destination.branch)?;
         }

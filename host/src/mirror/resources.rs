@@ -70,7 +70,9 @@ struct RuleSpec {
 }
 
 /// Reads a configuration file's text; `origin` names it in messages.
-pub fn read(text: &str, origin: &str) -> Result<MirrorConfig, Vec<String>> {
+/// A rule's CEL `condition` runs under `limits`, the operator's, as every
+/// other CEL expression does.
+pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig, Vec<String>> {
     let documents: Vec<Value> =
         serde_saphyr::from_multiple(text).map_err(|e| vec![format!("{origin}: {e}")])?;
     let mut errors = Vec::new();
@@ -147,7 +149,7 @@ pub fn read(text: &str, origin: &str) -> Result<MirrorConfig, Vec<String>> {
             continue;
         };
         for (i, raw) in spec.rules.into_iter().enumerate() {
-            match watch_rule(&id, i, raw, namespace.as_deref(), cluster, index) {
+            match watch_rule(&id, i, raw, namespace.as_deref(), cluster, index, limits) {
                 Ok(rule) => config.rules.push(rule),
                 Err(e) => errors.push(format!("{kind} {id}: rules[{i}]: {e}")),
             }
@@ -220,6 +222,7 @@ fn watch_rule(
     namespace: Option<&str>,
     cluster: bool,
     destination: usize,
+    limits: CelLimits,
 ) -> Result<WatchRule, String> {
     let map = raw.as_object_mut().ok_or("a rule must be an object")?;
     let condition = match map.remove("condition") {
@@ -232,10 +235,7 @@ fn watch_rule(
                 path: None,
                 file: None,
             };
-            Some(
-                CelPolicy::compile(source, Decision::Match, CelLimits::default())
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(CelPolicy::compile(source, Decision::Match, limits).map_err(|e| e.to_string())?)
         }
         Some(_) => return Err("`condition` must be a CEL expression (a string)".into()),
     };
@@ -283,7 +283,7 @@ spec:
 
     #[test]
     fn reads_the_custom_resources() {
-        let config = read(CONFIG, "c.yaml").unwrap();
+        let config = read(CONFIG, "c.yaml", CelLimits::default()).unwrap();
         assert_eq!(config.destinations[0].base_folder.as_str(), "clusters/prod");
         assert_eq!(
             config.rules[0].rule,
@@ -293,12 +293,34 @@ spec:
     }
 
     #[test]
+    fn a_condition_runs_under_the_operators_cel_limits() {
+        let limits = CelLimits {
+            max_input: 64,
+            ..CelLimits::default()
+        };
+        let config = read(CONFIG, "c.yaml", limits).unwrap();
+        let condition = config.rules[0].condition.as_ref().unwrap();
+        let object = json!({"metadata": {"name": "x".repeat(100)}}).to_string();
+        let error = condition
+            .test(&[("event", "{}"), ("object", &object)])
+            .unwrap_err();
+        assert!(error.to_string().contains("64"), "{error}");
+        let default = read(CONFIG, "c.yaml", CelLimits::default()).unwrap();
+        let condition = default.rules[0].condition.as_ref().unwrap();
+        assert!(
+            condition
+                .test(&[("event", "{}"), ("object", &object)])
+                .unwrap()
+        );
+    }
+
+    #[test]
     fn lists_every_error() {
         let broken = CONFIG
             .replace("branch: main", "branch: dev")
             .replace("!= 'skip'", "!=")
             + "---\nkind: Widget\nmetadata: {name: w}\nspec: {}\n";
-        let errors = read(&broken, "c.yaml").unwrap_err();
+        let errors = read(&broken, "c.yaml", CelLimits::default()).unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(errors[0].contains("unknown kind `Widget`"));
         assert!(errors[1].contains("branch `dev` is not among"));

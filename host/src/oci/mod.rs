@@ -424,7 +424,9 @@ mod tests {
 
     #[test]
     fn a_registry_sending_more_than_the_manifest_declares_is_refused() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let (mut out, mut seen) = (Vec::new(), 0);
         let mut progress = |n| seen += n;
         let mut sink = SyncSink {
@@ -435,7 +437,11 @@ mod tests {
         runtime.block_on(async {
             sink.write_all(b"abc").await.unwrap();
             let error = sink.write_all(b"de").await.unwrap_err();
-            assert!(error.to_string().contains("more bytes than the manifest declares"));
+            assert!(
+                error
+                    .to_string()
+                    .contains("more bytes than the manifest declares")
+            );
         });
         assert_eq!(out, b"abc", "nothing past the declared size is written");
     }

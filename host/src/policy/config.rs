@@ -226,7 +226,9 @@ impl PolicyConfig {
         }
     }
 
-    fn cel_limits(&self) -> CelLimits {
+    /// The CEL limits this configuration sets (the defaults where it is
+    /// silent).
+    pub fn cel_limits(&self) -> CelLimits {
         let defaults = CelLimits::default();
         CelLimits {
             deadline: self
