@@ -224,6 +224,16 @@ fn a_running_mirror_follows_its_bundle_tag_and_keeps_serving_through_bad_pushes(
     }
     std::fs::write(src.path().join("after-v2.yaml"), configmap("after-v2")).unwrap();
     assert_eq!(decided_by(&written("after-v2")), "v2");
+    // Every object written while v2 loaded was decided by v1 up to some
+    // point and by v2 from then on, never back.
+    let deciders: Vec<&str> = (0..n)
+        .map(|i| decided_by(&written(&format!("cm-{i}"))))
+        .collect();
+    let first_v2 = deciders.iter().position(|d| *d == "v2").unwrap_or(n);
+    assert!(
+        deciders[first_v2..].iter().all(|d| *d == "v2"),
+        "{deciders:?}"
+    );
     for i in 1..n {
         decided_by(&written(&format!("cm-{i}")));
     }

@@ -1,7 +1,7 @@
 //! The mirror end to end: the real `plumbline run` binary against real bare
 //! repositories served by `git daemon` on 127.0.0.1.
 
-use crate::support::{GitServer, binary, example_source, git, run_once};
+use crate::support::{GitServer, binary, example_source, git, run_once, wait_for};
 use std::path::Path;
 use std::process::Output;
 
@@ -226,15 +226,32 @@ fn a_remote_down_past_the_retry_budget_is_a_clear_error_and_a_rerun_catches_up()
 fn a_killed_daemon_converges_on_restart() {
     let server = GitServer::start();
     let (src, state) = (source(), tempfile::tempdir().unwrap());
+    // The remote holds the first push until told: the daemon is killed
+    // while it is under way, with its commits made and nothing
+    // acknowledged, a moment checked rather than guessed.
+    let gate = tempfile::tempdir().unwrap();
+    let hook = server.bare().join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ntouch '{dir}/blocked'\nwhile [ ! -e '{dir}/release' ]; do sleep 0.05; done\n",
+            dir = gate.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut daemon = follow(
         src.path(),
         &server.url(),
         state.path(),
         &["--batch-files", "1"],
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    daemon.kill().unwrap(); // SIGKILL, mid-pass
+    wait_for("the first push", || {
+        gate.path().join("blocked").exists().then_some(())
+    });
+    daemon.kill().unwrap(); // SIGKILL, mid-push
     daemon.wait().unwrap();
+    std::fs::write(gate.path().join("release"), "").unwrap();
     std::fs::remove_file(src.path().join("widget-w1.yaml")).unwrap();
     ok(&run(src.path(), &server.url(), state.path(), &[]));
     let tree = server.tree();
