@@ -5,7 +5,7 @@
 
 use crate::support::{Daemon, GitServer, Registry, binary, guest, http_get, wait_for};
 use plumbline::bundle::format;
-use plumbline::policy::cache::content_digest;
+use plumbline::model::digest::content_digest;
 use std::path::Path;
 use std::process::Command;
 

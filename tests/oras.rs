@@ -4,7 +4,7 @@
 
 use crate::support::{Registry, binary, git, guest, python_in as python};
 use plumbline::bundle::{CEL_MEDIA_TYPE, CONFIG_MEDIA_TYPE, WASM_MEDIA_TYPE};
-use plumbline::policy::cache::content_digest;
+use plumbline::model::digest::content_digest;
 use std::path::Path;
 use std::process::Command;
 

@@ -6,9 +6,9 @@
 use crate::support::{
     Daemon, GitServer, binary, example_source, git, http_get, run_once, wait_for,
 };
-use plumbline::mirror::queue::disk::DiskQueue;
-use plumbline::mirror::queue::{Entry, FileChange, Partition, Queue};
 use plumbline::model::Operation;
+use plumbline::queue::disk::DiskQueue;
+use plumbline::queue::{Entry, FileChange, Partition, Queue};
 use std::path::Path;
 use std::process::Output;
 

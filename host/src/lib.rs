@@ -8,8 +8,11 @@
 //! - [`ingest`]: where objects come from (for now: manifest files);
 //! - [`policy`]: the policy runtime that answers every decision;
 //! - [`bundle`]: policy bundles from OCI registries, followed and swapped in;
+//! - [`layout`]: where an object's file goes in a repository, and its
+//!   canonical YAML (what routing decides and the sink checks);
 //! - [`mirror`]: events → match → sanitize → the files each destination needs;
-//! - [`sink`]: Git: layout, canonical YAML, batched commits and pushes;
+//! - [`queue`]: the durable queue between routing and the sinks;
+//! - [`sink`]: Git: batched commits and pushes of what the queue holds;
 //! - [`oci`]: registry access (resolve, pull, push, verified digests);
 //! - [`state`]: the state folder (queue, local repositories), owner-only;
 //! - [`telemetry`]: metrics and readiness, which every stage records into;
@@ -20,10 +23,12 @@ pub mod api;
 pub mod bundle;
 pub mod cli;
 pub mod ingest;
+pub mod layout;
 pub mod mirror;
 pub mod model;
 pub mod oci;
 pub mod policy;
+pub mod queue;
 pub mod sink;
 pub mod state;
 pub mod telemetry;

@@ -12,7 +12,7 @@
 //! anything missing or corrupt is simply fetched again.
 
 use crate::oci::{Artifact, Blob};
-use crate::policy::cache::content_digest;
+use crate::model::digest::content_digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -150,7 +150,7 @@ fn write_folder(dir: &Path, artifact: &Artifact) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut titles = BTreeMap::new();
     for layer in &artifact.layers {
-        let digest = crate::policy::cache::content_digest(&layer.data);
+        let digest = crate::model::digest::content_digest(&layer.data);
         let title = layer
             .annotations
             .get(TITLE)
@@ -218,7 +218,7 @@ fn describe(content: &BundleContent, artifact: &Artifact) -> String {
     let sizes: BTreeMap<String, usize> = artifact
         .layers
         .iter()
-        .map(|l| (crate::policy::cache::content_digest(&l.data), l.data.len()))
+        .map(|l| (crate::model::digest::content_digest(&l.data), l.data.len()))
         .collect();
     let config: BundleConfig =
         serde_json::from_slice(&artifact.config.data).expect("read_artifact parsed it");

@@ -17,11 +17,11 @@
 //! message containing that text.
 
 use super::GlobalArgs;
+use crate::layout::yaml;
 use crate::model::{Event, Operation, Target};
 use crate::policy::bindings::Verdict;
 use crate::policy::capability::Grants;
 use crate::policy::{Decision, Plugin, PluginSource, PolicyError, Runtime, RuntimeConfig};
-use crate::sink::yaml;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::{Value, json};

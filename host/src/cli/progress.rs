@@ -2,7 +2,7 @@
 //! seconds elsewhere (logs, CI). Both read the daemon's metrics, so what
 //! the operator watches is what `/metrics` reports.
 
-use crate::mirror::queue::Partition;
+use crate::queue::Partition;
 use crate::telemetry::metrics::SourceLabels;
 use crate::telemetry::{Metrics, RepoLabels};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -10,10 +10,11 @@ use super::policy_reload::Reload;
 use super::progress;
 use super::{GlobalArgs, load_policies};
 use crate::ingest::directory::{Changes, Follower, SourceOptions, walk};
-use crate::mirror::queue::{Partition, Queue, disk::DiskQueue};
+use crate::layout::BaseFolder;
 use crate::mirror::{Destination, MirrorConfig, MirrorError, Pipeline, Prune, Router, resources};
 use crate::policy::cel::CelLimits;
-use crate::sink::layout::BaseFolder;
+use crate::queue::{Partition, Queue, disk::DiskQueue};
+use crate::sink::Folder;
 use crate::sink::worker::{self, SinkOptions, SyncReport, Worker};
 use crate::telemetry::health::{PassOutcome, Status};
 use crate::telemetry::{Health, Metrics};
@@ -360,12 +361,16 @@ type Workers = Vec<(Partition, JoinHandle<anyhow::Result<SyncReport>>)>;
 
 /// One worker thread per (repository, branch).
 fn spawn_workers(config: &MirrorConfig, context: &WorkerContext) -> anyhow::Result<Workers> {
-    let mut partitions: BTreeMap<Partition, Vec<Destination>> = BTreeMap::new();
+    let mut partitions: BTreeMap<Partition, Vec<Folder>> = BTreeMap::new();
     for destination in &config.destinations {
         partitions
             .entry(destination.partition())
             .or_default()
-            .push(destination.clone());
+            .push(Folder {
+                name: destination.name.clone(),
+                base_folder: destination.base_folder.clone(),
+                prune: destination.prune,
+            });
     }
     let mut workers = Vec::new();
     for (partition, destinations) in partitions {
@@ -533,7 +538,7 @@ fn mirror_config(args: &RunArgs, limits: CelLimits) -> anyhow::Result<MirrorConf
 
 /// A folder name for a partition's repository.
 fn repo_folder(partition: &Partition) -> String {
-    let digest = crate::policy::cache::content_digest(partition.key().as_bytes());
+    let digest = crate::model::digest::content_digest(partition.key().as_bytes());
     format!("repo-{}", &digest["sha256:".len().."sha256:".len() + 16])
 }
 

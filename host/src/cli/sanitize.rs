@@ -3,8 +3,8 @@
 use super::{GlobalArgs, load_policies};
 use crate::ingest::directory::walk;
 use crate::ingest::read_manifests;
+use crate::layout::yaml;
 use crate::policy::Decision;
-use crate::sink::yaml;
 use anyhow::Context as _;
 use clap::Args;
 use std::io::{Read, Write};

@@ -2,21 +2,11 @@
 //! (`GitDestination`, `WatchRule`/`ClusterWatchRule`) so that the Kubernetes
 //! source only has to add a way to read them.
 
+use crate::layout::BaseFolder;
 use crate::policy::cel::CelPolicy;
-use crate::sink::layout::BaseFolder;
 use serde_json::{Value, json};
 
-/// What a destination does about files no live object produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
-pub enum Prune {
-    /// Delete them after every complete snapshot.
-    #[default]
-    Always,
-    /// Delete only on delete events, never from a snapshot.
-    OnDelete,
-    /// Never delete.
-    Never,
-}
+pub use crate::model::Prune;
 
 /// A folder of a branch of a repository (a `GitDestination`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +25,8 @@ pub struct Destination {
 
 impl Destination {
     /// The queue partition (repository and branch) this destination is in.
-    pub fn partition(&self) -> super::queue::Partition {
-        super::queue::Partition {
+    pub fn partition(&self) -> crate::queue::Partition {
+        crate::queue::Partition {
             repo: self.repo_url.clone(),
             branch: self.branch.clone(),
         }

@@ -5,12 +5,11 @@
 //!   `WatchRule` and `ClusterWatchRule` resources in a file;
 //! - [`pipeline`]: one event through the match and sanitize chains to the
 //!   files it should produce;
-//! - [`router`]: events (or a whole seed) on every core into the queue;
-//! - [`queue`]: the durable queue the Git sinks consume.
+//! - [`router`]: events (or a whole seed) on every core into the queue
+//!   ([`crate::queue`]).
 
 pub mod config;
 pub mod pipeline;
-pub mod queue;
 pub mod resources;
 pub mod router;
 

@@ -3,10 +3,10 @@
 //! in Git, and each destination of a matching rule gets the file.
 
 use super::config::MirrorConfig;
+use crate::layout::yaml;
+use crate::layout::{self, LayoutError, ObjectKey};
 use crate::model::{Event, Operation};
 use crate::policy::{Decision, PolicyError, PolicySet};
-use crate::sink::layout::{self, LayoutError, ObjectKey};
-use crate::sink::yaml;
 
 /// What an event means for one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl Pipeline {
     /// The file `target` has in every destination (whether or not a rule
     /// selects it), by destination index; a path layout refuses has none.
     pub fn paths(&self, target: &crate::model::Target) -> Vec<(usize, String)> {
-        let key = key_of(target);
+        let key = target.key();
         let destinations = &self.config.destinations;
         (0..destinations.len())
             .filter_map(|i| Some((i, layout::path_of(&destinations[i].base_folder, &key).ok()?)))
@@ -113,7 +113,7 @@ impl Pipeline {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.route(event))).unwrap_or_else(
             |panic| {
                 Err(MirrorError::Panicked {
-                    object: key_of(&event.target).to_string(),
+                    object: event.target.key().to_string(),
                     message: panic_message(&*panic),
                 })
             },
@@ -123,7 +123,7 @@ impl Pipeline {
     /// The files `event` produces or removes, one per destination it
     /// reaches; none if no rule selects it.
     pub fn route(&self, event: &Event) -> Result<Vec<Routed>, MirrorError> {
-        let key = key_of(&event.target);
+        let key = event.target.key();
         let policy_error = |source| MirrorError::Policy {
             object: key.to_string(),
             source: Box::new(source),
@@ -191,15 +191,6 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into())
-}
-
-fn key_of(target: &crate::model::Target) -> ObjectKey {
-    ObjectKey {
-        namespace: target.namespace.clone(),
-        group: target.group.clone(),
-        resource: target.resource.clone(),
-        name: target.name.clone(),
-    }
 }
 
 fn check_rules(policies: &PolicySet, rules: &[String]) -> Result<(), MirrorError> {

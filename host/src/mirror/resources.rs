@@ -11,9 +11,9 @@
 //! that could escape, CEL that does not compile.
 
 use super::config::{Destination, MirrorConfig, Prune, WatchRule};
+use crate::layout::BaseFolder;
 use crate::policy::Decision;
 use crate::policy::cel::{CelLimits, CelPolicy, CelSource};
-use crate::sink::layout::BaseFolder;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

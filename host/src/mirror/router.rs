@@ -12,8 +12,8 @@
 //! the new ones.
 
 use super::pipeline::{MirrorError, Pipeline};
-use super::queue::{Entry, FileChange, Partition, Queue, QueueError};
 use crate::model::{Event, Target};
+use crate::queue::{Entry, FileChange, Partition, Queue, QueueError};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::SourceLabels;
 use std::sync::{Arc, RwLock};

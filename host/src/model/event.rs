@@ -49,6 +49,40 @@ pub struct Target {
 /// `resource.group namespace/name`, as messages name an object.
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.key().fmt(f)
+    }
+}
+
+impl Target {
+    /// The object's identity, without the version or kind: what names its
+    /// file, and what stays when an API's preferred version changes.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            namespace: self.namespace.clone(),
+            group: self.group.clone(),
+            resource: self.resource.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// What identifies an object, versionless: the one identity every stage
+/// uses (the layout names its file by it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Namespace; none for a cluster-scoped object.
+    pub namespace: Option<String>,
+    /// API group; empty for the core group.
+    pub group: String,
+    /// Plural resource.
+    pub resource: String,
+    /// Object name.
+    pub name: String,
+}
+
+/// `resource.group namespace/name`, as messages name an object.
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let group = if self.group.is_empty() {
             "core"
         } else {

@@ -1,6 +1,23 @@
 //! The plain data every stage shares. Stages hand each other these values,
 //! never their own internals.
+//!
+//! - [`url`]: repository URLs as they may be shown (credentials hidden);
+//! - [`digest`]: content digests, as OCI spells them.
 
+pub mod digest;
 mod event;
+pub mod url;
 
-pub use event::{Event, Operation, Target};
+pub use event::{Event, ObjectKey, Operation, Target};
+
+/// What a destination does about files no live object produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+pub enum Prune {
+    /// Delete them after every complete snapshot.
+    #[default]
+    Always,
+    /// Delete only on delete events, never from a snapshot.
+    OnDelete,
+    /// Never delete.
+    Never,
+}

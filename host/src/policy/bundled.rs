@@ -9,7 +9,7 @@
 
 use super::Decision;
 use super::capability::Grants;
-use super::config::RawCel;
+use super::cel::RawCel;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@
 //! own before it is trusted; a corrupt or stale file is compiled again and
 //! replaced.
 
+use crate::model::digest::content_digest;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs;
@@ -38,11 +39,6 @@ pub(crate) struct ComponentCache {
     compiled: AtomicU64,
     from_disk: AtomicU64,
     from_memory: AtomicU64,
-}
-
-/// The SHA-256 of `bytes` as `sha256:<hex>`, the way OCI names content.
-pub fn content_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Feeds `Hash` output into SHA-256, so the engine key is stable across runs

@@ -23,11 +23,32 @@ use super::cel_sandbox::Evaluation;
 use super::error::PolicyError;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use cel::{Context, Env, Program};
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+/// A CEL policy as written, inline or in its own file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCel {
+    /// The policy's name, used in every message about it.
+    pub name: String,
+    /// In a policy file: the decision it is written for, checked against
+    /// the chain it is used in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// The CEL expression; it must evaluate to a bool.
+    pub expression: String,
+    /// The reason given when the expression is false (gate, schema).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For schema rules: the JSON pointer a violation points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
 
 /// Bounds on CEL evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

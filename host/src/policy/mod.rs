@@ -27,6 +27,7 @@ pub mod config;
 mod decision;
 pub mod error;
 pub mod plugin;
+mod raw;
 pub mod runtime;
 mod shape;
 pub mod store;

@@ -4,8 +4,7 @@
 use super::Decision;
 use super::bindings::{self, SettingsIndices, Verdict, Violation};
 use super::error::{PolicyError, describe};
-use super::runtime::Runtime;
-use super::store::{HostState, Identity, new_store};
+use super::store::{HostState, Identity, Limits, new_store};
 use crate::model::{self, Operation};
 use std::fmt;
 use std::sync::Arc;
@@ -49,7 +48,11 @@ pub struct Plugin {
 }
 
 struct PluginInner {
-    runtime: Runtime,
+    /// The engine it was compiled for (holding it keeps the epoch clock,
+    /// and so the deadline, running) and the limits every call gets: a
+    /// plugin needs these, not the whole runtime.
+    engine: wasmtime::Engine,
+    limits: Limits,
     identity: Identity,
     digest: String,
     settings: String,
@@ -69,7 +72,8 @@ impl fmt::Debug for Plugin {
 
 impl Plugin {
     pub(crate) fn new(
-        runtime: Runtime,
+        engine: wasmtime::Engine,
+        limits: Limits,
         identity: Identity,
         digest: String,
         settings: String,
@@ -78,7 +82,8 @@ impl Plugin {
     ) -> Plugin {
         Plugin {
             inner: Arc::new(PluginInner {
-                runtime,
+                engine,
+                limits,
                 identity,
                 digest,
                 settings,
@@ -208,8 +213,11 @@ impl Plugin {
         &self,
         f: impl FnOnce(&mut Store<HostState>, &WorldPre) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PolicyError> {
-        let inner = self.inner.runtime.inner();
-        let mut store = new_store(&inner.engine, self.inner.identity.clone(), &inner.limits);
+        let mut store = new_store(
+            &self.inner.engine,
+            self.inner.identity.clone(),
+            &self.inner.limits,
+        );
         match f(&mut store, &self.inner.pre) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(PolicyError::Failed {
@@ -228,7 +236,7 @@ impl Plugin {
             return PolicyError::MemoryCap {
                 plugin,
                 decision,
-                cap: self.inner.runtime.limits().memory,
+                cap: self.inner.limits.memory,
             };
         }
         if let Some(AskedFor(asked)) = error.downcast_ref::<AskedFor>() {
@@ -242,7 +250,7 @@ impl Plugin {
             Some(wasmtime::Trap::Interrupt) => PolicyError::Deadline {
                 plugin,
                 decision,
-                deadline: self.inner.runtime.limits().deadline,
+                deadline: self.inner.limits.deadline,
             },
             Some(_) => {
                 let mut message = describe(error);

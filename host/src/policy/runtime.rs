@@ -7,7 +7,8 @@
 
 use super::Decision;
 use super::bindings;
-use super::cache::{CacheStats, ComponentCache, content_digest};
+use super::cache::{CacheStats, ComponentCache};
+use crate::model::digest::content_digest;
 use super::capability::Grants;
 use super::error::{PolicyError, describe};
 use super::plugin::{Plugin, WorldPre};
@@ -170,7 +171,15 @@ impl Runtime {
             decision,
             grants: Arc::new(grants),
         };
-        let plugin = Plugin::new(self.clone(), identity, digest, settings, pre, imports);
+        let plugin = Plugin::new(
+            self.inner.engine.clone(),
+            self.inner.limits,
+            identity,
+            digest,
+            settings,
+            pre,
+            imports,
+        );
         if let Some(indices) = settings_check {
             plugin.validate_settings(&indices)?;
         }

@@ -12,8 +12,9 @@
 
 use super::Decision;
 use super::capability::{Grants, Preopen};
+use super::cel::RawCel;
 use super::cel::{CelLimits, CelPolicy, CelSource};
-use super::config::{RawBundle, RawCel, RawChain, RawConfig, RawLimits, RawStep};
+use super::raw::{RawBundle, RawChain, RawConfig, RawLimits, RawStep};
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde_json::{Map, Value as Json};
 use std::path::Path;

@@ -1,16 +1,27 @@
-//! Git: where each object's file lives, its canonical bytes, and the worker
-//! that brings a branch along with the queue in batched commits and pushes.
+//! Git: the worker that brings a branch along with the queue in batched
+//! commits and pushes. It reads only the queue's entries and its own
+//! description of each folder it writes ([`Folder`]); where files go and
+//! what they hold ([`crate::layout`]) was decided upstream.
 //!
-//! - [`layout`]: object identity ↔ path, refusing anything that could escape;
-//! - [`yaml`]: canonical YAML;
 //! - [`store`]: the local repository through `gix`: trees, blobs, commits;
 //! - [`remote`]: fetch and push through the `git` program;
-//! - [`redact`]: credentials out of every repository URL that is shown;
 //! - [`worker`]: one (repository, branch): batch, commit, push, acknowledge.
 
-pub mod layout;
-pub mod redact;
 pub mod remote;
 pub mod store;
 pub mod worker;
-pub mod yaml;
+
+use crate::layout::BaseFolder;
+use crate::model::Prune;
+
+/// One folder of a branch the sink writes: a destination, as the sink
+/// sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    /// The destination's name, in entries, messages and trailers.
+    pub name: String,
+    /// The folder of the repository it owns.
+    pub base_folder: BaseFolder,
+    /// What it does about files no live object produces.
+    pub prune: Prune,
+}

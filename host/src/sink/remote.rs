@@ -10,7 +10,7 @@
 //! no automatic gc), and every failure comes back with git's own message
 //! and the remote's URL with any credentials in it redacted.
 
-use super::redact::{redact, redact_text};
+use crate::model::url::{redact, redact_text};
 use gix::ObjectId;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

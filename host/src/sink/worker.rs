@@ -14,12 +14,13 @@
 //! with the object and the cause, counted, and acknowledged with the rest,
 //! so that one bad entry never holds back its partition.
 
-use super::layout;
+use super::Folder;
 use super::remote::{GitError, Push, Remote};
 use super::store::{Change, Person, Store};
-use crate::mirror::queue::{Entry, FileChange, Partition, Queue, QueueError, Seq};
-use crate::mirror::{Destination, Prune};
+use crate::layout;
 use crate::model::Operation;
+use crate::model::Prune;
+use crate::queue::{Entry, FileChange, Partition, Queue, QueueError, Seq};
 use crate::telemetry::health::Status;
 use crate::telemetry::{Health, Metrics, RepoLabels};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -189,7 +190,7 @@ struct Seed {
 /// The sink of one partition.
 pub struct Worker {
     partition: Partition,
-    destinations: Vec<Destination>,
+    destinations: Vec<Folder>,
     queue: Arc<dyn Queue>,
     remote: Remote,
     store: Store,
@@ -222,7 +223,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         partition: Partition,
-        destinations: Vec<Destination>,
+        destinations: Vec<Folder>,
         queue: Arc<dyn Queue>,
         gitdir: &Path,
         options: SinkOptions,
@@ -568,7 +569,7 @@ impl Worker {
         Ok(())
     }
 
-    fn destination(&self, name: &str) -> Option<&Destination> {
+    fn destination(&self, name: &str) -> Option<&Folder> {
         self.destinations.iter().find(|d| d.name == name)
     }
 
@@ -723,7 +724,7 @@ fn message(template: &str, source: &str, batch: &Batch, changed: &[Change]) -> S
     )
 }
 
-fn names(destinations: &[Destination]) -> String {
+fn names(destinations: &[Folder]) -> String {
     destinations
         .iter()
         .map(|d| d.name.as_str())

@@ -23,7 +23,7 @@ impl RepoLabels {
     /// Labels for `repo` (redacted here) and `branch`.
     pub fn new(repo: &str, branch: &str) -> RepoLabels {
         RepoLabels {
-            repo: crate::sink::redact::redact(repo),
+            repo: crate::model::url::redact(repo),
             branch: branch.to_owned(),
         }
     }

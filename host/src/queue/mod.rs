@@ -39,7 +39,7 @@ impl fmt::Display for Partition {
         write!(
             f,
             "{} ({})",
-            crate::sink::redact::redact(&self.repo),
+            crate::model::url::redact(&self.repo),
             self.branch
         )
     }

@@ -109,9 +109,9 @@ impl DiskQueue {
                     // The key holds the URL as configured: show it redacted.
                     partition: match key.split_once('\n') {
                         Some((repo, branch)) => {
-                            format!("{} ({branch})", crate::sink::redact::redact(repo))
+                            format!("{} ({branch})", crate::model::url::redact(repo))
                         }
-                        None => crate::sink::redact::redact(key),
+                        None => crate::model::url::redact(key),
                     },
                     seq,
                     message: e.to_string(),
@@ -250,8 +250,8 @@ impl Queue for DiskQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirror::queue::FileChange;
     use crate::model::Operation;
+    use crate::queue::FileChange;
     use std::sync::Arc;
 
     fn change(n: usize) -> Entry {

@@ -24,10 +24,11 @@
 //! refused (Kubernetes names cannot hold a `~`), so that a path says on its
 //! own whether its name was shortened, and parsing never guesses.
 
+pub mod yaml;
+
 use gix::bstr::BStr;
 use gix::validate::path::component;
 use sha2::{Digest as _, Sha256};
-use std::fmt;
 
 /// The folder of the cluster-scoped objects: no namespace can be named so,
 /// since namespace names are DNS labels.
@@ -57,32 +58,7 @@ const GIT_PROTECTIONS: component::Options = component::Options {
     protect_ntfs: true,
 };
 
-/// What identifies an object's file, versionless.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    /// Namespace; none for a cluster-scoped object.
-    pub namespace: Option<String>,
-    /// API group; empty for the core group.
-    pub group: String,
-    /// Plural resource.
-    pub resource: String,
-    /// Object name.
-    pub name: String,
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let group = if self.group.is_empty() {
-            CORE
-        } else {
-            &self.group
-        };
-        match &self.namespace {
-            Some(ns) => write!(f, "{}.{group} {ns}/{}", self.resource, self.name),
-            None => write!(f, "{}.{group} {}", self.resource, self.name),
-        }
-    }
-}
+pub use crate::model::ObjectKey;
 
 /// Why one path segment is refused.
 #[derive(Debug, thiserror::Error)]
