@@ -10,6 +10,7 @@ mod cli;
 mod default_plugins;
 mod follow;
 mod hardening_api;
+mod layering;
 mod mirror;
 mod neat_conformance;
 mod oci;

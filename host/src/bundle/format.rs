@@ -20,10 +20,10 @@
 //! too, so that every policy is a layer an OCI tool can pull.
 
 use super::BundleError;
+use crate::model::digest::content_digest;
 use crate::oci::{Artifact, Blob};
 use crate::policy::Decision;
 use crate::policy::bundled::{Asks, BundleContent, BundleStep, BundleStepKind};
-use crate::model::digest::content_digest;
 use crate::policy::cel::RawCel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

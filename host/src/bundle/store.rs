@@ -11,8 +11,8 @@
 //! is checked against its digest again when read: the store is a cache, so
 //! anything missing or corrupt is simply fetched again.
 
-use crate::oci::{Artifact, Blob};
 use crate::model::digest::content_digest;
+use crate::oci::{Artifact, Blob};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;

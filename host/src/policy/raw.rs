@@ -91,4 +91,3 @@ pub struct RawStep {
     /// The steps of this decision from the bundle of that name.
     pub bundle: Option<String>,
 }
-

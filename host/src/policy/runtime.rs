@@ -8,11 +8,11 @@
 use super::Decision;
 use super::bindings;
 use super::cache::{CacheStats, ComponentCache};
-use crate::model::digest::content_digest;
 use super::capability::Grants;
 use super::error::{PolicyError, describe};
 use super::plugin::{Plugin, WorldPre};
 use super::store::{EPOCH_TICK, HostState, Identity, Limits};
+use crate::model::digest::content_digest;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
