@@ -361,6 +361,23 @@ fn classify(document: Value, origin: String, found: &mut dyn FnMut(Found)) {
         )));
     }
     let metadata = map.get("metadata").and_then(Value::as_object);
+    // As the API server would: an identity field that YAML read as
+    // something else (an unquoted `n` or `no` is false, `0755` a number)
+    // is an error naming it, never silently another object's identity.
+    for field in ["name", "namespace", "generateName"] {
+        match metadata.and_then(|m| m.get(field)) {
+            None | Some(Value::String(_)) | Some(Value::Null) => {}
+            Some(other) => {
+                return found(Found::Error(IngestError::Invalid {
+                    origin,
+                    message: format!(
+                        "{api_version} {kind}: metadata.{field} is {} ({other}), not a string; quote it (YAML 1.1 reads an unquoted `n`, `no` or `off` as false, `0755` as a number)",
+                        shape(other)
+                    ),
+                }));
+            }
+        }
+    }
     let name = metadata.and_then(|m| text(m, "name"));
     let generated = metadata.and_then(|m| text(m, "generateName"));
     match (name, generated) {
@@ -392,6 +409,31 @@ fn shape(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identity_field_yaml_read_as_a_boolean_or_a_number_is_an_error_naming_it() {
+        for (text, field) in [
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: n}\n",
+                "namespace",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 0755}\n",
+                "name",
+            ),
+        ] {
+            let read = read_manifests(text, "f.yaml");
+            assert!(read.objects.is_empty(), "{text}");
+            let error = read.errors[0].to_string();
+            assert!(error.contains(&format!("metadata.{field} is a")), "{error}");
+            assert!(error.contains("quote it"), "{error}");
+        }
+        let quoted = read_manifests(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: \"n\"}\n",
+            "f.yaml",
+        );
+        assert_eq!(quoted.objects.len(), 1);
+    }
 
     #[test]
     fn multi_document_and_lists() {
