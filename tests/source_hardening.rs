@@ -200,9 +200,9 @@ fn secret_values_spelled_in_another_case_never_reach_the_output_in_clear() {
     let source = dir.path().join("secrets.yaml");
     std::fs::write(
         &source,
-        "apiVersion: V1\nkind: secret\nmetadata: {name: a, namespace: n}\nstringData: {password: hunter2}\n---\n\
-         apiVersion: /v1\nkind: Secret\nmetadata: {name: b, namespace: n}\ndata: {password: aHVudGVyMg==}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {name: c, namespace: n}\nstringData: hunter2\n",
+        "apiVersion: V1\nkind: secret\nmetadata: {name: a, namespace: ns}\nstringData: {password: hunter2}\n---\n\
+         apiVersion: /v1\nkind: Secret\nmetadata: {name: b, namespace: ns}\ndata: {password: aHVudGVyMg==}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: c, namespace: ns}\nstringData: hunter2\n",
     )
     .unwrap();
     let out = sanitize(&[&source]);
@@ -234,7 +234,7 @@ fn sanitize_of_a_folder_reads_its_subfolders() {
     .unwrap();
     std::fs::write(
         dir.path().join("top.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: top, namespace: n}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: top, namespace: ns}\n",
     )
     .unwrap();
     let out = sanitize(&[dir.path()]);
@@ -292,7 +292,7 @@ fn files_that_are_not_manifests_leave_pruning_on() {
     std::fs::write(src.path().join("a.yaml"), DEPLOYMENT).unwrap();
     std::fs::write(
         src.path().join("b.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: n}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: ns}\n",
     )
     .unwrap();
     let out = run_once(src.path(), &server.url(), state.path(), &[]);
