@@ -9,14 +9,25 @@ use plumbline::model::digest::content_digest;
 use std::path::Path;
 use std::process::Command;
 
-/// A bundle folder: the neat component, run with `settings`.
+/// A bundle folder: the neat component, run with `settings`, and a CEL
+/// step that drops objects annotated `ignore`.
 fn bundle_dir(settings: &str) -> tempfile::TempDir {
+    bundle_keeping(
+        settings,
+        "not-ignored",
+        "!has(object.metadata.annotations) || !('ignore' in object.metadata.annotations)",
+    )
+}
+
+/// A bundle folder: the neat component, run with `settings`, and a CEL
+/// step `name` keeping only the objects `keep` is true of.
+fn bundle_keeping(settings: &str, name: &str, keep: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("neat.wasm"), guest("neat")).unwrap();
     std::fs::write(
         dir.path().join("bundle.yaml"),
         format!(
-            "steps:\n  - decision: sanitize\n    plugin: neat.wasm\n    name: labels\n    settings: {settings}\n  - decision: sanitize\n    cel:\n      name: not-ignored\n      expression: \"!has(object.metadata.annotations) || !('ignore' in object.metadata.annotations)\"\n"
+            "steps:\n  - decision: sanitize\n    plugin: neat.wasm\n    name: labels\n    settings: {settings}\n  - decision: sanitize\n    cel:\n      name: {name}\n      expression: \"{keep}\"\n"
         ),
     )
     .unwrap();
@@ -162,6 +173,30 @@ fn metric(address: &str, line_start: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The arguments of a daemon following `src` into `server` with the
+/// policies of `policy`, the registry allowed over plain HTTP.
+fn following(
+    server: &GitServer,
+    src: &Path,
+    state: &Path,
+    policy: &Path,
+    registry: &Registry,
+) -> Vec<String> {
+    [
+        "--repo".to_owned(),
+        server.url(),
+        "--source-dir".into(),
+        src.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--policy".into(),
+        policy.display().to_string(),
+        "--insecure-registry".into(),
+        registry.host(),
+    ]
+    .into()
+}
+
 #[test]
 fn a_running_mirror_follows_its_bundle_tag_and_keeps_serving_through_bad_pushes() {
     let mut registry = Registry::start();
@@ -178,18 +213,7 @@ fn a_running_mirror_follows_its_bundle_tag_and_keeps_serving_through_bad_pushes(
     )
     .unwrap();
     std::fs::write(src.path().join("cm-0.yaml"), configmap("cm-0")).unwrap();
-    let args = [
-        "--repo".to_owned(),
-        server.url(),
-        "--source-dir".into(),
-        src.path().display().to_string(),
-        "--state-dir".into(),
-        state.path().display().to_string(),
-        "--policy".into(),
-        policy.display().to_string(),
-        "--insecure-registry".into(),
-        registry.host(),
-    ];
+    let args = following(&server, src.path(), state.path(), &policy, &registry);
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     let mut daemon = Daemon::start(&args);
     let address = daemon.address();
@@ -318,6 +342,60 @@ fn a_running_mirror_follows_its_bundle_tag_and_keeps_serving_through_bad_pushes(
     );
     let (_, metrics) = http_get(&address, "/metrics");
     assert!(metrics.contains(&format!("digest=\"{v2}\"")), "{metrics}");
+}
+
+#[test]
+fn a_moved_bundle_is_a_rule_change_and_git_shows_what_the_new_set_makes_of_everything() {
+    let registry = Registry::start();
+    let server = GitServer::start();
+    let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let tag = format!("{}/policies/tiers:stable", registry.host());
+    push(&registry, bundle_dir(&dropping("kept-by-v2")).path(), &tag);
+    let policy = state.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "bundleRefreshSeconds: 1\nbundles:\n  tiers:\n    reference: {tag}\ndecisions:\n  sanitize:\n    steps:\n      - plugin: neat\n      - bundle: tiers\n"
+        ),
+    )
+    .unwrap();
+    for tier in ["one", "two"] {
+        let manifest =
+            configmap(tier).replace("  labels:\n", &format!("  labels:\n    tier: {tier}\n"));
+        std::fs::write(src.path().join(format!("{tier}.yaml")), manifest).unwrap();
+    }
+    let args = following(&server, src.path(), state.path(), &policy, &registry);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let daemon = Daemon::start(&args);
+    let path = |tier: &str| format!("team/core/configmaps/{tier}.yaml");
+    let tree = wait_for("v1's seed", || {
+        let tree = server.tree();
+        (tree.len() == 2).then_some(tree)
+    });
+    assert_eq!(decided_by(&tree[&path("one")]), "v1");
+    assert_eq!(decided_by(&tree[&path("two")]), "v1");
+
+    // v2 drops tier two and sanitizes differently. Nothing changes in the
+    // folder: Git shows v2's result all the same, without a restart.
+    push(
+        &registry,
+        bundle_keeping(
+            &dropping("kept-by-v1"),
+            "not-tier-two",
+            "object.metadata.labels['tier'] != 'two'",
+        )
+        .path(),
+        &tag,
+    );
+    let tree = wait_for("v2's result in Git", || {
+        let tree = server.tree();
+        let rewritten = tree
+            .get(&path("one"))
+            .is_some_and(|f| f.contains("kept-by-v2"));
+        (rewritten && !tree.contains_key(&path("two"))).then_some(tree)
+    });
+    assert_eq!(decided_by(&tree[&path("one")]), "v2");
+    assert_eq!(tree.len(), 1, "{tree:?}\n{}", daemon.stderr());
 }
 
 /// Pushes a bundle `bundle push` would refuse, as another tool could.

@@ -132,6 +132,8 @@ pub fn event(resource: &str, namespace: Option<&str>) -> Event {
         },
         object: r#"{"kind":"ConfigMap"}"#.into(),
         username: Some("alice".into()),
+        uid: None,
+        resource_version: None,
     }
 }
 

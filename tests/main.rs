@@ -7,6 +7,7 @@ mod author_path;
 mod bundles;
 mod cel_policies;
 mod cli;
+mod daemon;
 mod default_plugins;
 mod follow;
 mod hardening_api;

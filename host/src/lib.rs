@@ -16,12 +16,15 @@
 //! - [`oci`]: registry access (resolve, pull, push, verified digests);
 //! - [`state`]: the state folder (queue, local repositories), owner-only;
 //! - [`telemetry`]: metrics and readiness, which every stage records into;
+//! - [`daemon`]: a source, routing, the queue and the sink workers, wired
+//!   and kept running (the supervisor, the policy reload);
 //! - [`api`]: the one HTTP server (`/healthz`, `/readyz`, `/metrics`);
 //! - [`cli`]: the `plumbline` command.
 
 pub mod api;
 pub mod bundle;
 pub mod cli;
+pub mod daemon;
 pub mod ingest;
 pub mod layout;
 pub mod mirror;

@@ -5,7 +5,6 @@ mod bundle;
 mod plugin_new;
 mod plugin_test;
 mod policy_check;
-mod policy_reload;
 mod progress;
 mod run;
 mod sanitize;

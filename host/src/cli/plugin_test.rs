@@ -180,6 +180,8 @@ fn event_from(event: &Value) -> Event {
             .unwrap_or_else(|| json!({}))
             .to_string(),
         username: optional("username"),
+        uid: optional("uid"),
+        resource_version: optional("resourceVersion"),
     }
 }
 

@@ -1,32 +1,28 @@
 //! `plumbline run`: mirror a source into Git.
 //!
-//! The source (for now a folder of manifests) is seeded, then followed;
-//! its events are routed through the match and sanitize chains into the
-//! durable queue, and one worker per (repository, branch) commits and
-//! pushes from there. With `--once` it seeds, waits for every worker to
-//! push everything, prints what it wrote where, and exits.
+//! Parses the flags into the daemon's [`Setup`] and runs it on the folder
+//! source ([`crate::daemon`] does the work). With `--once` it seeds, waits
+//! for every worker to push everything, prints what it wrote where, and
+//! exits.
 
-use super::policy_reload::Reload;
 use super::progress;
-use super::{GlobalArgs, load_policies};
-use crate::ingest::directory::{Changes, Follower, SourceOptions, walk};
+use super::{GlobalArgs, Policies, load_policies};
+use crate::daemon::{Bundles, Daemon, Outcome, Setup};
+use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
+use crate::ingest::source::{SeedReport, Source};
 use crate::layout::BaseFolder;
-use crate::mirror::{Destination, MirrorConfig, MirrorError, Pipeline, Prune, Router, resources};
+use crate::mirror::{Destination, MirrorConfig, Prune, resources};
 use crate::policy::cel::CelLimits;
-use crate::queue::{Partition, Queue, disk::DiskQueue};
-use crate::sink::Folder;
-use crate::sink::worker::{self, SinkOptions, SyncReport, Worker};
-use crate::telemetry::health::{PassOutcome, Status};
-use crate::telemetry::{Health, Metrics};
+use crate::queue::Partition;
+use crate::sink::worker::{self, SinkOptions, SyncReport};
+use crate::telemetry::health::Status;
+use crate::telemetry::notices::Stderr;
 use anyhow::Context as _;
 use clap::Args;
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Arguments of `plumbline run`.
@@ -38,7 +34,8 @@ pub struct RunArgs {
     once: bool,
     /// Destinations and rules as GitRepoConfig, GitDestination, WatchRule and
     /// ClusterWatchRule resources (YAML, multi-document). Replaces --repo,
-    /// --branch, --base-folder and --prune.
+    /// --branch, --base-folder and --prune. Following, the file is looked
+    /// at every --interval: a change takes effect without a restart.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The folder of manifests to mirror.
@@ -167,173 +164,66 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
 
 /// Runs the mirror once or for ever.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let policies = load_policies(global, args.policy.as_deref(), args.bundle.as_deref())?;
-    let config = mirror_config(&args, policies.cel_limits)?;
-    let pipeline = Arc::new(Pipeline::new(policies.set, config.clone()));
-    pipeline.check_rules()?;
+    let Policies {
+        runtime: _runtime,
+        set,
+        loader,
+        digests,
+        offline,
+        cel_limits,
+        _bundles,
+    } = load_policies(global, args.policy.as_deref(), args.bundle.as_deref())?;
+    let config = mirror_config(&args, cel_limits)?;
     let state = args
         .state_dir
         .clone()
         .or_else(|| global.cache_dir().map(|c| c.with_file_name("state")))
         .unwrap_or_else(|| std::env::temp_dir().join("plumbline-state"));
-    let (metrics, registry) = Metrics::new();
-    let health = Arc::new(Health::default());
-    health.set("policies", Status::Ready);
     let listen = match args.listen {
         Some(address) => Some(address),
         None if args.once => None,
         None => Some(DEFAULT_LISTEN.parse().expect("a valid address")),
     };
-    if let Some(address) = listen {
-        let bound = crate::api::serve(address, args.http.limits(), registry, health.clone())
-            .with_context(|| format!("serving HTTP on {address}"))?;
-        eprintln!("serving /healthz, /readyz and /metrics on http://{bound}");
-    }
-    let queue_path = state.join("queue.redb");
-    let queue: Arc<dyn Queue> = Arc::new(
-        DiskQueue::open(
-            &queue_path,
-            args.queue_capacity.max(2 * args.batch_files as u64),
-        )
-        .with_context(|| format!("opening the queue in {}", state.display()))?,
-    );
-    let source = format!("directory {}", args.source_dir.display());
-    let router = Arc::new(Router::new(
-        pipeline.clone(),
-        queue.clone(),
-        metrics.clone(),
-        &source,
-    ));
-    if let Some(loader) = policies.loader.filter(|_| !args.once) {
-        Reload {
-            offline: policies.offline,
-            failure: None,
-            loader,
-            serving: policies.digests,
-            router: router.clone(),
-            config,
-            health: health.clone(),
-            metrics: metrics.clone(),
-        }
-        .spawn();
-    }
-    let finished = Arc::new(AtomicBool::new(false));
-    let index = source_index(&state, &args.source_dir);
-    let context = WorkerContext {
-        queue,
-        options: sink_options(&args, &source),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        state,
-        finished: finished.clone(),
-        follow: !args.once,
-    };
-    let workers = spawn_workers(pipeline.config(), &context)?;
-    let partitions: Vec<Partition> = workers.iter().map(|(p, _)| p.clone()).collect();
-    let progress = progress::Progress::start(metrics, &source, &partitions);
-    let mut follower = Follower::with_options(
+    let mut source = DirectorySource::new(
         &args.source_dir,
         SourceOptions {
             actor: args.actor.clone(),
             default_namespace: args.default_namespace.clone(),
             max_file_bytes: args.max_file_bytes,
-            index: Some(index),
+            index: Some(directory::index_path(&state, &args.source_dir)),
         },
+        Duration::from_secs(args.interval),
     );
-    let seed_id = router.begin_seed()?;
-    let mut reported = BTreeSet::new();
-    let (seed, routed) = look(&mut follower, &router, &health, &mut reported)?;
-    // What could not be read or routed holds back the pruning of only its
-    // own files.
-    router.keep(&seed.held_back)?;
-    router.end_seed(seed_id, seed.is_complete(), args.actor.as_deref())?;
-    if args.once {
-        finished.store(true, Ordering::Release);
-        return finish(workers, &seed, routed, progress);
+    let name = source.name();
+    let setup = Setup {
+        policies: Arc::new(set),
+        bundles: loader.map(|loader| Bundles {
+            loader,
+            digests,
+            offline,
+        }),
+        config,
+        state,
+        queue_capacity: args.queue_capacity,
+        sink: sink_options(&args, &name),
+        listen: listen.map(|address| (address, args.http.limits())),
+        once: args.once,
+    };
+    let daemon = Daemon::start(setup, &name)?;
+    if let Some(bound) = daemon.address() {
+        eprintln!("serving /healthz, /readyz and /metrics on http://{bound}");
     }
-    tracing::info!(
-        objects = seed.events,
-        "seeded; following {}",
-        args.source_dir.display()
-    );
-    loop {
-        std::thread::sleep(Duration::from_secs(args.interval));
-        let (changes, _) = look(&mut follower, &router, &health, &mut reported)?;
-        if changes.events > 0 {
-            tracing::info!(events = changes.events, "the folder changed");
-        }
+    if let (Some(path), false) = (&args.config, args.once) {
+        follow_config(
+            path.clone(),
+            cel_limits,
+            &daemon,
+            Duration::from_secs(args.interval),
+        )?;
     }
-}
-
-/// One look at the folder, its events routed into the queue as they come;
-/// whether every event was routed. What the policies made of it goes to
-/// readiness.
-fn look(
-    follower: &mut Follower,
-    router: &Router,
-    health: &Health,
-    reported: &mut BTreeSet<String>,
-) -> anyhow::Result<(Changes, bool)> {
-    let mut failure = None;
-    let mut routed = true;
-    let mut pass = PassOutcome::default();
-    let changes = follower.poll(&mut |events| {
-        if failure.is_some() {
-            return;
-        }
-        match router.submit(&events) {
-            Ok(routing) => {
-                pass.objects += routing.events;
-                for error in &routing.errors {
-                    eprintln!("error: {error}");
-                    if let MirrorError::Policy { .. } = error {
-                        pass.refused += 1;
-                        pass.first_refusal.get_or_insert_with(|| error.to_string());
-                    }
-                }
-                routed &= routing.errors.is_empty();
-            }
-            Err(error) => failure = Some(error),
-        }
-    });
-    if let Some(error) = failure {
-        return Err(error.into());
-    }
-    health.record_pass(&pass);
-    report_errors(&changes, reported);
-    Ok((changes, routed))
-}
-
-fn report_errors(changes: &Changes, reported: &mut BTreeSet<String>) {
-    // A FIFO or a link out of the folder is met on every look: said once
-    // while it lasts, again if it goes and comes back.
-    let now: BTreeSet<String> = changes.errors.iter().map(|e| e.to_string()).collect();
-    for error in now.difference(reported) {
-        eprintln!("error: {error}");
-    }
-    *reported = now;
-    for warning in &changes.warnings {
-        eprintln!("warning: {warning}");
-    }
-    for note in &changes.skipped {
-        tracing::info!("{note}; skipped");
-    }
-    if !changes.skipped.is_empty() {
-        eprintln!(
-            "note: {} document(s) that are not cluster objects were skipped (--log info names them)",
-            changes.skipped.len()
-        );
-    }
-}
-
-/// Where the directory source keeps what each file held: one index per
-/// folder followed, named by its path's digest.
-fn source_index(state: &Path, dir: &Path) -> std::path::PathBuf {
-    use sha2::Digest as _;
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    state.join("sources").join(format!("{name}.json"))
+    let progress = progress::Progress::start(daemon.metrics(), &name, &daemon.partitions());
+    let outcome = daemon.run(&mut source, &Stderr)?;
+    finish(outcome, progress)
 }
 
 fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
@@ -346,90 +236,16 @@ fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
     options
 }
 
-/// What every worker shares.
-struct WorkerContext {
-    queue: Arc<dyn Queue>,
-    options: SinkOptions,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    state: PathBuf,
-    finished: Arc<AtomicBool>,
-    follow: bool,
-}
-
-type Workers = Vec<(Partition, JoinHandle<anyhow::Result<SyncReport>>)>;
-
-/// One worker thread per (repository, branch).
-fn spawn_workers(config: &MirrorConfig, context: &WorkerContext) -> anyhow::Result<Workers> {
-    let mut partitions: BTreeMap<Partition, Vec<Folder>> = BTreeMap::new();
-    for destination in &config.destinations {
-        partitions
-            .entry(destination.partition())
-            .or_default()
-            .push(Folder {
-                name: destination.name.clone(),
-                base_folder: destination.base_folder.clone(),
-                prune: destination.prune,
-            });
-    }
-    let mut workers = Vec::new();
-    for (partition, destinations) in partitions {
-        let gitdir = context.state.join(repo_folder(&partition));
-        let (queue, options) = (context.queue.clone(), context.options.clone());
-        let (metrics, health) = (context.metrics.clone(), context.health.clone());
-        let (finished, follow) = (context.finished.clone(), context.follow);
-        let p = partition.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("sink {}", partition.branch))
-            .spawn(move || -> anyhow::Result<SyncReport> {
-                loop {
-                    let result = Worker::new(
-                        p.clone(),
-                        destinations.clone(),
-                        queue.clone(),
-                        &gitdir,
-                        options.clone(),
-                        metrics.clone(),
-                        health.clone(),
-                    )
-                    .and_then(|mut worker| worker.run(&finished));
-                    match result {
-                        Ok(report) => return Ok(report),
-                        // Following, a worker that fails starts over: what
-                        // it had not pushed is still in the queue.
-                        Err(error) if follow => {
-                            let error = anyhow::Error::new(error);
-                            eprintln!("error: {error:#}; starting over in 5 s");
-                            std::thread::sleep(Duration::from_secs(5));
-                        }
-                        Err(error) => return Err(error.into()),
-                    }
-                }
-            })?;
-        workers.push((partition, handle));
-    }
-    Ok(workers)
-}
-
-/// Waits for every worker, prints what each did, and says where to look.
-fn finish(
-    workers: Workers,
-    seed: &Changes,
-    routed: bool,
-    progress: progress::Progress,
-) -> anyhow::Result<ExitCode> {
+/// Prints what each worker did, says where to look, and whether the run
+/// did everything.
+fn finish(outcome: Outcome, progress: progress::Progress) -> anyhow::Result<ExitCode> {
+    let seed = &outcome.seed;
     let mut failure = None;
     let mut reports = Vec::new();
-    for (partition, handle) in workers {
-        match handle.join() {
-            Ok(Ok(report)) => reports.push((partition, report)),
-            Ok(Err(error)) => failure = Some(error),
-            Err(panic) => {
-                let message = crate::mirror::pipeline::panic_message(&*panic);
-                failure = Some(anyhow::anyhow!(
-                    "the sink worker of {partition} panicked: {message}"
-                ));
-            }
+    for (partition, ended) in outcome.sinks {
+        match ended {
+            Ok(report) => reports.push((partition, report)),
+            Err(error) => failure = Some(error),
         }
     }
     progress.finish();
@@ -437,7 +253,7 @@ fn finish(
         summarize(seed, partition, report);
     }
     if let Some(error) = failure {
-        return Err(error);
+        return Err(error.into());
     }
     // What was set aside is not in Git: like a file that did not parse, it
     // fails the run (everything else was pushed).
@@ -452,11 +268,11 @@ fn finish(
         }
     }
     // Say why the run fails: its exit status alone does not.
-    if !seed.errors.is_empty() {
+    if seed.unread > 0 {
         eprintln!(
             "failed: {} file(s) or document(s) could not be read (above); {}",
-            seed.errors.len(),
-            if seed.is_complete() {
+            seed.unread,
+            if seed.complete {
                 "what they held before was kept, the rest pruned"
             } else {
                 "what they held is not known yet (no index of an earlier run), so nothing was pruned"
@@ -466,12 +282,12 @@ fn finish(
     if set_aside > 0 {
         eprintln!("failed: {set_aside} change(s) set aside (above) are not in Git");
     }
-    if !routed {
+    if !seed.routed {
         eprintln!(
             "failed: some objects could not be routed through the policies (above); their files were kept as they are"
         );
     }
-    let complete = seed.errors.is_empty() && routed && set_aside == 0;
+    let complete = seed.unread == 0 && seed.routed && set_aside == 0;
     Ok(if complete {
         ExitCode::SUCCESS
     } else {
@@ -479,11 +295,11 @@ fn finish(
     })
 }
 
-fn summarize(seed: &Changes, partition: &Partition, report: &SyncReport) {
+fn summarize(seed: &SeedReport, partition: &Partition, report: &SyncReport) {
     eprintln!(
-        "{} object(s) from {} file(s) → {} file(s) in {partition}: {} written, {} deleted, {} commit(s), {} push retries{}{}",
-        seed.events,
-        seed.files,
+        "{} object(s) from {} → {} file(s) in {partition}: {} written, {} deleted, {} commit(s), {} push retries{}{}",
+        seed.objects,
+        seed.from,
         report.files,
         report.written,
         report.deleted,
@@ -512,20 +328,7 @@ fn summarize(seed: &Changes, partition: &Partition, report: &SyncReport) {
 /// the flags that takes every kind but the noisy ones.
 fn mirror_config(args: &RunArgs, limits: CelLimits) -> anyhow::Result<MirrorConfig> {
     if let Some(path) = &args.config {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config =
-            resources::read(&text, &path.display().to_string(), limits).map_err(|errors| {
-                anyhow::anyhow!(
-                    "{} error(s) in the mirror configuration:\n  - {}",
-                    errors.len(),
-                    errors.join("\n  - ")
-                )
-            })?;
-        for destination in &mut config.destinations {
-            destination.repo_url = prepare_repo(&destination.repo_url, &destination.branch)?;
-        }
-        return Ok(config);
+        return read_config(path, limits);
     }
     Ok(MirrorConfig::everything_to(Destination {
         name: "default".into(),
@@ -536,11 +339,82 @@ fn mirror_config(args: &RunArgs, limits: CelLimits) -> anyhow::Result<MirrorConf
     }))
 }
 
-/// A folder name for a partition's repository.
-fn repo_folder(partition: &Partition) -> String {
-    let digest = crate::model::digest::content_digest(partition.key().as_bytes());
-    format!("repo-{}", &digest["sha256:".len().."sha256:".len() + 16])
+/// The destinations and rules of the resources in the file at `path`.
+fn read_config(path: &Path, limits: CelLimits) -> anyhow::Result<MirrorConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config =
+        resources::read(&text, &path.display().to_string(), limits).map_err(|errors| {
+            anyhow::anyhow!(
+                "{} error(s) in the mirror configuration:\n  - {}",
+                errors.len(),
+                errors.join("\n  - ")
+            )
+        })?;
+    for destination in &mut config.destinations {
+        destination.repo_url = prepare_repo(&destination.repo_url, &destination.branch)?;
+    }
+    Ok(config)
 }
+
+/// Follows the `--config` file: looked at every `interval`, and when it
+/// changed, read again and routed by. A file that does not read leaves the
+/// configuration read before routing, and says so on `/readyz` (degraded)
+/// until a good one comes.
+fn follow_config(
+    path: PathBuf,
+    limits: CelLimits,
+    daemon: &Daemon,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let (handle, health) = (daemon.handle(), daemon.health());
+    let stamp = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    health.set(CONFIG_PART, Status::Ready);
+    std::thread::Builder::new()
+        .name("config".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                let applied = read_config(&path, limits).and_then(|config| {
+                    let count = config.destinations.len();
+                    handle.set_config(config)?;
+                    Ok(count)
+                });
+                match applied {
+                    Ok(count) => {
+                        eprintln!(
+                            "config: {} changed; now routing to {count} destination(s), listing everything again",
+                            path.display()
+                        );
+                        health.set(CONFIG_PART, Status::Ready);
+                    }
+                    Err(error) => {
+                        let why = format!(
+                            "{} changed and was not taken, the configuration read before still routes: {error:#}",
+                            path.display()
+                        );
+                        eprintln!("error: {why}");
+                        health.set(CONFIG_PART, Status::Degraded(why));
+                    }
+                }
+            }
+        })
+        .context("starting the thread that follows --config")?;
+    Ok(())
+}
+
+/// The readiness part of the `--config` file.
+const CONFIG_PART: &str = "config";
 
 /// A local path that does not exist yet becomes a bare repository whose
 /// `HEAD` is `branch` (so that `git clone` checks out what the mirror

@@ -1,9 +1,10 @@
 //! Where objects come from. For now: manifest files (YAML or JSON,
 //! multi-document, `List` kinds expanded), the way `kubectl get -o yaml`
-//! writes them, and folders of them.
+//! writes them, and folders of them, followed as a [`source::Source`].
 
 pub mod directory;
 pub mod manifest;
+pub mod source;
 pub mod yaml;
 
 pub use manifest::{IngestError, Manifest, read_manifests};

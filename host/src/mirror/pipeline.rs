@@ -58,14 +58,14 @@ pub enum MirrorError {
 
 /// The mirror's decisions for events.
 pub struct Pipeline {
-    policies: PolicySet,
+    policies: std::sync::Arc<PolicySet>,
     config: MirrorConfig,
     rules: Vec<String>,
 }
 
 impl Pipeline {
     /// A pipeline deciding with `policies` and routing by `config`.
-    pub fn new(policies: PolicySet, config: MirrorConfig) -> Pipeline {
+    pub fn new(policies: std::sync::Arc<PolicySet>, config: MirrorConfig) -> Pipeline {
         let rules = config.rules.iter().map(|r| r.rule.to_string()).collect();
         Pipeline {
             policies,
@@ -80,7 +80,7 @@ impl Pipeline {
     }
 
     /// The policies.
-    pub fn policies(&self) -> &PolicySet {
+    pub fn policies(&self) -> &std::sync::Arc<PolicySet> {
         &self.policies
     }
 
@@ -207,6 +207,8 @@ fn check_rules(policies: &PolicySet, rules: &[String]) -> Result<(), MirrorError
         },
         object: r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"probe","namespace":"default"}}"#.into(),
         username: None,
+        uid: None,
+        resource_version: None,
     };
     policies
         .chain(Decision::Match)

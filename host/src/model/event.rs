@@ -54,6 +54,12 @@ impl fmt::Display for Target {
 }
 
 impl Target {
+    /// The resource the object is of, versionless: what a scoped seed
+    /// lists.
+    pub fn group_resource(&self) -> GroupResource {
+        GroupResource::new(&self.group, &self.resource)
+    }
+
     /// The object's identity, without the version or kind: what names its
     /// file, and what stays when an API's preferred version changes.
     pub fn key(&self) -> ObjectKey {
@@ -62,6 +68,37 @@ impl Target {
             group: self.group.clone(),
             resource: self.resource.clone(),
             name: self.name.clone(),
+        }
+    }
+}
+
+/// A resource, versionless (`deployments.apps`, `configmaps` for the core
+/// group): the unit a source lists, and a seed's scope is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupResource {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// Plural resource.
+    pub resource: String,
+}
+
+impl GroupResource {
+    /// The resource `resource` of `group` (empty for the core group).
+    pub fn new(group: &str, resource: &str) -> GroupResource {
+        GroupResource {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
+    }
+}
+
+/// `resource.group`, or `resource` for the core group, as kubectl spells it.
+impl fmt::Display for GroupResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.group.is_empty() {
+            f.write_str(&self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
         }
     }
 }
@@ -107,4 +144,31 @@ pub struct Event {
     /// Who made the change, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The object's `metadata.uid`, when the source knows it: what
+    /// attribution joins an audit or admission record on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The object's `metadata.resourceVersion`, when the source knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+}
+
+impl Event {
+    /// An event of unknown author, `uid` and `resourceVersion`.
+    pub fn new(operation: Operation, target: Target, object: String) -> Event {
+        Event {
+            operation,
+            target,
+            object,
+            username: None,
+            uid: None,
+            resource_version: None,
+        }
+    }
+
+    /// The same event, by `username`.
+    pub fn by(mut self, username: Option<&str>) -> Event {
+        self.username = username.map(str::to_owned);
+        self
+    }
 }

@@ -8,7 +8,7 @@ pub mod digest;
 mod event;
 pub mod url;
 
-pub use event::{Event, ObjectKey, Operation, Target};
+pub use event::{Event, GroupResource, ObjectKey, Operation, Target};
 
 /// What a destination does about files no live object produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]

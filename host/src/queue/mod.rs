@@ -13,7 +13,7 @@
 
 pub mod disk;
 
-use crate::model::Operation;
+use crate::model::{GroupResource, Operation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -67,13 +67,19 @@ pub struct FileChange {
 pub enum Entry {
     /// A file to write or remove.
     File(FileChange),
-    /// A listing of everything begins for a destination: the files it
-    /// produces until the matching [`Entry::SeedEnd`] are the live ones.
+    /// A listing begins for a destination: the files it produces until
+    /// the matching [`Entry::SeedEnd`] are the live ones, and only files
+    /// of the resources listed can be its orphans.
     SeedStart {
         /// The destination.
         destination: String,
         /// Tells this seed from others.
         seed: u64,
+        /// The resources listed; `None` for every resource. (A watch that
+        /// expired lists its one resource again: the files of others are
+        /// not its orphans.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<Vec<GroupResource>>,
     },
     /// A file the seed under way must not prune, though no live object
     /// produced it: its object could not be read or routed this time, so

@@ -5,9 +5,11 @@
 //!
 //! - [`store`]: the local repository through `gix`: trees, blobs, commits;
 //! - [`remote`]: fetch and push through the `git` program;
+//! - [`seeds`]: the seeds under way, and which files are their orphans;
 //! - [`worker`]: one (repository, branch): batch, commit, push, acknowledge.
 
 pub mod remote;
+pub mod seeds;
 pub mod store;
 pub mod worker;
 

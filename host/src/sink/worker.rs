@@ -16,6 +16,7 @@
 
 use super::Folder;
 use super::remote::{GitError, Push, Remote};
+use super::seeds::Seeds;
 use super::store::{Change, Person, Store};
 use crate::layout;
 use crate::model::Operation;
@@ -23,7 +24,7 @@ use crate::model::Prune;
 use crate::queue::{Entry, FileChange, Partition, Queue, QueueError, Seq};
 use crate::telemetry::health::Status;
 use crate::telemetry::{Health, Metrics, RepoLabels};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +94,10 @@ impl SinkOptions {
     }
 }
 
+/// How long a worker told to finish retries a remote that fails before it
+/// gives up; what it could not push stays in the queue.
+pub const FINISH_RETRY: Duration = Duration::from_secs(30);
+
 /// Packs the local repository may hold before they are merged.
 const MAX_PACKS: usize = 16;
 
@@ -121,11 +126,28 @@ pub struct SyncReport {
     pub files: usize,
     /// Changes set aside because the sink cannot write them.
     pub set_aside: usize,
+    /// Changes discarded because their destination is no longer
+    /// configured (routed before it was removed).
+    pub discarded: usize,
+}
+
+/// When a worker ends.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// Finish: push everything queued, then return (a run `--once`, when
+    /// the source was read).
+    pub finish: Arc<AtomicBool>,
+    /// Stop at the next step: what is not pushed stays in the queue, for
+    /// the next worker of the partition (its destinations changed).
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Why a worker stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// It was told to stop ([`Signals::stop`]).
+    #[error("stopped")]
+    Stopped,
     /// Every push was rejected (the branch kept moving) until the retry
     /// budget ran out.
     #[error(
@@ -181,12 +203,6 @@ struct Totals {
     bytes: usize,
 }
 
-/// A seed under way for one destination: the paths its live objects produce.
-struct Seed {
-    id: u64,
-    live: HashSet<String>,
-}
-
 /// The sink of one partition.
 pub struct Worker {
     partition: Partition,
@@ -208,7 +224,13 @@ pub struct Worker {
     /// Committed locally, not pushed.
     unpushed: Totals,
     unpushed_commits: usize,
-    seeds: HashMap<String, Seed>,
+    seeds: Seeds,
+    signals: Signals,
+    /// Destinations no longer configured whose entries were discarded.
+    discarding: BTreeSet<String>,
+    /// Whether the worker was told to finish: a remote that keeps failing
+    /// then costs at most [`FINISH_RETRY`].
+    finishing: bool,
     report: SyncReport,
     /// When the remote started failing, if it is failing.
     failing_since: Option<Instant>,
@@ -254,7 +276,10 @@ impl Worker {
             staged: Batch::default(),
             unpushed: Totals::default(),
             unpushed_commits: 0,
-            seeds: HashMap::new(),
+            seeds: Seeds::default(),
+            signals: Signals::default(),
+            discarding: BTreeSet::new(),
+            finishing: false,
             report: SyncReport::default(),
             failing_since: None,
             rejected_since: None,
@@ -266,15 +291,19 @@ impl Worker {
         format!("sink {}", self.partition)
     }
 
-    /// Runs until `finished` is set and every entry is pushed, or for ever.
-    pub fn run(&mut self, finished: &AtomicBool) -> Result<SyncReport, SinkError> {
+    /// Runs until [`Signals::finish`] is set and every entry is pushed,
+    /// or [`Signals::stop`] is set, or for ever.
+    pub fn run(&mut self, signals: &Signals) -> Result<SyncReport, SinkError> {
+        self.signals = signals.clone();
         self.health
             .set(&self.part(), Status::NotReady("starting".into()));
         self.start_over()?;
         loop {
-            // Read first, then check: `finished` is set after the last
+            self.check_stop()?;
+            // Read first, then check: `finish` is set after the last
             // append, so an empty read after seeing it means the end.
-            let done = finished.load(Ordering::Acquire);
+            let done = signals.finish.load(Ordering::Acquire);
+            self.finishing |= done;
             let wait = match self.staged.started {
                 Some(started) => self.options.batch.wait.saturating_sub(started.elapsed()),
                 None if done => Duration::ZERO,
@@ -377,15 +406,44 @@ impl Worker {
         self.health
             .set(&self.part(), Status::NotReady(format!("{error}")));
         if self
-            .options
-            .retry_for
+            .budget()
             .is_some_and(|budget| since.elapsed() >= budget)
         {
             return Err(self.git(error));
         }
         tracing::warn!(partition = %self.partition, %error, retry_in = ?backoff, "git failed; retrying");
-        std::thread::sleep(backoff);
-        Ok(())
+        self.pause(backoff)
+    }
+
+    /// Waits `length`, unless told to stop.
+    fn pause(&self, length: Duration) -> Result<(), SinkError> {
+        let until = Instant::now() + length;
+        loop {
+            self.check_stop()?;
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    fn check_stop(&self) -> Result<(), SinkError> {
+        if self.signals.stop.load(Ordering::Acquire) {
+            Err(SinkError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// How long the remote may keep failing: the configured budget; with
+    /// none (following), [`FINISH_RETRY`] once told to finish, so that a
+    /// destination removed while its remote is down does not hold its
+    /// worker for ever.
+    fn budget(&self) -> Option<Duration> {
+        self.options
+            .retry_for
+            .or(self.finishing.then_some(FINISH_RETRY))
     }
 
     fn git(&self, source: GitError) -> SinkError {
@@ -398,15 +456,16 @@ impl Worker {
     fn apply(&mut self, entry: Entry) -> Result<(), SinkError> {
         match entry {
             Entry::File(change) => self.apply_file(change),
-            Entry::SeedStart { destination, seed } => {
-                let live = HashSet::new();
-                self.seeds.insert(destination, Seed { id: seed, live });
+            Entry::SeedStart {
+                destination,
+                seed,
+                resources,
+            } => {
+                self.seeds.start(&destination, seed, resources);
                 Ok(())
             }
             Entry::Keep { destination, path } => {
-                if let Some(seed) = self.seeds.get_mut(&destination) {
-                    seed.live.insert(path);
-                }
+                self.seeds.live(&destination, &path);
                 Ok(())
             }
             Entry::SeedEnd {
@@ -420,7 +479,7 @@ impl Worker {
 
     fn apply_file(&mut self, change: FileChange) -> Result<(), SinkError> {
         let Some(destination) = self.destination(&change.destination) else {
-            tracing::warn!(destination = %change.destination, path = %change.path, "no such destination any more; entry skipped");
+            self.discard(&change.destination);
             return Ok(());
         };
         // Routing refuses such paths now; the queue may still hold some
@@ -430,10 +489,8 @@ impl Worker {
             return Ok(());
         }
         let prune = destination.prune;
-        if change.content.is_some()
-            && let Some(seed) = self.seeds.get_mut(&change.destination)
-        {
-            seed.live.insert(change.path.clone());
+        if change.content.is_some() {
+            self.seeds.live(&change.destination, &change.path);
         }
         if self
             .staged
@@ -487,6 +544,20 @@ impl Worker {
         batch.changes.insert(change.path.clone(), staged);
     }
 
+    /// Drops a change routed to a destination that was removed since: the
+    /// operator no longer wants it written, and its files in Git stay as
+    /// they are. Said once per destination, counted always.
+    fn discard(&mut self, destination: &str) {
+        self.report.discarded += 1;
+        if self.discarding.insert(destination.to_owned()) {
+            tracing::warn!(
+                partition = %self.partition,
+                destination,
+                "changes for destination `{destination}`, which is no longer configured, are discarded; its files stay as they are"
+            );
+        }
+    }
+
     /// Reports, counts and skips a change the sink cannot write; it is
     /// acknowledged with the entries around it.
     fn set_aside(&mut self, destination: &str, path: &str, cause: &dyn std::error::Error) {
@@ -530,10 +601,11 @@ impl Worker {
         complete: bool,
         deleted_by: Option<String>,
     ) -> Result<(), SinkError> {
+        let ended = self.seeds.end(name, id);
         let Some(destination) = self.destination(name).cloned() else {
             return Ok(());
         };
-        let Some(seed) = self.seeds.remove(name).filter(|s| s.id == id) else {
+        let Some(seed) = ended else {
             // The seed began before a restart: its live set is unknown, so
             // its orphans wait for the next seed.
             tracing::info!(
@@ -546,7 +618,7 @@ impl Worker {
         let mut orphans: Vec<String> = self
             .store
             .paths()
-            .filter(|p| !seed.live.contains(*p) && layout::key_of(base, p).is_some())
+            .filter(|p| layout::key_of(base, p).is_some_and(|key| seed.is_orphan(p, &key)))
             .map(str::to_owned)
             .collect();
         orphans.sort_unstable();
@@ -655,8 +727,7 @@ impl Worker {
                     self.metrics.push_retries.get_or_create(&self.labels).inc();
                     let since = *self.rejected_since.get_or_insert_with(Instant::now);
                     if self
-                        .options
-                        .retry_for
+                        .budget()
                         .is_some_and(|budget| since.elapsed() >= budget)
                     {
                         return Err(SinkError::Rejected {

@@ -71,6 +71,11 @@ impl Health {
         self.lock().insert(part.to_owned(), status);
     }
 
+    /// Forgets `part`: it is gone (a worker whose destinations went).
+    pub fn forget(&self, part: &str) {
+        self.lock().remove(part);
+    }
+
     /// Whether every part is ready, and one line per part.
     pub fn report(&self) -> (bool, String) {
         let parts = self.lock();

@@ -3,10 +3,25 @@
 //! progress display. Every stage records into these; none serves them.
 //!
 //! - [`metrics`]: counters and gauges, labelled by repository and branch;
-//! - [`health`]: each part's readiness, with the reason when it is not.
+//! - [`health`]: each part's readiness, with the reason when it is not;
+//! - [`notices`]: what the operator should read as it happens.
 
 pub mod health;
 pub mod metrics;
+pub mod notices;
 
 pub use health::Health;
 pub use metrics::{Metrics, RepoLabels};
+pub use notices::Notices;
+
+/// An error and its causes, `: `-joined, as a log line shows them.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}

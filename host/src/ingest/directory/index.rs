@@ -34,6 +34,16 @@ struct Stored {
     files: BTreeMap<String, Vec<String>>,
 }
 
+/// Where the index of `dir` is kept in the state folder `state`: one per
+/// folder followed, named by its path's digest.
+pub fn path_for(state: &Path, dir: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    state.join("sources").join(format!("{name}.json"))
+}
+
 /// Reads the index at `path` describing `dir`; `None` when there is none
 /// usable.
 pub fn load(path: &Path, dir: &Path, default_namespace: &str) -> Option<Held> {

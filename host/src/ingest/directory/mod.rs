@@ -22,7 +22,11 @@
 
 mod index;
 mod scope;
+mod source;
 pub mod walk;
+
+pub use index::path_for as index_path;
+pub use source::DirectorySource;
 
 use super::manifest::{Found, IngestError, Note, read_each};
 use crate::model::{Event, Operation, Target};
@@ -643,11 +647,17 @@ fn target_of(id: &str, stub: &Value) -> Target {
 }
 
 fn event_for(target: Target, object: &Value, operation: Operation, actor: Option<&str>) -> Event {
+    // A dump of a cluster carries them; a hand-written manifest does not.
+    let metadata = |field: &str| {
+        object
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     Event {
-        operation,
-        target,
-        object: object.to_string(),
-        username: actor.map(str::to_owned),
+        uid: metadata("uid"),
+        resource_version: metadata("resourceVersion"),
+        ..Event::new(operation, target, object.to_string()).by(actor)
     }
 }
 
@@ -673,6 +683,15 @@ mod tests {
         );
         assert_eq!(event.target.namespace.as_deref(), Some("shop"));
         assert_eq!(event.username.as_deref(), Some("alice"));
+        assert_eq!((event.uid, event.resource_version), (None, None));
+    }
+
+    #[test]
+    fn events_carry_the_uid_and_resource_version_a_dump_has() {
+        let object = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns", "uid": "6f1c", "resourceVersion": "4711"}});
+        let event = event_of(&object, Operation::Update, None);
+        assert_eq!(event.uid.as_deref(), Some("6f1c"));
+        assert_eq!(event.resource_version.as_deref(), Some("4711"));
     }
 
     fn write(dir: &Path, file: &str, text: &str) {

@@ -1,42 +1,66 @@
 //! Following policy bundles while the mirror runs: their tags are resolved
 //! again every `bundleRefreshSeconds`, and a set built from moved tags
-//! replaces the router's pipeline whole. A set that fails leaves the old
-//! one serving and says so in the log, `/readyz` and `/metrics`.
+//! replaces the router's pipeline whole, after which the source lists
+//! everything again (so that Git shows what the new policies make of it).
+//! A set that fails leaves the old one serving and says so in the log,
+//! `/readyz` and `/metrics`.
 
+use super::{Bundles, Routes};
 use crate::bundle::PolicyLoader;
 use crate::bundle::reload::{Digests, describe};
-use crate::mirror::{MirrorConfig, Pipeline, Router};
+use crate::mirror::Pipeline;
 use crate::telemetry::health::Status;
 use crate::telemetry::metrics::{BundleLabels, ReloadLabels};
 use crate::telemetry::{Health, Metrics};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// What the reload thread works with.
 pub struct Reload {
     /// Why the policies need the operator's eye at the start (bundles
     /// loaded from the store because the registry did not answer).
-    pub offline: Vec<String>,
+    offline: Vec<String>,
     /// Builds new sets.
-    pub loader: PolicyLoader,
-    /// The digests serving at the start.
-    pub serving: Digests,
-    /// Whose pipeline is replaced.
-    pub router: Arc<Router>,
-    /// The routing configuration every new pipeline keeps.
-    pub config: MirrorConfig,
+    loader: PolicyLoader,
+    /// The digests serving now.
+    serving: Digests,
+    /// Whose pipeline is replaced; gone when the daemon is.
+    routes: Weak<Routes>,
     /// Where success and failure are reported.
-    pub health: Arc<Health>,
+    health: Arc<Health>,
     /// And counted.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// The newest failure to load, until a load succeeds.
-    pub failure: Option<String>,
+    failure: Option<String>,
 }
 
 impl Reload {
-    /// Runs for the life of the process on a thread of its own.
+    /// A reload of `bundles` into `routes`.
+    pub(super) fn new(
+        bundles: Bundles,
+        routes: Arc<Routes>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Reload {
+        Reload {
+            offline: bundles.offline,
+            loader: bundles.loader,
+            serving: bundles.digests,
+            routes: Arc::downgrade(&routes),
+            health,
+            metrics,
+            failure: None,
+        }
+    }
+
+    /// Runs for the life of the daemon on a thread of its own.
     pub fn spawn(mut self) {
-        let config = self.config.clone();
+        let routes = self.routes.clone();
+        // A new set must read the rules routed by then, not at the start.
         self.loader.set_check(Box::new(move |set| {
+            let Some(routes) = routes.upgrade() else {
+                return Ok(());
+            };
+            let config = routes.current().config.clone();
             Pipeline::check_policies(set, &config).map_err(|e| e.to_string())
         }));
         self.show_serving(&Digests::new());
@@ -46,6 +70,9 @@ impl Reload {
             .spawn(move || {
                 loop {
                     std::thread::sleep(self.loader.config().bundle_refresh());
+                    if self.routes.strong_count() == 0 {
+                        return;
+                    }
                     self.once();
                 }
             })
@@ -65,8 +92,9 @@ impl Reload {
             Ok(refresh) => {
                 self.offline = refresh.offline;
                 if let Some(loaded) = refresh.loaded {
-                    let pipeline = Pipeline::new(loaded.set, self.config.clone());
-                    self.router.replace(Arc::new(pipeline));
+                    if let Some(routes) = self.routes.upgrade() {
+                        routes.set_policies(Arc::new(loaded.set));
+                    }
                     reloads("loaded");
                     self.metrics.policy_reload_failing.set(0);
                     self.failure = None;

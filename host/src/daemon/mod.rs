@@ -1,0 +1,334 @@
+//! The daemon: a source, the router, the durable queue and one sink worker
+//! per (repository, branch), wired together and kept running.
+//!
+//! [`Daemon::start`] opens the queue, serves HTTP, starts the workers and
+//! the policy reload; [`Daemon::run`] seeds from a [`Source`] and then
+//! follows it (or, `once`, waits for every worker to push what the seed
+//! produced). While it runs, a [`Handle`] changes the destinations and
+//! rules ([`Handle::set_config`]): the supervisor starts and stops workers
+//! to match, and the source lists everything again, so that Git shows
+//! what the new rules select. A new policy set does the same.
+//!
+//! - [`supervisor`]: the sink workers, started and stopped as
+//!   destinations come and go;
+//! - [`reload`]: policy bundles followed, and a moved one swapped in.
+
+pub mod reload;
+pub mod supervisor;
+
+use crate::api::ServerLimits;
+use crate::bundle::PolicyLoader;
+use crate::bundle::reload::Digests;
+use crate::ingest::source::{Context, SeedReport, Source, SourceError};
+use crate::mirror::{Control, MirrorConfig, MirrorError, Pipeline, Router, SeedScope};
+use crate::policy::PolicySet;
+use crate::queue::{Partition, Queue, QueueError, disk::DiskQueue};
+use crate::sink::worker::{SinkOptions, SyncReport};
+use crate::telemetry::health::Status;
+use crate::telemetry::{Health, Metrics, Notices};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use supervisor::{Supervisor, WorkerContext, WorkerFailed};
+
+/// Everything the daemon is made from.
+pub struct Setup {
+    /// The policies to start with.
+    pub policies: Arc<PolicySet>,
+    /// Policy bundles to follow (none when the policies name no bundle).
+    pub bundles: Option<Bundles>,
+    /// The destinations and rules to start with.
+    pub config: MirrorConfig,
+    /// The state folder: the queue and the local repositories.
+    pub state: PathBuf,
+    /// Most entries waiting per partition.
+    pub queue_capacity: u64,
+    /// How the sink workers batch, commit and retry.
+    pub sink: SinkOptions,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`, if anywhere.
+    pub listen: Option<(SocketAddr, ServerLimits)>,
+    /// Seed, push everything, and stop, instead of following.
+    pub once: bool,
+}
+
+/// Policy bundles, followed while the daemon runs.
+pub struct Bundles {
+    /// Resolves their tags again and builds new sets.
+    pub loader: PolicyLoader,
+    /// The digest each bundle loaded at.
+    pub digests: Digests,
+    /// Bundles loaded from the store because the registry did not answer.
+    pub offline: Vec<String>,
+}
+
+/// Why the daemon could not start or went on no further.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The match chain cannot read the watch rules.
+    #[error("the policies cannot read the watch rules")]
+    Rules(#[source] MirrorError),
+    /// The queue could not be opened.
+    #[error("opening the queue in {path}")]
+    Queue {
+        /// The state folder.
+        path: String,
+        /// Why.
+        #[source]
+        source: QueueError,
+    },
+    /// The HTTP server could not start.
+    #[error("serving HTTP on {address}")]
+    Http {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sink worker could not be started.
+    #[error("starting the sink worker of {partition}")]
+    Spawn {
+        /// The partition.
+        partition: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source stopped on an error.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// What a run did: the seed, and each sink's report (or failure).
+#[derive(Debug)]
+pub struct Outcome {
+    /// What the first seed listed.
+    pub seed: SeedReport,
+    /// Each partition's worker, as it ended.
+    pub sinks: Vec<(Partition, Result<SyncReport, WorkerFailed>)>,
+}
+
+/// The running mirror.
+pub struct Daemon {
+    routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    address: Option<SocketAddr>,
+    once: bool,
+}
+
+/// Changes a running daemon: its destinations and rules, or stops it.
+#[derive(Clone)]
+pub struct Handle {
+    routes: Arc<Routes>,
+}
+
+/// What routes events now, and the workers that write them.
+struct Routes {
+    router: Arc<Router>,
+    current: Mutex<Current>,
+    supervisor: Mutex<Supervisor>,
+    control: Control,
+}
+
+/// The policies and configuration the router's pipeline was made from.
+struct Current {
+    policies: Arc<PolicySet>,
+    config: MirrorConfig,
+}
+
+impl Daemon {
+    /// Opens the queue, serves HTTP, starts a sink worker per partition and
+    /// the policy reload; events from the source `source` (its name) can
+    /// flow once this returns.
+    pub fn start(setup: Setup, source: &str) -> Result<Daemon, DaemonError> {
+        Pipeline::check_policies(&setup.policies, &setup.config).map_err(DaemonError::Rules)?;
+        let (metrics, registry) = Metrics::new();
+        let health = Arc::new(Health::default());
+        health.set("policies", Status::Ready);
+        let address = match setup.listen {
+            Some((address, limits)) => Some(
+                crate::api::serve(address, limits, registry, health.clone())
+                    .map_err(|source| DaemonError::Http { address, source })?,
+            ),
+            None => None,
+        };
+        let queue = open_queue(&setup)?;
+        let pipeline = Pipeline::new(setup.policies.clone(), setup.config.clone());
+        let router = Arc::new(Router::new(
+            Arc::new(pipeline),
+            queue.clone(),
+            metrics.clone(),
+            health.clone(),
+            source,
+        ));
+        let mut supervisor = Supervisor::new(WorkerContext {
+            queue,
+            options: setup.sink.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            state: setup.state.clone(),
+            follow: !setup.once,
+            finish: Default::default(),
+        });
+        supervisor.start(&setup.config)?;
+        let routes = Arc::new(Routes {
+            router,
+            current: Mutex::new(Current {
+                policies: setup.policies,
+                config: setup.config,
+            }),
+            supervisor: Mutex::new(supervisor),
+            control: Control::default(),
+        });
+        if let Some(bundles) = setup.bundles.filter(|_| !setup.once) {
+            reload::Reload::new(bundles, routes.clone(), health.clone(), metrics.clone()).spawn();
+        }
+        Ok(Daemon {
+            routes,
+            metrics,
+            health,
+            address,
+            once: setup.once,
+        })
+    }
+
+    /// What changes the daemon while it runs.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            routes: self.routes.clone(),
+        }
+    }
+
+    /// The address HTTP is served on, if it is.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
+    }
+
+    /// What the daemon counts.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Each part's readiness, as `/readyz` serves it.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// The partitions written to now.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.routes.supervisor().partitions()
+    }
+
+    /// Seeds from `source`; then, `once`, waits for every worker to push
+    /// what it produced, or else follows the source until
+    /// [`Handle::stop`], and lets the workers push what is queued.
+    pub fn run(
+        self,
+        source: &mut dyn Source,
+        notices: &dyn Notices,
+    ) -> Result<Outcome, DaemonError> {
+        let routes = &self.routes;
+        let context = Context {
+            intake: &*routes.router,
+            control: &routes.control,
+            notices,
+        };
+        let seed = source.seed(&SeedScope::everything(), &context);
+        let seed = match seed {
+            Ok(seed) => seed,
+            Err(error) => {
+                routes.supervisor().stop();
+                return Err(error.into());
+            }
+        };
+        if !self.once {
+            tracing::info!(objects = seed.objects, "seeded from {}", source.name());
+            if let Err(error) = source.follow(&context) {
+                routes.supervisor().stop();
+                return Err(error.into());
+            }
+        }
+        let sinks = routes.supervisor().finish();
+        Ok(Outcome { seed, sinks })
+    }
+}
+
+impl Handle {
+    /// Routes by `config` from now on: workers start and stop to match its
+    /// partitions, and the source lists everything again. A configuration
+    /// the policies cannot read is refused, and the old one stays.
+    pub fn set_config(&self, config: MirrorConfig) -> Result<(), DaemonError> {
+        let routes = &self.routes;
+        let mut current = routes.current();
+        Pipeline::check_policies(&current.policies, &config).map_err(DaemonError::Rules)?;
+        let pipeline = Pipeline::new(current.policies.clone(), config.clone());
+        let mut supervisor = routes.supervisor();
+        // Workers whose destinations change stop first: one still running
+        // would take a new destination's entries for strays and drop them.
+        // Their successors start before the router switches, so that an
+        // append waiting for room (routed by the old configuration) gets
+        // it, and `replace` does not wait for ever; they read what their
+        // predecessors had not pushed. Workers no destination needs stop
+        // last, when nothing can be appended for them any more.
+        supervisor.retire_changed(&config);
+        let started = supervisor.start(&config);
+        routes.router.replace(Arc::new(pipeline));
+        supervisor.retire_removed(&config);
+        drop(supervisor);
+        current.config = config;
+        drop(current);
+        routes.control.relist(SeedScope::everything());
+        started
+    }
+
+    /// The destinations and rules routed by now.
+    pub fn config(&self) -> MirrorConfig {
+        self.routes.current().config.clone()
+    }
+
+    /// How many entries wait in `partition`.
+    pub fn depth(&self, partition: &Partition) -> u64 {
+        self.routes.supervisor().depth(partition)
+    }
+
+    /// Stops following: [`Daemon::run`] lets the workers push what is
+    /// queued, and returns.
+    pub fn stop(&self) {
+        self.routes.control.stop();
+    }
+}
+
+impl Routes {
+    /// Routes by `policies` from now on, and lists everything again, so
+    /// that Git shows what the new policies make of it.
+    fn set_policies(&self, policies: Arc<PolicySet>) {
+        let mut current = self.current();
+        let pipeline = Pipeline::new(policies.clone(), current.config.clone());
+        self.router.replace(Arc::new(pipeline));
+        current.policies = policies;
+        drop(current);
+        self.control.relist(SeedScope::everything());
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn supervisor(&self) -> std::sync::MutexGuard<'_, Supervisor> {
+        self.supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn open_queue(setup: &Setup) -> Result<Arc<dyn Queue>, DaemonError> {
+    let path = setup.state.join("queue.redb");
+    // Room for at least two full batches, or a batch could never fill.
+    let capacity = setup.queue_capacity.max(2 * setup.sink.batch.files as u64);
+    let queue = DiskQueue::open(&path, capacity).map_err(|source| DaemonError::Queue {
+        path: setup.state.display().to_string(),
+        source,
+    })?;
+    Ok(Arc::new(queue))
+}

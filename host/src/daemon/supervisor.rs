@@ -1,0 +1,298 @@
+//! The sink workers: one thread per (repository, branch) the destinations
+//! write to, started and stopped as destinations come and go.
+//!
+//! A worker whose partition loses or gains a destination (or whose
+//! destination's folder or prune mode changes) is stopped and a new one
+//! started; what the old one had not pushed is still in the queue, and the
+//! new one reads it. An entry for a destination that is gone is discarded
+//! on purpose by the worker (counted, said once). A partition no
+//! destination writes to any more keeps its unpushed entries in the queue
+//! until one does again.
+
+use super::DaemonError;
+use crate::mirror::MirrorConfig;
+use crate::queue::{Partition, Queue};
+use crate::sink::Folder;
+use crate::sink::worker::{Signals, SinkError, SinkOptions, SyncReport, Worker};
+use crate::telemetry::{Health, Metrics};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What every worker shares.
+pub struct WorkerContext {
+    /// The queue they read.
+    pub queue: Arc<dyn Queue>,
+    /// How they batch and retry.
+    pub options: SinkOptions,
+    /// What they count.
+    pub metrics: Arc<Metrics>,
+    /// Where they say whether they are ready.
+    pub health: Arc<Health>,
+    /// Where their local repositories are.
+    pub state: PathBuf,
+    /// Whether a worker that fails starts over (following) or the run
+    /// fails (`once`).
+    pub follow: bool,
+    /// Set when every worker is to push what is queued and end.
+    pub finish: Arc<AtomicBool>,
+}
+
+/// Why a worker ended without a report.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerFailed {
+    /// The sink failed (a remote that kept failing, the queue).
+    #[error("the sink of {partition} failed")]
+    Sink {
+        /// The partition.
+        partition: String,
+        /// Why.
+        #[source]
+        source: SinkError,
+    },
+    /// The worker panicked.
+    #[error("the sink worker of {partition} panicked: {message}")]
+    Panicked {
+        /// The partition.
+        partition: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// A worker running.
+struct Running {
+    folders: Vec<Folder>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<SyncReport, SinkError>>,
+}
+
+/// The workers.
+pub struct Supervisor {
+    context: WorkerContext,
+    running: BTreeMap<Partition, Running>,
+}
+
+impl Supervisor {
+    /// No workers yet.
+    pub fn new(context: WorkerContext) -> Supervisor {
+        Supervisor {
+            context,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// The partitions with a worker.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.running.keys().cloned().collect()
+    }
+
+    /// How many entries wait in `partition`.
+    pub fn depth(&self, partition: &Partition) -> u64 {
+        self.context.queue.depth(partition)
+    }
+
+    /// Stops (and waits for) every worker whose partition `config` writes
+    /// to with other destinations: it would take a new destination's
+    /// entries for strays. What it had not pushed stays queued.
+    pub fn retire_changed(&mut self, config: &MirrorConfig) {
+        let wanted = partitions(config);
+        self.retire_if(|partition, folders| {
+            wanted.get(partition).is_some_and(|now| now != folders)
+        });
+    }
+
+    /// Stops (and waits for) every worker whose partition `config` does not
+    /// write to. Call it after the router routes by `config`: until then,
+    /// an append to the partition may be waiting for room that only its
+    /// worker makes.
+    pub fn retire_removed(&mut self, config: &MirrorConfig) {
+        let wanted = partitions(config);
+        for partition in self.retire_if(|partition, _| !wanted.contains_key(partition)) {
+            let waiting = self.context.queue.depth(&partition);
+            tracing::info!(
+                %partition,
+                waiting,
+                "no destination writes to {partition} any more: its worker stopped; entries not pushed stay queued until one does"
+            );
+        }
+    }
+
+    /// Stops the workers `stale` picks; returns their partitions.
+    fn retire_if(&mut self, stale: impl Fn(&Partition, &Vec<Folder>) -> bool) -> Vec<Partition> {
+        let stale: Vec<Partition> = self
+            .running
+            .iter()
+            .filter(|(partition, running)| stale(partition, &running.folders))
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        for partition in &stale {
+            let Some(running) = self.running.remove(partition) else {
+                continue;
+            };
+            running.stop.store(true, Ordering::Release);
+            if let Err(error) = ended(partition, running.thread.join()) {
+                tracing::warn!("{}", crate::telemetry::chain(&error));
+            }
+            self.context.health.forget(&format!("sink {partition}"));
+        }
+        stale
+    }
+
+    /// Starts a worker for every partition `config` writes to that has
+    /// none.
+    pub fn start(&mut self, config: &MirrorConfig) -> Result<(), DaemonError> {
+        for (partition, folders) in partitions(config) {
+            if self.running.contains_key(&partition) {
+                continue;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = self.spawn(&partition, &folders, &stop)?;
+            self.running.insert(
+                partition,
+                Running {
+                    folders,
+                    stop,
+                    thread,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Tells every worker to push what is queued and end; waits for them.
+    pub fn finish(&mut self) -> Vec<(Partition, Result<SyncReport, WorkerFailed>)> {
+        self.context.finish.store(true, Ordering::Release);
+        std::mem::take(&mut self.running)
+            .into_iter()
+            .map(|(partition, running)| {
+                let ended = ended(&partition, running.thread.join());
+                (partition, ended)
+            })
+            .collect()
+    }
+
+    /// Stops every worker now; what is not pushed stays queued.
+    pub fn stop(&mut self) {
+        for running in self.running.values() {
+            running.stop.store(true, Ordering::Release);
+        }
+        for (partition, running) in std::mem::take(&mut self.running) {
+            if let Err(error) = ended(&partition, running.thread.join()) {
+                tracing::warn!("{}", crate::telemetry::chain(&error));
+            }
+        }
+    }
+
+    fn spawn(
+        &self,
+        partition: &Partition,
+        folders: &[Folder],
+        stop: &Arc<AtomicBool>,
+    ) -> Result<JoinHandle<Result<SyncReport, SinkError>>, DaemonError> {
+        let context = &self.context;
+        let gitdir = context.state.join(repo_folder(partition));
+        let (queue, options) = (context.queue.clone(), context.options.clone());
+        let (metrics, health) = (context.metrics.clone(), context.health.clone());
+        let follow = context.follow;
+        let signals = Signals {
+            finish: context.finish.clone(),
+            stop: stop.clone(),
+        };
+        let (p, folders) = (partition.clone(), folders.to_vec());
+        std::thread::Builder::new()
+            .name(format!("sink {}", partition.branch))
+            .spawn(move || {
+                loop {
+                    let result = Worker::new(
+                        p.clone(),
+                        folders.clone(),
+                        queue.clone(),
+                        &gitdir,
+                        options.clone(),
+                        metrics.clone(),
+                        health.clone(),
+                    )
+                    .and_then(|mut worker| worker.run(&signals));
+                    match result {
+                        Err(SinkError::Stopped) => return Ok(SyncReport::default()),
+                        // Following, a worker that fails starts over: what
+                        // it had not pushed is still in the queue.
+                        Err(error) if follow => {
+                            let error = WorkerFailed::Sink {
+                                partition: p.to_string(),
+                                source: error,
+                            };
+                            let error = crate::telemetry::chain(&error);
+                            eprintln!("error: {error}; starting over in 5 s");
+                            if pause(&signals.stop, Duration::from_secs(5)) {
+                                return Ok(SyncReport::default());
+                            }
+                        }
+                        other => return other,
+                    }
+                }
+            })
+            .map_err(|source| DaemonError::Spawn {
+                partition: partition.to_string(),
+                source,
+            })
+    }
+}
+
+/// Waits `length`; whether `stop` was set meanwhile.
+fn pause(stop: &AtomicBool, length: Duration) -> bool {
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while waited < length {
+        if stop.load(Ordering::Acquire) {
+            return true;
+        }
+        std::thread::sleep(step);
+        waited += step;
+    }
+    stop.load(Ordering::Acquire)
+}
+
+/// How a worker's thread ended, as its report or why there is none.
+fn ended(
+    partition: &Partition,
+    joined: std::thread::Result<Result<SyncReport, SinkError>>,
+) -> Result<SyncReport, WorkerFailed> {
+    match joined {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(source)) => Err(WorkerFailed::Sink {
+            partition: partition.to_string(),
+            source,
+        }),
+        Err(panic) => Err(WorkerFailed::Panicked {
+            partition: partition.to_string(),
+            message: crate::mirror::pipeline::panic_message(&*panic),
+        }),
+    }
+}
+
+/// The folders each partition's worker writes, as `config` says.
+fn partitions(config: &MirrorConfig) -> BTreeMap<Partition, Vec<Folder>> {
+    let mut partitions: BTreeMap<Partition, Vec<Folder>> = BTreeMap::new();
+    for destination in &config.destinations {
+        partitions
+            .entry(destination.partition())
+            .or_default()
+            .push(Folder {
+                name: destination.name.clone(),
+                base_folder: destination.base_folder.clone(),
+                prune: destination.prune,
+            });
+    }
+    partitions
+}
+
+/// A folder name for a partition's repository.
+pub fn repo_folder(partition: &Partition) -> String {
+    let digest = crate::model::digest::content_digest(partition.key().as_bytes());
+    format!("repo-{}", &digest["sha256:".len().."sha256:".len() + 16])
+}

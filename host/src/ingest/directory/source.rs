@@ -1,0 +1,136 @@
+//! The folder of manifests as a [`Source`]: a seed reads the whole folder
+//! afresh; following, it looks again every interval and hands on what
+//! changed; asked to list again, it seeds again.
+
+use super::{Changes, Follower, SourceOptions};
+use crate::ingest::source::{Context, SeedReport, Source, SourceError};
+use crate::mirror::{Listing, SeedScope};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A folder of manifests, followed.
+pub struct DirectorySource {
+    dir: PathBuf,
+    options: SourceOptions,
+    interval: Duration,
+    follower: Follower,
+    /// Errors said in the last look: said again only if they go and come
+    /// back.
+    reported: BTreeSet<String>,
+}
+
+impl DirectorySource {
+    /// The folder `dir`, read as `options` say, looked at every
+    /// `interval` when followed.
+    pub fn new(dir: &Path, options: SourceOptions, interval: Duration) -> DirectorySource {
+        DirectorySource {
+            follower: Follower::with_options(dir, options.clone()),
+            dir: dir.to_owned(),
+            options,
+            interval,
+            reported: BTreeSet::new(),
+        }
+    }
+
+    /// One look, its events routed as they come: what changed, and
+    /// whether every event was routed.
+    fn look(&mut self, context: &Context) -> Result<(Changes, bool), SourceError> {
+        let mut failure = None;
+        let mut routed = true;
+        let changes = self.follower.poll(&mut |events| {
+            if failure.is_some() {
+                return;
+            }
+            match context.intake.submit(&events) {
+                Ok(routing) => {
+                    for error in &routing.errors {
+                        context.notices.error(error);
+                    }
+                    routed &= routing.errors.is_empty();
+                }
+                Err(error) => failure = Some(error),
+            }
+        });
+        if let Some(error) = failure {
+            return Err(error.into());
+        }
+        context.intake.end_pass();
+        self.report(&changes, context);
+        Ok((changes, routed))
+    }
+
+    fn report(&mut self, changes: &Changes, context: &Context) {
+        // A FIFO or a link out of the folder is met on every look: said
+        // once while it lasts, again if it goes and comes back.
+        let now: BTreeSet<String> = changes.errors.iter().map(|e| e.to_string()).collect();
+        for error in now.difference(&self.reported) {
+            context.notices.error(error);
+        }
+        self.reported = now;
+        for warning in &changes.warnings {
+            context.notices.warning(warning);
+        }
+        for note in &changes.skipped {
+            tracing::info!("{note}; skipped");
+        }
+        if !changes.skipped.is_empty() {
+            context.notices.note(&format_args!(
+                "{} document(s) that are not cluster objects were skipped (--log info names them)",
+                changes.skipped.len()
+            ));
+        }
+    }
+}
+
+impl Source for DirectorySource {
+    fn name(&self) -> String {
+        format!("directory {}", self.dir.display())
+    }
+
+    fn seed(&mut self, scope: &SeedScope, context: &Context) -> Result<SeedReport, SourceError> {
+        // A fresh follower lists everything, and knows what unreadable
+        // files held from the index of the last look.
+        self.follower = Follower::with_options(&self.dir, self.options.clone());
+        self.reported.clear();
+        let seed = context.intake.begin_seed(scope)?;
+        let (changes, routed) = self.look(context)?;
+        let complete = changes.is_complete();
+        let listing = Listing {
+            complete,
+            held_back: changes.held_back.clone(),
+            deleted_by: self.options.actor.clone(),
+        };
+        context.intake.end_seed(seed, &listing)?;
+        Ok(SeedReport {
+            objects: changes.events,
+            from: format!("{} file(s)", changes.files),
+            unread: changes.errors.len(),
+            complete,
+            routed,
+        })
+    }
+
+    fn follow(&mut self, context: &Context) -> Result<(), SourceError> {
+        tracing::info!("following {}", self.dir.display());
+        loop {
+            context.control.wait(self.interval);
+            if context.control.stopped() {
+                return Ok(());
+            }
+            if let Some(scope) = context.control.take_relist() {
+                let report = self.seed(&scope, context)?;
+                tracing::info!(
+                    objects = report.objects,
+                    "listed {} again",
+                    self.dir.display()
+                );
+                continue;
+            }
+            let (changes, _) = self.look(context)?;
+            if changes.events > 0 {
+                tracing::info!(events = changes.events, "the folder changed");
+            }
+        }
+    }
+}
