@@ -9,7 +9,7 @@ use plumbline::mirror::{Intake, Listing, Pipeline, Router, SeedScope};
 use plumbline::model::{GroupResource, Operation};
 use plumbline::policy::config::PolicyConfig;
 use plumbline::queue::disk::DiskQueue;
-use plumbline::queue::{Entry, Partition, Queue};
+use plumbline::queue::{Entry, Partition, Position, Queue};
 use plumbline::telemetry::Metrics;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -163,7 +163,7 @@ fn entries(queue: &DiskQueue, repo: &str) -> Vec<Entry> {
         branch: "main".into(),
     };
     let read = queue
-        .read(&partition, 0, 100, std::time::Duration::ZERO)
+        .read(&partition, Position::START, 100, std::time::Duration::ZERO)
         .unwrap();
     read.into_iter().map(|(_, entry)| entry).collect()
 }

@@ -293,6 +293,5 @@ fn partitions(config: &MirrorConfig) -> BTreeMap<Partition, Vec<Folder>> {
 
 /// A folder name for a partition's repository.
 pub fn repo_folder(partition: &Partition) -> String {
-    let digest = crate::model::digest::content_digest(partition.key().as_bytes());
-    format!("repo-{}", &digest["sha256:".len().."sha256:".len() + 16])
+    format!("repo-{}", partition.token())
 }

@@ -7,10 +7,11 @@
 //! kept beside them, written in the same transactions, so a restart knows
 //! exactly where every reader resumes.
 
-use super::{Entry, Partition, Queue, QueueError, Seq};
+use super::{Claim, Claims, Entry, Partition, Position, Queue, QueueError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,12 @@ const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue
 /// Per partition: (last appended, last acknowledged).
 const POSITIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queue_positions");
 
-/// Where a partition stands.
+/// Where a partition stands: its sequence numbers, which are this
+/// queue's own and handed out as opaque [`Position`]s.
 #[derive(Debug, Clone, Copy, Default)]
-struct Position {
-    last: Seq,
-    acked: Seq,
+struct Stand {
+    last: u64,
+    acked: u64,
 }
 
 /// A queue in one `redb` file.
@@ -30,43 +32,55 @@ pub struct DiskQueue {
     db: Database,
     path: PathBuf,
     capacity: u64,
-    positions: Mutex<HashMap<String, Position>>,
+    positions: Mutex<HashMap<String, Stand>>,
     /// Signalled on every append and acknowledgement.
     changed: Condvar,
+    /// Appends waiting for room.
+    waiting: AtomicUsize,
+    claims: Claims,
+}
+
+/// The store at `path` failed with `error`, kept whole as the cause.
+fn store_error(
+    path: &Path,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> QueueError {
+    QueueError::Store {
+        path: path.display().to_string(),
+        source: error.into(),
+    }
 }
 
 impl DiskQueue {
     /// Opens (or creates) the queue at `path`, holding at most `capacity`
     /// entries per partition before `append` waits.
     pub fn open(path: &Path, capacity: u64) -> Result<DiskQueue, QueueError> {
-        let store = |e: &dyn std::fmt::Display| QueueError::Store {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
         // The queue holds objects before any policy redacted them: owner-only.
         if let Some(parent) = path.parent() {
-            crate::state::create_dir(parent).map_err(|e| store(&e))?;
+            crate::state::create_dir(parent).map_err(|e| store_error(path, e))?;
         }
-        crate::state::own_file(path).map_err(|e| store(&e))?;
+        crate::state::own_file(path).map_err(|e| store_error(path, e))?;
         // A small page cache: entries are written once and read once, so
         // caching them buys little, and the daemon's memory stays flat.
         let db = Database::builder()
             .set_cache_size(8 << 20)
             .create(path)
-            .map_err(|e| store(&e))?;
+            .map_err(|e| store_error(path, e))?;
         let mut positions = HashMap::new();
         {
-            let txn = db.begin_write().map_err(|e| store(&e))?;
+            let txn = db.begin_write().map_err(|e| store_error(path, e))?;
             {
-                txn.open_table(ENTRIES).map_err(|e| store(&e))?;
-                let table = txn.open_table(POSITIONS).map_err(|e| store(&e))?;
-                for row in table.iter().map_err(|e| store(&e))? {
-                    let (key, value) = row.map_err(|e| store(&e))?;
+                txn.open_table(ENTRIES).map_err(|e| store_error(path, e))?;
+                let table = txn
+                    .open_table(POSITIONS)
+                    .map_err(|e| store_error(path, e))?;
+                for row in table.iter().map_err(|e| store_error(path, e))? {
+                    let (key, value) = row.map_err(|e| store_error(path, e))?;
                     let (last, acked) = value.value();
-                    positions.insert(key.value().to_owned(), Position { last, acked });
+                    positions.insert(key.value().to_owned(), Stand { last, acked });
                 }
             }
-            txn.commit().map_err(|e| store(&e))?;
+            txn.commit().map_err(|e| store_error(path, e))?;
         }
         Ok(DiskQueue {
             db,
@@ -74,17 +88,21 @@ impl DiskQueue {
             capacity: capacity.max(1),
             positions: Mutex::new(positions),
             changed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            claims: Claims::default(),
         })
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> QueueError {
-        QueueError::Store {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        }
+    /// How many appends wait for room now (backpressure on the sources).
+    pub fn appends_waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Position>> {
+    fn error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> QueueError {
+        store_error(&self.path, e)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Stand>> {
         // A panic while holding the lock leaves the positions as they were
         // last written, which is consistent: recover them.
         self.positions
@@ -92,13 +110,9 @@ impl DiskQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes `entries` after `position.last`; returns the new position.
-    fn write(
-        &self,
-        key: &str,
-        position: Position,
-        entries: &[Entry],
-    ) -> Result<Position, QueueError> {
+    /// Writes `entries` after `position.last`; returns where the partition
+    /// stands then.
+    fn write(&self, key: &str, position: Stand, entries: &[Entry]) -> Result<Stand, QueueError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         let mut seq = position.last;
         {
@@ -113,8 +127,8 @@ impl DiskQueue {
                         }
                         None => crate::model::url::redact(key),
                     },
-                    seq,
-                    message: e.to_string(),
+                    position: Position(seq),
+                    source: e,
                 })?;
                 table
                     .insert((key, seq), bytes.as_slice())
@@ -126,7 +140,7 @@ impl DiskQueue {
                 .map_err(|e| self.error(e))?;
         }
         txn.commit().map_err(|e| self.error(e))?;
-        Ok(Position {
+        Ok(Stand {
             last: seq,
             acked: position.acked,
         })
@@ -134,7 +148,7 @@ impl DiskQueue {
 }
 
 impl Queue for DiskQueue {
-    fn append(&self, partition: &Partition, entries: &[Entry]) -> Result<Seq, QueueError> {
+    fn append(&self, partition: &Partition, entries: &[Entry]) -> Result<Position, QueueError> {
         let key = partition.key();
         let mut positions = self.lock();
         loop {
@@ -143,28 +157,31 @@ impl Queue for DiskQueue {
             // A batch larger than the whole capacity still goes in, alone.
             if depth == 0 || depth + entries.len() as u64 <= self.capacity {
                 if entries.is_empty() {
-                    return Ok(position.last);
+                    return Ok(Position(position.last));
                 }
                 let position = self.write(&key, position, entries)?;
                 positions.insert(key, position);
                 self.changed.notify_all();
-                return Ok(position.last);
+                return Ok(Position(position.last));
             }
+            self.waiting.fetch_add(1, Ordering::AcqRel);
             positions = self
                 .changed
                 .wait(positions)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
     fn read(
         &self,
         partition: &Partition,
-        after: Seq,
+        after: Position,
         max: usize,
         wait: Duration,
-    ) -> Result<Vec<(Seq, Entry)>, QueueError> {
+    ) -> Result<Vec<(Position, Entry)>, QueueError> {
         let key = partition.key();
+        let after = after.0;
         let deadline = Instant::now() + wait;
         {
             let mut positions = self.lock();
@@ -188,22 +205,22 @@ impl Queue for DiskQueue {
             .map_err(|e| self.error(e))?;
         for row in range.take(max) {
             let (k, v) = row.map_err(|e| self.error(e))?;
-            let seq = k.value().1;
+            let position = Position(k.value().1);
             let entry = serde_json::from_slice(v.value()).map_err(|e| QueueError::Entry {
                 partition: partition.to_string(),
-                seq,
-                message: e.to_string(),
+                position,
+                source: e,
             })?;
-            out.push((seq, entry));
+            out.push((position, entry));
         }
         Ok(out)
     }
 
-    fn ack(&self, partition: &Partition, through: Seq) -> Result<(), QueueError> {
+    fn ack(&self, partition: &Partition, through: Position) -> Result<(), QueueError> {
         let key = partition.key();
         let mut positions = self.lock();
         let position = positions.get(&key).copied().unwrap_or_default();
-        let through = through.min(position.last);
+        let through = through.0.min(position.last);
         if through <= position.acked {
             return Ok(());
         }
@@ -224,7 +241,7 @@ impl Queue for DiskQueue {
         txn.commit().map_err(|e| self.error(e))?;
         positions.insert(
             key,
-            Position {
+            Stand {
                 last: position.last,
                 acked: through,
             },
@@ -233,103 +250,62 @@ impl Queue for DiskQueue {
         Ok(())
     }
 
-    fn acked(&self, partition: &Partition) -> Result<Seq, QueueError> {
-        Ok(self
-            .lock()
-            .get(&partition.key())
-            .map_or(0, |position| position.acked))
+    fn acked(&self, partition: &Partition) -> Result<Position, QueueError> {
+        Ok(Position(
+            self.lock()
+                .get(&partition.key())
+                .map_or(0, |position| position.acked),
+        ))
     }
 
     fn depth(&self, partition: &Partition) -> u64 {
+        // This queue's own numbering has no gaps, so the difference is the
+        // count.
         self.lock()
             .get(&partition.key())
             .map_or(0, |position| position.last - position.acked)
+    }
+
+    fn claim(&self, partition: &Partition) -> Result<Claim, QueueError> {
+        self.claims.take(partition)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Operation;
-    use crate::queue::FileChange;
-    use std::sync::Arc;
+    use crate::queue::contract::{change, partition};
 
-    fn change(n: usize) -> Entry {
-        Entry::File(FileChange {
-            destination: "d".into(),
-            path: format!("ns/core/configmaps/cm-{n}.yaml"),
-            content: Some(format!("n: {n}\n")),
-            operation: Operation::Update,
-            actor: None,
-            resource: "configmaps".into(),
-        })
-    }
-
-    fn partition() -> Partition {
-        Partition {
-            repo: "git://example/r.git".into(),
-            branch: "main".into(),
-        }
-    }
-
+    /// The rest of the contract is checked against every queue in
+    /// `queue::contract`; durability is this one's own.
     #[test]
     fn entries_survive_a_reopen_until_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.redb");
-        let p = partition();
-        {
+        let p = partition("main");
+        let (first, last) = {
             let queue = DiskQueue::open(&path, 100).unwrap();
-            assert_eq!(
-                queue
-                    .append(&p, &[change(1), change(2), change(3)])
-                    .unwrap(),
-                3
-            );
-            queue.ack(&p, 1).unwrap();
-        }
+            let last = queue
+                .append(&p, &[change(1), change(2), change(3)])
+                .unwrap();
+            let read = queue.read(&p, Position::START, 1, Duration::ZERO).unwrap();
+            queue.ack(&p, read[0].0).unwrap();
+            (read[0].0, last)
+        };
         let queue = DiskQueue::open(&path, 100).unwrap();
-        assert_eq!(queue.acked(&p).unwrap(), 1);
+        assert_eq!(queue.acked(&p).unwrap(), first);
         assert_eq!(queue.depth(&p), 2);
-        let read = queue.read(&p, 1, 10, Duration::ZERO).unwrap();
-        assert_eq!(read, vec![(2, change(2)), (3, change(3))]);
-        queue.ack(&p, 3).unwrap();
-        assert_eq!(queue.depth(&p), 0);
-        // Sequence numbers keep increasing after everything was acknowledged.
-        assert_eq!(queue.append(&p, &[change(4)]).unwrap(), 4);
-    }
-
-    #[test]
-    fn a_full_partition_makes_append_wait_instead_of_dropping() {
-        let dir = tempfile::tempdir().unwrap();
-        let queue = Arc::new(DiskQueue::open(&dir.path().join("q.redb"), 2).unwrap());
-        let p = partition();
-        queue.append(&p, &[change(1), change(2)]).unwrap();
-        let writer = {
-            let (queue, p) = (queue.clone(), p.clone());
-            std::thread::spawn(move || queue.append(&p, &[change(3)]).unwrap())
-        };
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            !writer.is_finished(),
-            "append must wait while the partition is full"
+        let read = queue.read(&p, first, 10, Duration::ZERO).unwrap();
+        assert_eq!(
+            read.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            [change(2), change(3)]
         );
-        queue.ack(&p, 1).unwrap();
-        assert_eq!(writer.join().unwrap(), 3);
-        let read = queue.read(&p, 1, 10, Duration::ZERO).unwrap();
-        assert_eq!(read.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 3]);
-    }
-
-    #[test]
-    fn a_reader_waits_for_the_next_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let queue = Arc::new(DiskQueue::open(&dir.path().join("q.redb"), 10).unwrap());
-        let p = partition();
-        assert!(queue.read(&p, 0, 10, Duration::ZERO).unwrap().is_empty());
-        let reader = {
-            let (queue, p) = (queue.clone(), p.clone());
-            std::thread::spawn(move || queue.read(&p, 0, 10, Duration::from_secs(10)).unwrap())
-        };
-        queue.append(&p, &[change(1)]).unwrap();
-        assert_eq!(reader.join().unwrap(), vec![(1, change(1))]);
+        assert_eq!(read[1].0, last);
+        queue.ack(&p, last).unwrap();
+        assert_eq!(queue.depth(&p), 0);
+        // Positions keep growing after a reopen with nothing left.
+        drop(queue);
+        let queue = DiskQueue::open(&path, 100).unwrap();
+        assert!(queue.append(&p, &[change(4)]).unwrap() > last);
     }
 }

@@ -11,7 +11,10 @@
 //! [`Queue`] is the small interface a second backend (NATS JetStream, for
 //! several replicas) implements; [`disk::DiskQueue`] is the embedded one.
 
+#[cfg(test)]
+mod contract;
 pub mod disk;
+pub mod memory;
 
 use crate::model::{GroupResource, Operation};
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,14 @@ impl Partition {
     /// The partition's key in a store: both parts, unambiguously joined.
     pub fn key(&self) -> String {
         format!("{}\n{}", self.repo, self.branch)
+    }
+
+    /// A name for the partition made of lower-case hex digits only (the
+    /// start of its key's digest): safe as a NATS subject token and as a
+    /// file name, whatever the URL and branch hold.
+    pub fn token(&self) -> String {
+        let digest = crate::model::digest::content_digest(self.key().as_bytes());
+        digest["sha256:".len()..].chars().take(16).collect()
     }
 }
 
@@ -104,55 +115,137 @@ pub enum Entry {
     },
 }
 
-/// A sequence number, increasing within a partition.
-pub type Seq = u64;
+/// Where an entry stands in its partition: ordered, and opaque. Only the
+/// queue that handed a position out makes new ones; a consumer compares
+/// them and hands them back, nothing more (a JetStream sequence is shared
+/// by every subject of a stream, so there is no arithmetic to do on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position(u64);
+
+impl Position {
+    /// Before the first entry a partition ever held.
+    pub const START: Position = Position(0);
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
 
 /// Why the queue failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The store could not be opened, read or written.
-    #[error("queue {path}: {message}")]
+    #[error("queue {path}")]
     Store {
         /// The store.
         path: String,
         /// What failed.
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// An entry could not be encoded or decoded.
-    #[error("queue entry {seq} of {partition}: {message}")]
+    #[error("queue entry {position} of {partition}")]
     Entry {
         /// The partition.
         partition: String,
         /// The entry.
-        seq: Seq,
+        position: Position,
         /// Why.
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
+    /// Another consumer holds the partition.
+    #[error("{partition} is claimed by another consumer")]
+    Claimed {
+        /// The partition.
+        partition: String,
+    },
+}
+
+/// A partition claimed for writing: while it is held, no other consumer
+/// writes to the partition's branch. Released when dropped.
+pub struct Claim {
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Claim {
+    /// A claim that `release` gives up.
+    pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Claim {
+        Claim {
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Claim")
+    }
 }
 
 /// A durable, bounded, partitioned queue with acknowledgement.
 pub trait Queue: Send + Sync {
     /// Appends `entries` to `partition`, durably, in order, waiting while
-    /// the partition is full. Returns the last entry's sequence number.
-    fn append(&self, partition: &Partition, entries: &[Entry]) -> Result<Seq, QueueError>;
+    /// the partition is full. Returns the last entry's position.
+    fn append(&self, partition: &Partition, entries: &[Entry]) -> Result<Position, QueueError>;
 
     /// Up to `max` entries after `after`, oldest first, waiting up to `wait`
     /// for the first one.
     fn read(
         &self,
         partition: &Partition,
-        after: Seq,
+        after: Position,
         max: usize,
         wait: Duration,
-    ) -> Result<Vec<(Seq, Entry)>, QueueError>;
+    ) -> Result<Vec<(Position, Entry)>, QueueError>;
 
     /// Removes every entry up to and including `through`.
-    fn ack(&self, partition: &Partition, through: Seq) -> Result<(), QueueError>;
+    fn ack(&self, partition: &Partition, through: Position) -> Result<(), QueueError>;
 
-    /// The sequence number before the first entry not acknowledged: where a
-    /// reader starts.
-    fn acked(&self, partition: &Partition) -> Result<Seq, QueueError>;
+    /// The position of the last entry acknowledged: a reader starts after
+    /// it.
+    fn acked(&self, partition: &Partition) -> Result<Position, QueueError>;
 
     /// How many entries wait in `partition`.
     fn depth(&self, partition: &Partition) -> u64;
+
+    /// Claims `partition` for the caller, who writes to its branch while
+    /// the claim is held; [`QueueError::Claimed`] while another holds it.
+    fn claim(&self, partition: &Partition) -> Result<Claim, QueueError>;
+}
+
+/// The claims of a queue whose consumers all live in this process.
+#[derive(Debug, Default, Clone)]
+struct Claims(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl Claims {
+    fn take(&self, partition: &Partition) -> Result<Claim, QueueError> {
+        let key = partition.key();
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !held.insert(key.clone()) {
+            return Err(QueueError::Claimed {
+                partition: partition.to_string(),
+            });
+        }
+        let claims = self.0.clone();
+        Ok(Claim::new(move || {
+            claims
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&key);
+        }))
+    }
 }

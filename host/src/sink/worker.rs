@@ -21,7 +21,7 @@ use super::store::{Change, Person, Store};
 use crate::layout;
 use crate::model::Operation;
 use crate::model::Prune;
-use crate::queue::{Entry, FileChange, Partition, Queue, QueueError, Seq};
+use crate::queue::{Claim, Entry, FileChange, Partition, Position, Queue, QueueError};
 use crate::telemetry::health::Status;
 use crate::telemetry::{Health, Metrics, RepoLabels};
 use std::collections::{BTreeSet, HashMap};
@@ -214,12 +214,14 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     labels: RepoLabels,
+    /// Held while the worker runs: no other consumer writes the branch.
+    _claim: Claim,
     /// The last entry read.
-    cursor: Seq,
+    cursor: Position,
     /// The entry being applied.
-    reading: Seq,
+    reading: Position,
     /// Every entry up to this one is in a local commit or changed nothing.
-    done_through: Seq,
+    done_through: Position,
     staged: Batch,
     /// Committed locally, not pushed.
     unpushed: Totals,
@@ -257,6 +259,8 @@ impl Worker {
             destination: names.clone(),
             source,
         };
+        // Before anything touches the branch or the local repository.
+        let claim = queue.claim(&partition)?;
         let remote = Remote::new(&partition.repo, &partition.branch, gitdir).map_err(git)?;
         let store = Store::open(gitdir).map_err(git)?;
         let labels = RepoLabels::new(&partition.repo, &partition.branch);
@@ -270,9 +274,10 @@ impl Worker {
             metrics,
             health,
             labels,
-            cursor: 0,
-            reading: 0,
-            done_through: 0,
+            _claim: claim,
+            cursor: Position::START,
+            reading: Position::START,
+            done_through: Position::START,
             staged: Batch::default(),
             unpushed: Totals::default(),
             unpushed_commits: 0,
@@ -350,7 +355,7 @@ impl Worker {
     }
 
     /// Acknowledges every entry through `through`.
-    fn ack(&self, through: Seq) -> Result<(), SinkError> {
+    fn ack(&self, through: Position) -> Result<(), SinkError> {
         if self.queue.acked(&self.partition)? < through {
             self.queue.ack(&self.partition, through)?;
         }
@@ -498,7 +503,8 @@ impl Worker {
             .as_ref()
             .is_some_and(|a| *a != change.actor)
         {
-            self.commit(self.reading.saturating_sub(1))?;
+            // Everything before this entry is in the batch.
+            self.commit(self.cursor)?;
         }
         let changed = match &change.content {
             Some(content) => match self.store.write(&change.path, content.as_bytes()) {
@@ -658,7 +664,7 @@ impl Worker {
     }
 
     /// Commits what is staged: every entry through `through`.
-    fn commit(&mut self, through: Seq) -> Result<(), SinkError> {
+    fn commit(&mut self, through: Position) -> Result<(), SinkError> {
         let batch = std::mem::take(&mut self.staged);
         if !self.store.has_staged() {
             return Ok(());

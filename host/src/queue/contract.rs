@@ -1,0 +1,195 @@
+//! What every queue promises, checked against each one: order, bounded
+//! appends that wait, acknowledgement, opaque positions and claims.
+
+use super::disk::DiskQueue;
+use super::memory::MemoryQueue;
+use super::{Entry, FileChange, Partition, Position, Queue, QueueError};
+use crate::model::Operation;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A queue under test, and how many of its appends wait for room.
+trait Probe: Queue + 'static {
+    fn waiting(&self) -> usize;
+}
+
+impl Probe for DiskQueue {
+    fn waiting(&self) -> usize {
+        self.appends_waiting()
+    }
+}
+
+impl Probe for MemoryQueue {
+    fn waiting(&self) -> usize {
+        self.appends_waiting()
+    }
+}
+
+/// Runs `check` against a disk queue and a memory queue of `capacity`.
+fn each(capacity: u64, check: impl Fn(Arc<dyn Probe>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DiskQueue::open(&dir.path().join("queue.redb"), capacity).unwrap();
+    check(Arc::new(disk));
+    check(Arc::new(MemoryQueue::new(capacity)));
+}
+
+pub(super) fn change(n: usize) -> Entry {
+    Entry::File(FileChange {
+        destination: "d".into(),
+        path: format!("ns/core/configmaps/cm-{n}.yaml"),
+        content: Some(format!("n: {n}\n")),
+        operation: Operation::Update,
+        actor: None,
+        resource: "configmaps".into(),
+    })
+}
+
+pub(super) fn partition(branch: &str) -> Partition {
+    Partition {
+        repo: "git://example/r.git".into(),
+        branch: branch.into(),
+    }
+}
+
+fn entries(read: &[(Position, Entry)]) -> Vec<Entry> {
+    read.iter().map(|(_, e)| e.clone()).collect()
+}
+
+#[test]
+fn entries_come_back_in_order_after_the_position_given() {
+    each(100, |queue| {
+        let p = partition("main");
+        let first = queue.append(&p, &[change(1)]).unwrap();
+        let last = queue.append(&p, &[change(2), change(3)]).unwrap();
+        assert!(first < last);
+        let all = queue.read(&p, Position::START, 10, Duration::ZERO).unwrap();
+        assert_eq!(entries(&all), [change(1), change(2), change(3)]);
+        assert_eq!(all[2].0, last);
+        let after_first = queue.read(&p, first, 10, Duration::ZERO).unwrap();
+        assert_eq!(entries(&after_first), [change(2), change(3)]);
+        let one = queue.read(&p, Position::START, 1, Duration::ZERO).unwrap();
+        assert_eq!(entries(&one), [change(1)]);
+    });
+}
+
+#[test]
+fn acknowledged_entries_go_and_depth_counts_what_waits() {
+    each(100, |queue| {
+        let p = partition("main");
+        assert_eq!(queue.acked(&p).unwrap(), Position::START);
+        queue
+            .append(&p, &[change(1), change(2), change(3)])
+            .unwrap();
+        let read = queue.read(&p, Position::START, 10, Duration::ZERO).unwrap();
+        queue.ack(&p, read[0].0).unwrap();
+        assert_eq!(queue.acked(&p).unwrap(), read[0].0);
+        assert_eq!(queue.depth(&p), 2);
+        let rest = queue
+            .read(&p, queue.acked(&p).unwrap(), 10, Duration::ZERO)
+            .unwrap();
+        assert_eq!(entries(&rest), [change(2), change(3)]);
+        // Acknowledging again, or an older position, changes nothing.
+        queue.ack(&p, Position::START).unwrap();
+        assert_eq!(queue.depth(&p), 2);
+        queue.ack(&p, read[2].0).unwrap();
+        assert_eq!(queue.depth(&p), 0);
+        // Positions keep growing once everything was acknowledged.
+        let next = queue.append(&p, &[change(4)]).unwrap();
+        assert!(next > read[2].0);
+    });
+}
+
+#[test]
+fn partitions_are_independent() {
+    each(100, |queue| {
+        let (main, other) = (partition("main"), partition("other"));
+        queue.append(&main, &[change(1)]).unwrap();
+        queue.append(&other, &[change(2)]).unwrap();
+        let read = queue
+            .read(&main, Position::START, 10, Duration::ZERO)
+            .unwrap();
+        assert_eq!(entries(&read), [change(1)]);
+        queue.ack(&main, read[0].0).unwrap();
+        assert_eq!((queue.depth(&main), queue.depth(&other)), (0, 1));
+    });
+}
+
+#[test]
+fn a_full_partition_makes_append_wait_instead_of_dropping() {
+    each(2, |queue| {
+        let p = partition("main");
+        queue.append(&p, &[change(1), change(2)]).unwrap();
+        let writer = {
+            let (queue, p) = (queue.clone(), p.clone());
+            std::thread::spawn(move || queue.append(&p, &[change(3)]).unwrap())
+        };
+        // The writer is seen waiting, not assumed to be after a sleep.
+        while queue.waiting() == 0 {
+            assert!(!writer.is_finished(), "append must wait while full");
+            std::thread::yield_now();
+        }
+        assert_eq!(queue.depth(&p), 2, "nothing was dropped or squeezed in");
+        let read = queue.read(&p, Position::START, 1, Duration::ZERO).unwrap();
+        queue.ack(&p, read[0].0).unwrap();
+        let last = writer.join().unwrap();
+        let rest = queue.read(&p, read[0].0, 10, Duration::ZERO).unwrap();
+        assert_eq!(entries(&rest), [change(2), change(3)]);
+        assert_eq!(rest[1].0, last);
+    });
+}
+
+#[test]
+fn a_reader_waits_for_the_next_entry() {
+    each(10, |queue| {
+        let p = partition("main");
+        assert!(
+            queue
+                .read(&p, Position::START, 10, Duration::ZERO)
+                .unwrap()
+                .is_empty()
+        );
+        let reader = {
+            let (queue, p) = (queue.clone(), p.clone());
+            std::thread::spawn(move || {
+                queue
+                    .read(&p, Position::START, 10, Duration::from_secs(600))
+                    .unwrap()
+            })
+        };
+        queue.append(&p, &[change(1)]).unwrap();
+        assert_eq!(entries(&reader.join().unwrap()), [change(1)]);
+    });
+}
+
+#[test]
+fn a_partition_has_one_claim_at_a_time() {
+    each(10, |queue| {
+        let (main, other) = (partition("main"), partition("other"));
+        let claim = queue.claim(&main).unwrap();
+        assert!(matches!(
+            queue.claim(&main),
+            Err(QueueError::Claimed { .. })
+        ));
+        let _other = queue.claim(&other).expect("another partition is free");
+        drop(claim);
+        queue.claim(&main).expect("released when dropped");
+    });
+}
+
+#[test]
+fn a_partition_token_is_safe_as_a_subject_and_a_file_name() {
+    let odd = Partition {
+        repo: "https://user:pa$$@host/a b/../c.git".into(),
+        branch: "feature/x.y>*".into(),
+    };
+    for p in [odd, partition("main")] {
+        let token = p.token();
+        assert_eq!(token.len(), 16);
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+    }
+    assert_ne!(partition("main").token(), partition("other").token());
+}
