@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_entries");
 /// Per partition: (last appended, last acknowledged).
@@ -182,19 +182,15 @@ impl Queue for DiskQueue {
     ) -> Result<Vec<(Position, Entry)>, QueueError> {
         let key = partition.key();
         let after = after.0;
-        let deadline = Instant::now() + wait;
         {
-            let mut positions = self.lock();
-            while positions.get(&key).is_none_or(|p| p.last <= after) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(Vec::new());
-                }
-                positions = self
-                    .changed
-                    .wait_timeout(positions, left)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+            let empty =
+                |p: &mut HashMap<String, Stand>| p.get(&key).is_none_or(|p| p.last <= after);
+            let (mut positions, _) = self
+                .changed
+                .wait_timeout_while(self.lock(), wait, empty)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if empty(&mut positions) {
+                return Ok(Vec::new());
             }
         }
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;

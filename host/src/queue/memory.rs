@@ -7,7 +7,7 @@ use super::{Claim, Claims, Entry, Partition, Position, Queue, QueueError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A queue in memory.
 #[derive(Debug)]
@@ -88,18 +88,13 @@ impl Queue for MemoryQueue {
         wait: Duration,
     ) -> Result<Vec<(Position, Entry)>, QueueError> {
         let key = partition.key();
-        let deadline = Instant::now() + wait;
-        let mut partitions = self.lock();
-        while partitions.get(&key).is_none_or(|h| h.last <= after.0) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Vec::new());
-            }
-            partitions = self
-                .changed
-                .wait_timeout(partitions, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        let empty = |p: &mut HashMap<String, Held>| p.get(&key).is_none_or(|h| h.last <= after.0);
+        let (mut partitions, _) = self
+            .changed
+            .wait_timeout_while(self.lock(), wait, empty)
+            .unwrap_or_else(PoisonError::into_inner);
+        if empty(&mut partitions) {
+            return Ok(Vec::new());
         }
         let held = &partitions[&key];
         Ok(held
