@@ -3,8 +3,8 @@
 
 use super::disk::DiskQueue;
 use super::memory::MemoryQueue;
-use super::{Entry, FileChange, Partition, Position, Queue, QueueError};
-use crate::model::Operation;
+use super::testing::{change, partition};
+use super::{Entry, Partition, Position, Queue, QueueError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,24 +31,6 @@ fn each(capacity: u64, check: impl Fn(Arc<dyn Probe>)) {
     let disk = DiskQueue::open(&dir.path().join("queue.redb"), capacity).unwrap();
     check(Arc::new(disk));
     check(Arc::new(MemoryQueue::new(capacity)));
-}
-
-pub(super) fn change(n: usize) -> Entry {
-    Entry::File(FileChange {
-        destination: "d".into(),
-        path: format!("ns/core/configmaps/cm-{n}.yaml"),
-        content: Some(format!("n: {n}\n")),
-        operation: Operation::Update,
-        actor: None,
-        resource: "configmaps".into(),
-    })
-}
-
-pub(super) fn partition(branch: &str) -> Partition {
-    Partition {
-        repo: "git://example/r.git".into(),
-        branch: branch.into(),
-    }
 }
 
 fn entries(read: &[(Position, Entry)]) -> Vec<Entry> {

@@ -270,7 +270,7 @@ impl Queue for DiskQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::contract::{change, partition};
+    use crate::queue::testing::{change, partition};
 
     /// The rest of the contract is checked against every queue in
     /// `queue::contract`; durability is this one's own.

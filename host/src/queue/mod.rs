@@ -15,6 +15,8 @@
 mod contract;
 pub mod disk;
 pub mod memory;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use crate::model::{GroupResource, Operation};
 use serde::{Deserialize, Serialize};

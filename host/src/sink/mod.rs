@@ -5,10 +5,18 @@
 //!
 //! - [`store`]: the local repository through `gix`: trees, blobs, commits;
 //! - [`remote`]: fetch and push through the `git` program;
+//! - [`batch`]: what the next commit holds, when it is due, its message;
+//! - [`cursor`]: where a worker stands in the queue, what it may acknowledge;
 //! - [`seeds`]: the seeds under way, and which files are their orphans;
+//! - [`prune`]: what a seed's end deletes;
+//! - [`retry`]: waiting after a failure, replaying a rejection, giving up;
 //! - [`worker`]: one (repository, branch): batch, commit, push, acknowledge.
 
+pub mod batch;
+pub mod cursor;
+pub mod prune;
 pub mod remote;
+pub mod retry;
 pub mod seeds;
 pub mod store;
 pub mod worker;

@@ -15,41 +15,26 @@
 //! so that one bad entry never holds back its partition.
 
 use super::Folder;
+use super::batch::Batch;
+pub use super::batch::BatchLimits;
+use super::cursor::Cursor;
+use super::prune::{Pruning, plan};
 use super::remote::{GitError, Push, Remote};
+pub use super::retry::FINISH_RETRY;
+use super::retry::{Next, Replay, Retry};
 use super::seeds::Seeds;
-use super::store::{Change, Person, Store};
+use super::store::{Person, Store};
 use crate::layout;
 use crate::model::Operation;
 use crate::model::Prune;
 use crate::queue::{Claim, Entry, FileChange, Partition, Position, Queue, QueueError};
 use crate::telemetry::health::Status;
 use crate::telemetry::{Health, Metrics, RepoLabels};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// When a commit is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchLimits {
-    /// Most files changed by one commit.
-    pub files: usize,
-    /// Most bytes written by one commit.
-    pub bytes: usize,
-    /// Longest a change waits for its batch to fill.
-    pub wait: Duration,
-}
-
-impl Default for BatchLimits {
-    fn default() -> Self {
-        BatchLimits {
-            files: 200,
-            bytes: 1 << 20,
-            wait: Duration::from_secs(20),
-        }
-    }
-}
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -93,10 +78,6 @@ impl SinkOptions {
         }
     }
 }
-
-/// How long a worker told to finish retries a remote that fails before it
-/// gives up; what it could not push stays in the queue.
-pub const FINISH_RETRY: Duration = Duration::from_secs(30);
 
 /// Packs the local repository may hold before they are merged.
 const MAX_PACKS: usize = 16;
@@ -173,28 +154,6 @@ pub enum SinkError {
     Queue(#[from] QueueError),
 }
 
-/// Changes staged for the next commit.
-#[derive(Debug, Default)]
-struct Batch {
-    /// Changes staged (a file changed twice counts twice), for the limits.
-    files: usize,
-    bytes: usize,
-    author: Option<Option<String>>,
-    started: Option<Instant>,
-    /// The last change staged per path: what the commit message says of
-    /// the files that did change.
-    changes: HashMap<String, Staged>,
-}
-
-/// What the commit message needs of a staged change.
-#[derive(Debug)]
-struct Staged {
-    operation: &'static str,
-    resource: String,
-    destination: String,
-    bytes: usize,
-}
-
 /// Files changed by local commits not pushed yet.
 #[derive(Debug, Default)]
 struct Totals {
@@ -207,7 +166,6 @@ struct Totals {
 pub struct Worker {
     partition: Partition,
     destinations: Vec<Folder>,
-    queue: Arc<dyn Queue>,
     remote: Remote,
     store: Store,
     options: SinkOptions,
@@ -216,12 +174,7 @@ pub struct Worker {
     labels: RepoLabels,
     /// Held while the worker runs: no other consumer writes the branch.
     _claim: Claim,
-    /// The last entry read.
-    cursor: Position,
-    /// The entry being applied.
-    reading: Position,
-    /// Every entry up to this one is in a local commit or changed nothing.
-    done_through: Position,
+    cursor: Cursor,
     staged: Batch,
     /// Committed locally, not pushed.
     unpushed: Totals,
@@ -230,15 +183,8 @@ pub struct Worker {
     signals: Signals,
     /// Destinations no longer configured whose entries were discarded.
     discarding: BTreeSet<String>,
-    /// Whether the worker was told to finish: a remote that keeps failing
-    /// then costs at most [`FINISH_RETRY`].
-    finishing: bool,
+    retry: Retry,
     report: SyncReport,
-    /// When the remote started failing, if it is failing.
-    failing_since: Option<Instant>,
-    /// When pushes started being rejected, if they are.
-    rejected_since: Option<Instant>,
-    rejections: u32,
 }
 
 impl Worker {
@@ -264,31 +210,26 @@ impl Worker {
         let remote = Remote::new(&partition.repo, &partition.branch, gitdir).map_err(git)?;
         let store = Store::open(gitdir).map_err(git)?;
         let labels = RepoLabels::new(&partition.repo, &partition.branch);
+        let cursor = Cursor::new(queue, partition.clone())?;
         Ok(Worker {
             partition,
             destinations,
-            queue,
             remote,
             store,
+            retry: Retry::new(options.retry_for),
             options,
             metrics,
             health,
             labels,
             _claim: claim,
-            cursor: Position::START,
-            reading: Position::START,
-            done_through: Position::START,
+            cursor,
             staged: Batch::default(),
             unpushed: Totals::default(),
             unpushed_commits: 0,
             seeds: Seeds::default(),
             signals: Signals::default(),
             discarding: BTreeSet::new(),
-            finishing: false,
             report: SyncReport::default(),
-            failing_since: None,
-            rejected_since: None,
-            rejections: 0,
         })
     }
 
@@ -308,30 +249,26 @@ impl Worker {
             // Read first, then check: `finish` is set after the last
             // append, so an empty read after seeing it means the end.
             let done = signals.finish.load(Ordering::Acquire);
-            self.finishing |= done;
-            let wait = match self.staged.started {
-                Some(started) => self.options.batch.wait.saturating_sub(started.elapsed()),
+            if done {
+                self.retry.finishing();
+            }
+            let limits = self.options.batch;
+            let wait = match self.staged.wait_left(&limits, Instant::now()) {
+                Some(left) => left,
                 None if done => Duration::ZERO,
                 None => Duration::from_millis(500),
             };
-            let entries = self.queue.read(
-                &self.partition,
-                self.cursor,
-                self.options.batch.files,
-                wait.min(Duration::from_millis(500)),
-            )?;
+            let entries = self
+                .cursor
+                .read(limits.files, wait.min(Duration::from_millis(500)))?;
             self.record_depth();
             if entries.is_empty() {
-                let due = self
-                    .staged
-                    .started
-                    .is_some_and(|s| s.elapsed() >= self.options.batch.wait);
-                if due || done {
-                    self.commit(self.cursor)?;
+                if done || self.staged.is_due(&limits, Instant::now()) {
+                    self.commit(self.cursor.last_read())?;
                 }
                 if self.unpushed_commits > 0 {
                     self.push()?;
-                } else if self.staged.files == 0 {
+                } else if self.staged.is_empty() {
                     self.caught_up()?;
                     if done {
                         self.report.files = self.held_files();
@@ -340,13 +277,10 @@ impl Worker {
                 }
                 continue;
             }
-            for (seq, entry) in entries {
-                self.reading = seq;
+            for (position, entry) in entries {
+                self.cursor.applying(position);
                 self.apply(entry)?;
-                self.cursor = seq;
-                if self.staged.files == 0 {
-                    self.done_through = seq;
-                }
+                self.cursor.applied(self.staged.is_empty());
             }
             if self.unpushed_commits >= self.options.push_every {
                 self.push()?;
@@ -354,25 +288,17 @@ impl Worker {
         }
     }
 
-    /// Acknowledges every entry through `through`.
-    fn ack(&self, through: Position) -> Result<(), SinkError> {
-        if self.queue.acked(&self.partition)? < through {
-            self.queue.ack(&self.partition, through)?;
-        }
-        self.record_depth();
-        Ok(())
-    }
-
     fn record_depth(&self) {
         self.metrics
             .queue_depth
             .get_or_create(&self.labels)
-            .set(self.queue.depth(&self.partition) as i64);
+            .set(self.cursor.depth() as i64);
     }
 
     /// Nothing waits: everything read is pushed (or changed nothing).
     fn caught_up(&mut self) -> Result<(), SinkError> {
-        self.ack(self.cursor)?;
+        self.cursor.ack_read()?;
+        self.record_depth();
         self.health.set(&self.part(), Status::Ready);
         Ok(())
     }
@@ -380,44 +306,35 @@ impl Worker {
     /// Fetches the remote's tip (retrying while it fails) and reads again
     /// from the first entry not acknowledged.
     fn start_over(&mut self) -> Result<(), SinkError> {
-        let mut backoff = Duration::from_millis(250);
         let tip = loop {
             match self.remote.fetch() {
-                Ok(tip) => {
-                    self.failing_since = None;
-                    break tip;
-                }
-                Err(error) => {
-                    self.failed(error, backoff)?;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Ok(tip) => break tip,
+                Err(error) => self.failed(error)?,
             }
         };
+        self.retry.reached();
         self.store.reset(tip).map_err(|source| self.git(source))?;
-        self.cursor = self.queue.acked(&self.partition)?;
-        self.done_through = self.cursor;
+        self.cursor.restart()?;
         self.staged = Batch::default();
         self.unpushed = Totals::default();
         self.unpushed_commits = 0;
         Ok(())
     }
 
-    /// Records a failure of the remote; an error once it has failed for
-    /// longer than the retry budget, else waits `backoff`.
-    fn failed(&mut self, error: GitError, backoff: Duration) -> Result<(), SinkError> {
-        let since = *self.failing_since.get_or_insert_with(Instant::now);
+    /// Records a failure of the remote: an error once it has failed for
+    /// longer than the retry budget, else waits before the next attempt.
+    fn failed(&mut self, error: GitError) -> Result<(), SinkError> {
         self.report.push_retries += 1;
         self.metrics.push_retries.get_or_create(&self.labels).inc();
         self.health
             .set(&self.part(), Status::NotReady(format!("{error}")));
-        if self
-            .budget()
-            .is_some_and(|budget| since.elapsed() >= budget)
-        {
-            return Err(self.git(error));
+        match self.retry.failed(Instant::now()) {
+            Next::GiveUp => Err(self.git(error)),
+            Next::Wait(backoff) => {
+                tracing::warn!(partition = %self.partition, %error, retry_in = ?backoff, "git failed; retrying");
+                self.pause(backoff)
+            }
         }
-        tracing::warn!(partition = %self.partition, %error, retry_in = ?backoff, "git failed; retrying");
-        self.pause(backoff)
     }
 
     /// Waits `length`, unless told to stop.
@@ -439,16 +356,6 @@ impl Worker {
         } else {
             Ok(())
         }
-    }
-
-    /// How long the remote may keep failing: the configured budget; with
-    /// none (following), [`FINISH_RETRY`] once told to finish, so that a
-    /// destination removed while its remote is down does not hold its
-    /// worker for ever.
-    fn budget(&self) -> Option<Duration> {
-        self.options
-            .retry_for
-            .or(self.finishing.then_some(FINISH_RETRY))
     }
 
     fn git(&self, source: GitError) -> SinkError {
@@ -497,14 +404,9 @@ impl Worker {
         if change.content.is_some() {
             self.seeds.live(&change.destination, &change.path);
         }
-        if self
-            .staged
-            .author
-            .as_ref()
-            .is_some_and(|a| *a != change.actor)
-        {
+        if self.staged.breaks_for(&change.actor) {
             // Everything before this entry is in the batch.
-            self.commit(self.cursor)?;
+            self.commit(self.cursor.last_read())?;
         }
         let changed = match &change.content {
             Some(content) => match self.store.write(&change.path, content.as_bytes()) {
@@ -520,34 +422,12 @@ impl Worker {
             None => self.store.remove(&change.path),
         };
         if changed {
-            self.stage(&change);
+            self.staged.stage(&change, Instant::now());
         }
-        if self.staged.files >= self.options.batch.files
-            || self.staged.bytes >= self.options.batch.bytes
-        {
-            self.commit(self.reading)?;
+        if self.staged.is_full(&self.options.batch) {
+            self.commit(self.cursor.current())?;
         }
         Ok(())
-    }
-
-    fn stage(&mut self, change: &FileChange) {
-        let batch = &mut self.staged;
-        batch.started.get_or_insert_with(Instant::now);
-        batch.author = Some(change.actor.clone());
-        batch.files += 1;
-        let bytes = change.content.as_ref().map_or(0, String::len);
-        batch.bytes += bytes;
-        let staged = Staged {
-            operation: match change.operation {
-                Operation::Create => "create",
-                Operation::Update => "update",
-                Operation::Delete => "delete",
-            },
-            resource: change.resource.clone(),
-            destination: change.destination.clone(),
-            bytes,
-        };
-        batch.changes.insert(change.path.clone(), staged);
     }
 
     /// Drops a change routed to a destination that was removed since: the
@@ -597,7 +477,7 @@ impl Worker {
         self.prune(name, id, complete, deleted_by)?;
         // The seed's last changes go out now, not when their batch would
         // have filled.
-        self.commit(self.reading)
+        self.commit(self.cursor.current())
     }
 
     fn prune(
@@ -608,7 +488,7 @@ impl Worker {
         deleted_by: Option<String>,
     ) -> Result<(), SinkError> {
         let ended = self.seeds.end(name, id);
-        let Some(destination) = self.destination(name).cloned() else {
+        let Some(destination) = self.destination(name) else {
             return Ok(());
         };
         let Some(seed) = ended else {
@@ -620,18 +500,13 @@ impl Worker {
             );
             return Ok(());
         };
-        let base = &destination.base_folder;
-        let mut orphans: Vec<String> = self
-            .store
-            .paths()
-            .filter(|p| layout::key_of(base, p).is_some_and(|key| seed.is_orphan(p, &key)))
-            .map(str::to_owned)
-            .collect();
-        orphans.sort_unstable();
-        if !complete || destination.prune != Prune::Always {
-            self.report.orphans_kept = orphans.len();
-            return Ok(());
-        }
+        let orphans = match plan(&seed, destination, self.store.paths(), complete) {
+            Pruning::Keep(kept) => {
+                self.report.orphans_kept = kept;
+                return Ok(());
+            }
+            Pruning::Delete(orphans) => orphans,
+        };
         self.report.orphans_kept = 0;
         for path in orphans {
             let resource = path.rsplit('/').nth(1).unwrap_or_default().to_owned();
@@ -669,25 +544,19 @@ impl Worker {
         if !self.store.has_staged() {
             return Ok(());
         }
-        self.done_through = through;
-        let author = match batch.author.clone().flatten() {
-            Some(actor) => person_of(&actor),
-            None => self.options.unknown_actor.clone(),
-        };
+        self.cursor.committed(through);
+        let author = batch.author(&self.options.unknown_actor);
         let (template, source) = (&self.options.message_template, &self.options.source);
         let committed = self
             .store
             .commit(
-                |changed| message(template, source, &batch, changed),
+                |changed| batch.message(template, source, changed),
                 &author,
                 &self.options.committer,
             )
             .map_err(|source| self.git(source))?;
         for (path, error) in &committed.refused {
-            let destination = batch
-                .changes
-                .get(path)
-                .map_or("", |s| s.destination.as_str());
+            let destination = batch.destination_of(path).unwrap_or_default();
             self.set_aside(destination, path, error);
         }
         if self.store.should_persist() {
@@ -699,7 +568,7 @@ impl Worker {
             for change in &committed.changed {
                 if change.written {
                     u.written += 1;
-                    u.bytes += batch.changes.get(&change.path).map_or(0, |s| s.bytes);
+                    u.bytes += batch.bytes_of(&change.path);
                 } else {
                     u.deleted += 1;
                 }
@@ -708,47 +577,44 @@ impl Worker {
         Ok(())
     }
 
-    /// Pushes the local commits; on success acknowledges everything read.
+    /// Pushes the local commits; on success acknowledges everything in
+    /// them.
     fn push(&mut self) -> Result<(), SinkError> {
         let Some(tip) = self.store.tip() else {
             return Ok(());
         };
         self.store.persist().map_err(|source| self.git(source))?;
-        let mut backoff = Duration::from_millis(250);
         loop {
             match self.remote.push(tip) {
                 Ok(Push::Accepted) => {
                     if self.store.packs() > MAX_PACKS {
                         self.remote.repack().map_err(|source| self.git(source))?;
                     }
-                    self.failing_since = None;
-                    self.rejected_since = None;
-                    self.rejections = 0;
+                    self.retry.pushed();
                     self.pushed();
-                    return self.ack(self.done_through);
+                    self.cursor.ack_done()?;
+                    self.record_depth();
+                    return Ok(());
                 }
-                Ok(Push::Rejected) => {
-                    self.rejections += 1;
-                    self.report.push_retries += 1;
-                    self.metrics.push_retries.get_or_create(&self.labels).inc();
-                    let since = *self.rejected_since.get_or_insert_with(Instant::now);
-                    if self
-                        .budget()
-                        .is_some_and(|budget| since.elapsed() >= budget)
-                    {
-                        return Err(SinkError::Rejected {
-                            destination: names(&self.destinations),
-                            attempts: self.rejections,
-                        });
-                    }
-                    tracing::info!(partition = %self.partition, "push rejected: the branch moved; replaying on its new tip");
-                    // Seeds restart with their entries.
-                    return self.start_over();
-                }
-                Err(error) => {
-                    self.failed(error, backoff)?;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Ok(Push::Rejected) => return self.rejected(),
+                Err(error) => self.failed(error)?,
+            }
+        }
+    }
+
+    /// Another writer moved the branch: start over on its new tip, with
+    /// the entries not acknowledged (seeds restart with them).
+    fn rejected(&mut self) -> Result<(), SinkError> {
+        self.report.push_retries += 1;
+        self.metrics.push_retries.get_or_create(&self.labels).inc();
+        match self.retry.rejected(Instant::now()) {
+            Replay::GiveUp(attempts) => Err(SinkError::Rejected {
+                destination: names(&self.destinations),
+                attempts,
+            }),
+            Replay::OnNewTip => {
+                tracing::info!(partition = %self.partition, "push rejected: the branch moved; replaying on its new tip");
+                self.start_over()
             }
         }
     }
@@ -775,32 +641,6 @@ impl Worker {
     }
 }
 
-/// The commit message of the files `changed`: the subject from `template`,
-/// then the trailers. Only files that changed are counted and named.
-fn message(template: &str, source: &str, batch: &Batch, changed: &[Change]) -> String {
-    let staged: Vec<&Staged> = changed
-        .iter()
-        .filter_map(|c| batch.changes.get(&c.path))
-        .collect();
-    let operations: BTreeSet<&str> = staged.iter().map(|s| s.operation).collect();
-    let operation = match operations.len() {
-        1 => operations.first().copied().unwrap_or("sync"),
-        _ => "sync",
-    };
-    let joined = |set: BTreeSet<&str>| set.into_iter().collect::<Vec<_>>().join(", ");
-    let resources = joined(staged.iter().map(|s| s.resource.as_str()).collect());
-    let destinations = joined(staged.iter().map(|s| s.destination.as_str()).collect());
-    let subject = template
-        .replace("{operation}", operation)
-        .replace("{count}", &changed.len().to_string())
-        .replace("{destination}", &destinations)
-        .replace("{resources}", &resources);
-    format!(
-        "{subject}\n\nPlumbline-Operation: {}\nPlumbline-Resources: {resources}\nPlumbline-Destination: {destinations}\nPlumbline-Source: {source}\n",
-        joined(operations),
-    )
-}
-
 fn names(destinations: &[Folder]) -> String {
     destinations
         .iter()
@@ -809,16 +649,5 @@ fn names(destinations: &[Folder]) -> String {
         .join(", ")
 }
 
-/// The Git identity of a Kubernetes user name.
-fn person_of(actor: &str) -> Person {
-    Person {
-        name: actor.to_owned(),
-        email: format!(
-            "{}@users.plumbline.invalid",
-            actor.replace(
-                |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-',
-                "_"
-            )
-        ),
-    }
-}
+#[cfg(test)]
+mod tests;

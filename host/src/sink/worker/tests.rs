@@ -1,0 +1,211 @@
+//! The worker's parts together, against each embedded queue and a real
+//! bare repository that the `git` program reads back.
+
+use super::*;
+use crate::layout::BaseFolder;
+use crate::queue::testing::each_queue;
+use std::process::Command;
+
+/// A bare repository (not there yet, if `exists` is false).
+fn remote(dir: &tempfile::TempDir, exists: bool) -> Partition {
+    let path = dir.path().join("remote.git");
+    if exists {
+        git(
+            &dir.path().to_string_lossy(),
+            &["init", "-q", "--bare", "-b", "main", "remote.git"],
+        );
+    }
+    Partition {
+        repo: path.to_string_lossy().into_owned(),
+        branch: "main".into(),
+    }
+}
+
+fn git(dir: &str, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The files of the remote's branch.
+fn files(p: &Partition) -> Vec<String> {
+    let out = git(&p.repo, &["ls-tree", "-r", "--name-only", "main"]);
+    out.lines().map(str::to_owned).collect()
+}
+
+fn folder(prune: Prune) -> Folder {
+    Folder {
+        name: "team".into(),
+        base_folder: BaseFolder::new("team").unwrap(),
+        prune,
+    }
+}
+
+fn path(name: &str) -> String {
+    format!("team/ns/core/configmaps/{name}.yaml")
+}
+
+fn file(name: &str, content: &str, actor: Option<&str>) -> Entry {
+    Entry::File(FileChange {
+        destination: "team".into(),
+        path: path(name),
+        content: Some(format!("{content}\n")),
+        operation: Operation::Update,
+        actor: actor.map(str::to_owned),
+        resource: "configmaps".into(),
+    })
+}
+
+/// A seed of `names`, ending complete or not.
+fn seed(id: u64, names: &[&str], complete: bool) -> Vec<Entry> {
+    let destination = "team".to_owned();
+    let mut entries = vec![Entry::SeedStart {
+        destination: destination.clone(),
+        seed: id,
+        resources: None,
+    }];
+    entries.extend(names.iter().map(|n| file(n, n, None)));
+    entries.push(Entry::SeedEnd {
+        destination,
+        seed: id,
+        complete,
+        deleted_by: None,
+    });
+    entries
+}
+
+/// Runs a worker of `p` until everything queued is pushed.
+fn sync(
+    queue: &Arc<dyn Queue>,
+    p: &Partition,
+    prune: Prune,
+    retry_for: Option<Duration>,
+) -> Result<SyncReport, SinkError> {
+    let gitdir = tempfile::tempdir().unwrap();
+    let mut options = SinkOptions::new("test");
+    options.retry_for = retry_for;
+    let (metrics, _) = Metrics::new();
+    let health = Arc::new(Health::default());
+    let mut worker = Worker::new(
+        p.clone(),
+        vec![folder(prune)],
+        queue.clone(),
+        gitdir.path(),
+        options,
+        metrics,
+        health,
+    )?;
+    let signals = Signals::default();
+    signals.finish.store(true, Ordering::Release);
+    worker.run(&signals)
+}
+
+#[test]
+fn a_seed_is_committed_pushed_and_then_acknowledged() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        queue.append(&p, &seed(1, &["a", "b", "c"], true)).unwrap();
+        let report = sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!(files(&p), [path("a"), path("b"), path("c")]);
+        assert_eq!((report.written, report.commits, report.files), (3, 1, 3));
+        assert_eq!(queue.depth(&p), 0, "acknowledged once pushed");
+    });
+}
+
+#[test]
+fn orphans_go_only_after_a_complete_seed() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        queue.append(&p, &seed(1, &["a", "b"], true)).unwrap();
+        sync(&queue, &p, Prune::Always, None).unwrap();
+        queue.append(&p, &seed(2, &["a"], false)).unwrap();
+        let kept = sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!(kept.orphans_kept, 1);
+        assert_eq!(files(&p), [path("a"), path("b")], "an incomplete seed");
+        queue.append(&p, &seed(3, &["a"], true)).unwrap();
+        let pruned = sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!((pruned.deleted, pruned.orphans_kept), (1, 0));
+        assert_eq!(files(&p), [path("a")]);
+    });
+}
+
+#[test]
+fn an_unchanged_object_makes_no_commit() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        queue.append(&p, &seed(1, &["a"], true)).unwrap();
+        sync(&queue, &p, Prune::Always, None).unwrap();
+        queue.append(&p, &seed(2, &["a"], true)).unwrap();
+        let again = sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!((again.commits, again.written), (0, 0));
+        assert_eq!(queue.depth(&p), 0, "acknowledged though nothing was pushed");
+        assert_eq!(git(&p.repo, &["rev-list", "--count", "main"]).trim(), "1");
+    });
+}
+
+#[test]
+fn each_author_gets_a_commit_of_their_own() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        let entries = [
+            file("a", "1", Some("alice")),
+            file("b", "1", Some("alice")),
+            file("c", "1", Some("bob")),
+        ];
+        queue.append(&p, &entries).unwrap();
+        let report = sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!(report.commits, 2);
+        let authors = git(&p.repo, &["log", "--format=%an", "main"]);
+        assert_eq!(authors, "bob\nalice\n");
+    });
+}
+
+#[test]
+fn a_remote_that_is_down_loses_nothing() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, false);
+        let entries = seed(1, &["a", "b"], true);
+        queue.append(&p, &entries).unwrap();
+        let error = sync(&queue, &p, Prune::Always, Some(Duration::ZERO)).unwrap_err();
+        assert!(matches!(error, SinkError::Git { .. }), "{error}");
+        assert_eq!(
+            queue.depth(&p),
+            entries.len() as u64,
+            "nothing acknowledged"
+        );
+        remote(&dir, true);
+        sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!(files(&p), [path("a"), path("b")]);
+    });
+}
+
+#[test]
+fn changes_for_a_destination_no_longer_configured_are_discarded_and_acknowledged() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        let mut gone = file("x", "1", None);
+        if let Entry::File(change) = &mut gone {
+            change.destination = "removed".into();
+        }
+        queue.append(&p, &[gone, file("a", "1", None)]).unwrap();
+        let report = sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!(report.discarded, 1);
+        assert_eq!(files(&p), [path("a")]);
+        assert_eq!(queue.depth(&p), 0);
+    });
+}
