@@ -39,6 +39,19 @@ fn taken(daemon: &Daemon) -> usize {
 
 const CM: &str = "shop/core/configmaps/cm-a.yaml";
 
+/// Changes the config map's `key: value` to `to` in the source `src`, and
+/// waits for destination a (under `a/` in `one`) to show it; returns the
+/// file and its text before.
+fn change_in_a(one: &GitServer, src: &Path, to: &str) -> (std::path::PathBuf, String) {
+    let settings = src.join("configmap-settings.yaml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, text.replace("key: value", to)).unwrap();
+    wait_for("the change in a", || {
+        one.tree()[&format!("a/{CM}")].contains(to).then_some(())
+    });
+    (settings, text)
+}
+
 #[test]
 fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_restart() {
     let (one, two) = (GitServer::start(), GitServer::start());
@@ -85,14 +98,7 @@ fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_resta
         (taken(&daemon) == 2).then_some(())
     });
     let commits_two = two.log_len();
-    let settings = src.path().join("configmap-settings.yaml");
-    let text = std::fs::read_to_string(&settings).unwrap();
-    std::fs::write(&settings, text.replace("key: value", "key: changed")).unwrap();
-    wait_for("the change in a", || {
-        one.tree()[&format!("a/{CM}")]
-            .contains("key: changed")
-            .then_some(())
-    });
+    let (settings, text) = change_in_a(&one, src.path(), "key: changed");
     let tree_one = one.tree();
     assert!(
         tree_one[&format!("b/{CM}")].contains("key: value"),
@@ -216,4 +222,110 @@ fn a_seed_is_framed_only_for_the_destinations_and_resources_of_its_scope() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The destinations and rules of `destinations` (as [`destination`]
+/// writes them), as the library reads them.
+fn mirror_config(destinations: &[String]) -> plumbline::mirror::MirrorConfig {
+    let text = destinations.join("---\n");
+    plumbline::mirror::resources::read(&text, "test", Default::default()).unwrap()
+}
+
+/// The paths under `prefix` in `tree`, without it.
+fn under(tree: &std::collections::BTreeMap<String, String>, prefix: &str) -> BTreeSet<String> {
+    tree.keys()
+        .filter_map(|path| path.strip_prefix(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_daemon_runs_from_the_library_and_its_supervisor_follows_the_destinations() {
+    use plumbline::api::ServerLimits;
+    use plumbline::daemon::{self, Setup};
+    use plumbline::ingest::directory::{DirectorySource, SourceOptions};
+    use plumbline::sink::worker::SinkOptions;
+    use plumbline::telemetry::notices::Stderr;
+
+    let (one, two) = (GitServer::start(), GitServer::start());
+    let (src, state) = (example_source(), tempfile::tempdir().unwrap());
+    let a = destination("a", &one.url(), "a");
+    let c = destination("c", &two.url(), "");
+    let policies = PolicyConfig::builtin()
+        .load(&crate::support::runtime())
+        .unwrap();
+    let setup = Setup {
+        runtime: daemon::runtime().unwrap(),
+        routes: Default::default(),
+        policies: Arc::new(policies),
+        bundles: None,
+        config: mirror_config(std::slice::from_ref(&a)),
+        state: state.path().to_owned(),
+        queue_capacity: 1000,
+        sink: SinkOptions::new("library"),
+        listen: Some(("127.0.0.1:0".parse().unwrap(), ServerLimits::default())),
+        once: false,
+    };
+    let daemon = daemon::Daemon::start(setup, "library").unwrap();
+    let (handle, address) = (daemon.handle(), daemon.address().unwrap().to_string());
+    let mut source = DirectorySource::new(
+        src.path(),
+        SourceOptions::default(),
+        std::time::Duration::from_millis(100),
+    );
+    let running = std::thread::spawn(move || daemon.run(&mut source, &Stderr));
+    let (partition_one, partition_two) = (
+        Partition {
+            repo: one.url(),
+            branch: "main".into(),
+        },
+        Partition {
+            repo: two.url(),
+            branch: "main".into(),
+        },
+    );
+    wait_for("the seed into a", || {
+        one.tree().contains_key(&format!("a/{CM}")).then_some(())
+    });
+    assert_eq!(handle.partitions(), vec![partition_one.clone()]);
+    // The probes are served from the daemon's one runtime.
+    assert_eq!(http_get(&address, "/healthz"), (200, "ok\n".into()));
+
+    // c comes: its worker starts, and the source lists everything again.
+    handle
+        .set_config(mirror_config(&[a.clone(), c.clone()]))
+        .unwrap();
+    let mut partitions = handle.partitions();
+    partitions.sort();
+    let mut expected = vec![partition_one.clone(), partition_two.clone()];
+    expected.sort();
+    assert_eq!(partitions, expected);
+    let wanted = under(&one.tree(), "a/");
+    wait_for("the seed into c", || {
+        (under(&two.tree(), "") == wanted).then_some(())
+    });
+
+    // c goes: its worker stops, and nothing more reaches its repository;
+    // nothing meant for c was written into a's repository either.
+    handle
+        .set_config(mirror_config(std::slice::from_ref(&a)))
+        .unwrap();
+    assert_eq!(handle.partitions(), vec![partition_one]);
+    let commits_two = two.log_len();
+    change_in_a(&one, src.path(), "key: changed");
+    assert_eq!(two.log_len(), commits_two);
+    assert!(two.tree()[CM].contains("key: value"));
+    let tree_one = one.tree();
+    assert_eq!(under(&tree_one, "a/"), wanted);
+    assert_eq!(
+        under(&tree_one, ""),
+        under(&tree_one, "a/")
+            .iter()
+            .map(|p| format!("a/{p}"))
+            .collect()
+    );
+
+    handle.stop();
+    let outcome = running.join().unwrap().unwrap();
+    assert!(outcome.sinks.iter().all(|(_, ended)| ended.is_ok()));
 }

@@ -1,8 +1,10 @@
-//! The one HTTP server: health, readiness and metrics for now; the
-//! webhooks and the catalog's REST API join it later.
+//! The one HTTP server. It knows no route: each stage contributes its own
+//! (telemetry's probes and metrics now; the webhooks and the catalog's
+//! REST API next), and the daemon merges them into one router.
 //!
-//! It runs on its own small tokio runtime in a thread of its own, so the
-//! mirror's blocking work (Wasm, Git) never delays a probe or a scrape.
+//! It runs as a task of the daemon's async runtime, whose threads do no
+//! blocking work (Wasm and Git run on threads of their own), so a probe
+//! or a scrape is never delayed by the mirror.
 //!
 //! Anyone who can reach the port must not be able to take the probes down,
 //! so the accept loop is Plumbline's own, over hyper's HTTP/1 connection
@@ -19,18 +21,13 @@
 //! - an `accept` that fails (out of file descriptors, most often) is retried
 //!   with back-off: the listener works again as soon as descriptors free up.
 
-use crate::telemetry::Health;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 /// What keeps the server answering whatever its clients do.
@@ -61,43 +58,23 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// The first and the longest wait after a failed `accept`.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// What the handlers read.
-struct Shared {
-    registry: Registry,
-    health: Arc<Health>,
-}
-
-/// Binds `address` and serves in the background within `limits`; returns
-/// the address bound (useful with port 0).
+/// Serves `app` on `address` within `limits`, as a task of the runtime
+/// `runtime` belongs to; returns the address bound (useful with port 0).
+/// Binding happens here, so that a port in use is this call's error.
 pub fn serve(
+    runtime: &Handle,
     address: SocketAddr,
     limits: ServerLimits,
-    registry: Registry,
-    health: Arc<Health>,
+    app: Router,
 ) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    let shared = Arc::new(Shared { registry, health });
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(shared);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => accept_loop(listener, app, limits).await,
-                    Err(error) => tracing::error!(%error, "cannot serve HTTP"),
-                }
-            });
-        })?;
+    let listener = {
+        let _inside = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    runtime.spawn(accept_loop(listener, app, limits));
     Ok(bound)
 }
 
@@ -140,40 +117,5 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, limits: Ser
                 Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
             }
         });
-    }
-}
-
-/// Alive: the process answers.
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-/// Ready when every part is, with one line per part either way.
-async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let (ready, text) = shared.health.report();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, text)
-}
-
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &shared.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        ),
-        Err(error) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            error.to_string(),
-        ),
     }
 }

@@ -158,8 +158,14 @@ impl GlobalArgs {
         })
     }
 
-    /// A registry client with the flags' insecure registries and credentials.
+    /// A registry client with the flags' insecure registries and
+    /// credentials, on a runtime of its own.
     pub fn oci_client(&self) -> anyhow::Result<OciClient> {
+        Ok(OciClient::new(self.oci_config()?)?)
+    }
+
+    /// How to reach registries, from the flags and the Docker config.
+    pub fn oci_config(&self) -> anyhow::Result<OciConfig> {
         let path = self.registry_config.clone().or_else(|| {
             let dir = std::env::var_os("DOCKER_CONFIG")
                 .map(PathBuf::from)
@@ -170,10 +176,10 @@ impl GlobalArgs {
             Some(path) => Credentials::from_docker_config(&path).map_err(anyhow::Error::msg)?,
             None => Credentials::default(),
         };
-        Ok(OciClient::new(OciConfig {
+        Ok(OciConfig {
             insecure: self.insecure_registry.clone(),
             credentials,
-        })?)
+        })
     }
 
     /// Where pulled bundles are kept: beside the component cache, or in a
@@ -244,11 +250,14 @@ pub struct Policies {
 }
 
 /// Reads a configuration (or the built-in one), adds `bundle` (appended to
-/// every chain it has steps for) and loads it, pulling what it references.
+/// every chain it has steps for) and loads it, pulling what it references:
+/// on the daemon's runtime `on` when there is one (the loader goes on
+/// pulling there while the daemon runs), else on the client's own.
 pub fn load_policies(
     global: &GlobalArgs,
     config: Option<&std::path::Path>,
     bundle: Option<&str>,
+    on: Option<&tokio::runtime::Handle>,
 ) -> anyhow::Result<Policies> {
     let mut config = match config {
         Some(path) => PolicyConfig::from_file(path)?,
@@ -273,7 +282,11 @@ pub fn load_policies(
         });
     }
     let (store, temporary) = global.bundle_store()?;
-    let source = BundleSource::new(global.oci_client()?, store);
+    let client = match on {
+        Some(handle) => OciClient::on(handle.clone(), global.oci_config()?)?,
+        None => global.oci_client()?,
+    };
+    let source = BundleSource::new(client, store);
     let mut loader = PolicyLoader::new(config, runtime.clone(), source);
     let loaded = loader.load()?;
     for note in &loaded.offline {

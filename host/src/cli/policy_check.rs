@@ -16,7 +16,7 @@ pub struct PolicyCheckArgs {
 
 /// Loads the configuration; prints each chain, or every error.
 pub fn run(global: &GlobalArgs, args: PolicyCheckArgs) -> anyhow::Result<ExitCode> {
-    let loaded = load_policies(global, Some(&args.config), None)?;
+    let loaded = load_policies(global, Some(&args.config), None, None)?;
     let (runtime, policies) = (loaded.runtime, loaded.set);
     for chain in policies.chains() {
         println!("{} (fail-{:?}):", chain.decision(), chain.failure_mode());

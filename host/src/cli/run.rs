@@ -164,6 +164,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
 
 /// Runs the mirror once or for ever.
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = crate::daemon::runtime().context("starting the async runtime")?;
     let Policies {
         runtime: _runtime,
         set,
@@ -172,7 +173,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         offline,
         cel_limits,
         _bundles,
-    } = load_policies(global, args.policy.as_deref(), args.bundle.as_deref())?;
+    } = load_policies(
+        global,
+        args.policy.as_deref(),
+        args.bundle.as_deref(),
+        Some(runtime.handle()),
+    )?;
     let config = mirror_config(&args, cel_limits)?;
     let state = args
         .state_dir
@@ -196,6 +202,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let name = source.name();
     let setup = Setup {
+        runtime,
+        routes: Default::default(),
         policies: Arc::new(set),
         bundles: loader.map(|loader| Bundles {
             loader,

@@ -41,7 +41,7 @@ pub fn run(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> 
 }
 
 fn sanitize_all(global: &GlobalArgs, args: SanitizeArgs) -> anyhow::Result<ExitCode> {
-    let policies = load_policies(global, args.policy.as_deref(), None)?.set;
+    let policies = load_policies(global, args.policy.as_deref(), None, None)?.set;
     let chain = policies.chain(Decision::Sanitize);
     let mut failures = 0usize;
     let (mut written, mut dropped) = (0usize, 0usize);

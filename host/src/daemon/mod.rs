@@ -1,8 +1,9 @@
 //! The daemon: a source, the router, the durable queue and one sink worker
 //! per (repository, branch), wired together and kept running.
 //!
-//! [`Daemon::start`] opens the queue, serves HTTP, starts the workers and
-//! the policy reload; [`Daemon::run`] seeds from a [`Source`] and then
+//! [`Daemon::start`] takes over the one async [`runtime`], opens the
+//! queue, serves HTTP (merging the routes each stage contributes), starts
+//! the workers and the policy reload; [`Daemon::run`] seeds from a [`Source`] and then
 //! follows it (or, `once`, waits for every worker to push what the seed
 //! produced). While it runs, a [`Handle`] changes the destinations and
 //! rules ([`Handle::set_config`]): the supervisor starts and stops workers
@@ -30,9 +31,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use supervisor::{Supervisor, WorkerContext, WorkerFailed};
+use tokio::runtime::Runtime;
 
 /// Everything the daemon is made from.
 pub struct Setup {
+    /// The one async runtime ([`runtime`]): HTTP, the registry client,
+    /// and the Kubernetes client and NATS next. The daemon owns it from
+    /// now on; build it first, so that what is loaded before the start
+    /// (the policies' registry client) runs on it too.
+    pub runtime: Runtime,
+    /// Routes other stages add to the one HTTP server, beside telemetry's
+    /// `/healthz`, `/readyz` and `/metrics` (empty for the mirror alone).
+    pub routes: axum::Router,
     /// The policies to start with.
     pub policies: Arc<PolicySet>,
     /// Policy bundles to follow (none when the policies name no bundle).
@@ -45,7 +55,7 @@ pub struct Setup {
     pub queue_capacity: u64,
     /// How the sink workers batch, commit and retry.
     pub sink: SinkOptions,
-    /// Where to serve `/healthz`, `/readyz` and `/metrics`, if anywhere.
+    /// Where to serve HTTP, if anywhere.
     pub listen: Option<(SocketAddr, ServerLimits)>,
     /// Seed, push everything, and stop, instead of following.
     pub once: bool,
@@ -110,6 +120,9 @@ pub struct Outcome {
 
 /// The running mirror.
 pub struct Daemon {
+    /// Dropped last, with the daemon: what runs on it outlives nothing
+    /// that feeds it.
+    runtime: Runtime,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -141,16 +154,19 @@ impl Daemon {
     /// Opens the queue, serves HTTP, starts a sink worker per partition and
     /// the policy reload; events from the source `source` (its name) can
     /// flow once this returns.
-    pub fn start(setup: Setup, source: &str) -> Result<Daemon, DaemonError> {
+    pub fn start(mut setup: Setup, source: &str) -> Result<Daemon, DaemonError> {
         Pipeline::check_policies(&setup.policies, &setup.config).map_err(DaemonError::Rules)?;
         let (metrics, registry) = Metrics::new();
         let health = Arc::new(Health::default());
         health.set("policies", Status::Ready);
         let address = match setup.listen {
-            Some((address, limits)) => Some(
-                crate::api::serve(address, limits, registry, health.clone())
-                    .map_err(|source| DaemonError::Http { address, source })?,
-            ),
+            Some((address, limits)) => {
+                let app = std::mem::take(&mut setup.routes)
+                    .merge(crate::telemetry::http::routes(registry, health.clone()));
+                let bound = crate::api::serve(setup.runtime.handle(), address, limits, app)
+                    .map_err(|source| DaemonError::Http { address, source })?;
+                Some(bound)
+            }
             None => None,
         };
         let queue = open_queue(&setup)?;
@@ -185,6 +201,7 @@ impl Daemon {
             reload::Reload::new(bundles, routes.clone(), health.clone(), metrics.clone()).spawn();
         }
         Ok(Daemon {
+            runtime: setup.runtime,
             routes,
             metrics,
             health,
@@ -198,6 +215,11 @@ impl Daemon {
         Handle {
             routes: self.routes.clone(),
         }
+    }
+
+    /// The daemon's async runtime, for what joins it.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        self.runtime.handle()
     }
 
     /// The address HTTP is served on, if it is.
@@ -292,6 +314,11 @@ impl Handle {
         self.routes.supervisor().depth(partition)
     }
 
+    /// The partitions that have a worker now.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.routes.supervisor().partitions()
+    }
+
     /// Stops following: [`Daemon::run`] lets the workers push what is
     /// queued, and returns.
     pub fn stop(&self) {
@@ -320,6 +347,18 @@ impl Routes {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The daemon's one async runtime: a worker thread per core (two at
+/// least, so that a task that steps off its worker to wait, as the
+/// blocking registry client does, never leaves none).
+pub fn runtime() -> std::io::Result<Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.max(2))
+        .thread_name("plumbline-async")
+        .enable_all()
+        .build()
 }
 
 fn open_queue(setup: &Setup) -> Result<Arc<dyn Queue>, DaemonError> {

@@ -1,12 +1,15 @@
 //! What the daemon reports about itself: Prometheus metrics and the health
-//! each part declares, both served by `api/` and read by the terminal
-//! progress display. Every stage records into these; none serves them.
+//! each part declares, served on the one HTTP server through the routes
+//! of [`http`], and read by the terminal progress display. Every stage
+//! records into these.
 //!
 //! - [`metrics`]: counters and gauges, labelled by repository and branch;
 //! - [`health`]: each part's readiness, with the reason when it is not;
+//! - [`http`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`notices`]: what the operator should read as it happens.
 
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod notices;
 
