@@ -231,6 +231,18 @@ fn mirror_config(destinations: &[String]) -> plumbline::mirror::MirrorConfig {
     plumbline::mirror::resources::read(&text, "test", Default::default()).unwrap()
 }
 
+/// A policy set that keeps no config map.
+const DROP_CONFIG_MAPS: &str = "decisions:
+  sanitize:
+    failure: closed
+    steps:
+      - plugin: neat
+      - plugin: redact-secrets
+      - cel:
+          name: no-config-maps
+          expression: \"object.kind != 'ConfigMap'\"
+";
+
 /// The paths under `prefix` in `tree`, without it.
 fn under(tree: &std::collections::BTreeMap<String, String>, prefix: &str) -> BTreeSet<String> {
     tree.keys()
@@ -257,7 +269,7 @@ fn the_daemon_runs_from_the_library_and_its_supervisor_follows_the_destinations(
     let setup = Setup {
         runtime: daemon::runtime().unwrap(),
         routes: Default::default(),
-        policies: Arc::new(policies),
+        policies: plumbline::bundle::Serving::new(Arc::new(policies), Default::default()),
         bundles: None,
         config: mirror_config(std::slice::from_ref(&a)),
         state: state.path().to_owned(),
@@ -268,6 +280,7 @@ fn the_daemon_runs_from_the_library_and_its_supervisor_follows_the_destinations(
     };
     let daemon = daemon::Daemon::start(setup, "library").unwrap();
     let (handle, address) = (daemon.handle(), daemon.address().unwrap().to_string());
+    let policies = daemon.policies();
     let mut source = DirectorySource::new(
         src.path(),
         SourceOptions::default(),
@@ -323,6 +336,29 @@ fn the_daemon_runs_from_the_library_and_its_supervisor_follows_the_destinations(
             .iter()
             .map(|p| format!("a/{p}"))
             .collect()
+    );
+
+    // A set swapped into the serving handle, by whomever, is a rule
+    // change: the mirror lists everything again, and what it drops goes.
+    let dropping = PolicyConfig::from_yaml(DROP_CONFIG_MAPS, Path::new("drop.yaml"))
+        .unwrap()
+        .load(&crate::support::runtime())
+        .unwrap();
+    policies.swap(plumbline::bundle::Served {
+        set: Arc::new(dropping),
+        digests: Default::default(),
+    });
+    wait_for("the config maps gone from a", || {
+        let tree = one.tree();
+        let left = under(&tree, "a/");
+        left.iter()
+            .all(|path| !path.contains("/configmaps/"))
+            .then_some(left)
+    });
+    let left = under(&one.tree(), "a/");
+    assert!(
+        left.iter().any(|path| path.contains("/services/")),
+        "{left:?}"
     );
 
     handle.stop();

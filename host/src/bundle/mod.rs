@@ -7,7 +7,11 @@
 //!   reference last resolved to (so a start without the registry works);
 //! - [`source`]: resolve, pull and verify, falling back to the store;
 //! - [`reload`]: the policy set built from a configuration and its bundles,
-//!   rebuilt when a tag moves.
+//!   rebuilt when a tag moves;
+//! - [`follow`]: the tags resolved again while the daemon runs, and a
+//!   set built from moved ones swapped in;
+//! - [`serving`]: the one handle to the set serving now, which every user
+//!   of a decision reads and a reload swaps.
 //!
 //! A bundle's config is `application/vnd.plumbline.bundle.config.v1+json`;
 //! its layers are components (`application/wasm`) and CEL policy files
@@ -15,13 +19,16 @@
 //! `org.opencontainers.image.title` so that `oras pull` writes them as
 //! files.
 
+pub mod follow;
 pub mod format;
 pub mod reload;
+pub mod serving;
 pub mod source;
 pub mod store;
 
 pub use format::{BundleConfig, CEL_MEDIA_TYPE, CONFIG_MEDIA_TYPE, WASM_MEDIA_TYPE};
 pub use reload::PolicyLoader;
+pub use serving::{Served, Serving};
 pub use source::BundleSource;
 pub use store::BundleStore;
 

@@ -7,6 +7,7 @@
 
 use super::progress;
 use super::{GlobalArgs, Policies, load_policies};
+use crate::bundle::Serving;
 use crate::daemon::{Bundles, Daemon, Outcome, Setup};
 use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
 use crate::ingest::source::{SeedReport, Source};
@@ -204,12 +205,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let setup = Setup {
         runtime,
         routes: Default::default(),
-        policies: Arc::new(set),
-        bundles: loader.map(|loader| Bundles {
-            loader,
-            digests,
-            offline,
-        }),
+        policies: Serving::new(Arc::new(set), digests),
+        bundles: loader.map(|loader| Bundles { loader, offline }),
         config,
         state,
         queue_capacity: args.queue_capacity,

@@ -11,18 +11,19 @@
 //! what the new rules select. A new policy set does the same.
 //!
 //! - [`supervisor`]: the sink workers, started and stopped as
-//!   destinations come and go;
-//! - [`reload`]: policy bundles followed, and a moved one swapped in.
+//!   destinations come and go.
+//!
+//! The policies serve through the bundle stage's [`Serving`] handle: the
+//! bundles' follower swaps a new set in, and the daemon, subscribed to it,
+//! rebuilds the router's pipeline and lists everything again.
 
-pub mod reload;
 pub mod supervisor;
 
 use crate::api::ServerLimits;
-use crate::bundle::PolicyLoader;
-use crate::bundle::reload::Digests;
+use crate::bundle::follow::Follow;
+use crate::bundle::{PolicyLoader, Serving};
 use crate::ingest::source::{Context, SeedReport, Source, SourceError};
 use crate::mirror::{Control, MirrorConfig, MirrorError, Pipeline, Router, SeedScope};
-use crate::policy::PolicySet;
 use crate::queue::{Partition, Queue, QueueError, disk::DiskQueue};
 use crate::sink::worker::{SinkOptions, SyncReport};
 use crate::telemetry::health::Status;
@@ -43,8 +44,9 @@ pub struct Setup {
     /// Routes other stages add to the one HTTP server, beside telemetry's
     /// `/healthz`, `/readyz` and `/metrics` (empty for the mirror alone).
     pub routes: axum::Router,
-    /// The policies to start with.
-    pub policies: Arc<PolicySet>,
+    /// The policies serving, which a followed bundle swaps; every user of
+    /// a decision reads them from this one handle.
+    pub policies: Serving,
     /// Policy bundles to follow (none when the policies name no bundle).
     pub bundles: Option<Bundles>,
     /// The destinations and rules to start with.
@@ -65,8 +67,6 @@ pub struct Setup {
 pub struct Bundles {
     /// Resolves their tags again and builds new sets.
     pub loader: PolicyLoader,
-    /// The digest each bundle loaded at.
-    pub digests: Digests,
     /// Bundles loaded from the store because the registry did not answer.
     pub offline: Vec<String>,
 }
@@ -144,9 +144,10 @@ struct Routes {
     control: Control,
 }
 
-/// The policies and configuration the router's pipeline was made from.
+/// The configuration the router's pipeline was made from, with the
+/// policies serving.
 struct Current {
-    policies: Arc<PolicySet>,
+    policies: Serving,
     config: MirrorConfig,
 }
 
@@ -155,7 +156,8 @@ impl Daemon {
     /// the policy reload; events from the source `source` (its name) can
     /// flow once this returns.
     pub fn start(mut setup: Setup, source: &str) -> Result<Daemon, DaemonError> {
-        Pipeline::check_policies(&setup.policies, &setup.config).map_err(DaemonError::Rules)?;
+        let policies = setup.policies.set();
+        Pipeline::check_policies(&policies, &setup.config).map_err(DaemonError::Rules)?;
         let (metrics, registry) = Metrics::new();
         let health = Arc::new(Health::default());
         health.set("policies", Status::Ready);
@@ -170,7 +172,7 @@ impl Daemon {
             None => None,
         };
         let queue = open_queue(&setup)?;
-        let pipeline = Pipeline::new(setup.policies.clone(), setup.config.clone());
+        let pipeline = Pipeline::new(policies, setup.config.clone());
         let router = Arc::new(Router::new(
             Arc::new(pipeline),
             queue.clone(),
@@ -197,8 +199,9 @@ impl Daemon {
             supervisor: Mutex::new(supervisor),
             control: Control::default(),
         });
+        routes.subscribe(&setup.runtime);
         if let Some(bundles) = setup.bundles.filter(|_| !setup.once) {
-            reload::Reload::new(bundles, routes.clone(), health.clone(), metrics.clone()).spawn();
+            routes.follow(bundles, &health, &metrics)?;
         }
         Ok(Daemon {
             runtime: setup.runtime,
@@ -215,6 +218,13 @@ impl Daemon {
         Handle {
             routes: self.routes.clone(),
         }
+    }
+
+    /// The policies serving: what every other user of a decision (the
+    /// gate, the catalog's schema rules) reads, so that a swap changes
+    /// every decision at once.
+    pub fn policies(&self) -> Serving {
+        self.routes.current().policies.clone()
     }
 
     /// The daemon's async runtime, for what joins it.
@@ -283,8 +293,9 @@ impl Handle {
     pub fn set_config(&self, config: MirrorConfig) -> Result<(), DaemonError> {
         let routes = &self.routes;
         let mut current = routes.current();
-        Pipeline::check_policies(&current.policies, &config).map_err(DaemonError::Rules)?;
-        let pipeline = Pipeline::new(current.policies.clone(), config.clone());
+        let policies = current.policies.set();
+        Pipeline::check_policies(&policies, &config).map_err(DaemonError::Rules)?;
+        let pipeline = Pipeline::new(policies, config.clone());
         let mut supervisor = routes.supervisor();
         // Workers whose destinations change stop first: one still running
         // would take a new destination's entries for strays and drop them.
@@ -327,13 +338,58 @@ impl Handle {
 }
 
 impl Routes {
-    /// Routes by `policies` from now on, and lists everything again, so
+    /// Takes every set swapped into the serving handle, by whomever
+    /// ([`Routes::take_policies`]), for as long as the daemon lives.
+    fn subscribe(self: &Arc<Self>, runtime: &Runtime) {
+        let (routes, mut swaps) = (Arc::downgrade(self), self.current().policies.subscribe());
+        runtime.spawn(async move {
+            while swaps.changed().await.is_ok() {
+                let Some(routes) = routes.upgrade() else {
+                    return;
+                };
+                // Building a pipeline and relisting are not for an async
+                // worker; a panic there is the blocking task's alone.
+                let _ = tokio::task::spawn_blocking(move || routes.take_policies()).await;
+            }
+        });
+    }
+
+    /// Follows `bundles`: a new set must read the rules routed by then.
+    fn follow(
+        self: &Arc<Self>,
+        mut bundles: Bundles,
+        health: &Arc<Health>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<(), DaemonError> {
+        let routes = Arc::downgrade(self);
+        bundles.loader.set_check(Box::new(move |set| {
+            let Some(routes) = routes.upgrade() else {
+                return Ok(());
+            };
+            let config = routes.current().config.clone();
+            Pipeline::check_policies(set, &config).map_err(|e| e.to_string())
+        }));
+        let serving = self.current().policies.clone();
+        Follow::new(
+            bundles.loader,
+            bundles.offline,
+            serving,
+            health.clone(),
+            metrics.clone(),
+        )
+        .spawn()
+        .map_err(|source| DaemonError::Spawn {
+            partition: "the policy follower".into(),
+            source,
+        })
+    }
+
+    /// Routes by the policies serving now, and lists everything again, so
     /// that Git shows what the new policies make of it.
-    fn set_policies(&self, policies: Arc<PolicySet>) {
-        let mut current = self.current();
-        let pipeline = Pipeline::new(policies.clone(), current.config.clone());
+    fn take_policies(&self) {
+        let current = self.current();
+        let pipeline = Pipeline::new(current.policies.set(), current.config.clone());
         self.router.replace(Arc::new(pipeline));
-        current.policies = policies;
         drop(current);
         self.control.relist(SeedScope::everything());
     }

@@ -1,30 +1,28 @@
-//! Following policy bundles while the mirror runs: their tags are resolved
-//! again every `bundleRefreshSeconds`, and a set built from moved tags
-//! replaces the router's pipeline whole, after which the source lists
-//! everything again (so that Git shows what the new policies make of it).
-//! A set that fails leaves the old one serving and says so in the log,
-//! `/readyz` and `/metrics`.
+//! Following policy bundles while the daemon runs: their tags are resolved
+//! again every `bundleRefreshSeconds`, and a set built from moved tags is
+//! swapped into the [`Serving`] handle whole, for every user of a decision
+//! at once (each user reacts as it must: the mirror lists everything
+//! again, so that Git shows what the new policies make of it). A set that
+//! fails leaves the old one serving and says so in the log, `/readyz` and
+//! `/metrics`.
 
-use super::{Bundles, Routes};
-use crate::bundle::PolicyLoader;
-use crate::bundle::reload::{Digests, describe};
-use crate::mirror::Pipeline;
+use super::reload::{Digests, describe};
+use super::{PolicyLoader, Served, Serving};
 use crate::telemetry::health::Status;
 use crate::telemetry::metrics::{BundleLabels, ReloadLabels};
 use crate::telemetry::{Health, Metrics};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-/// What the reload thread works with.
-pub struct Reload {
+/// What the follow thread works with.
+pub struct Follow {
     /// Why the policies need the operator's eye at the start (bundles
     /// loaded from the store because the registry did not answer).
     offline: Vec<String>,
     /// Builds new sets.
     loader: PolicyLoader,
-    /// The digests serving now.
-    serving: Digests,
-    /// Whose pipeline is replaced; gone when the daemon is.
-    routes: Weak<Routes>,
+    /// The set serving now, swapped here; the thread ends when no one
+    /// else holds it.
+    serving: Serving,
     /// Where success and failure are reported.
     health: Arc<Health>,
     /// And counted.
@@ -33,50 +31,43 @@ pub struct Reload {
     failure: Option<String>,
 }
 
-impl Reload {
-    /// A reload of `bundles` into `routes`.
-    pub(super) fn new(
-        bundles: Bundles,
-        routes: Arc<Routes>,
+impl Follow {
+    /// Follows the bundles `loader` builds from into `serving`; `offline`
+    /// names those loaded from the store at the start.
+    pub fn new(
+        loader: PolicyLoader,
+        offline: Vec<String>,
+        serving: Serving,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
-    ) -> Reload {
-        Reload {
-            offline: bundles.offline,
-            loader: bundles.loader,
-            serving: bundles.digests,
-            routes: Arc::downgrade(&routes),
+    ) -> Follow {
+        Follow {
+            offline,
+            loader,
+            serving,
             health,
             metrics,
             failure: None,
         }
     }
 
-    /// Runs for the life of the daemon on a thread of its own.
-    pub fn spawn(mut self) {
-        let routes = self.routes.clone();
-        // A new set must read the rules routed by then, not at the start.
-        self.loader.set_check(Box::new(move |set| {
-            let Some(routes) = routes.upgrade() else {
-                return Ok(());
-            };
-            let config = routes.current().config.clone();
-            Pipeline::check_policies(set, &config).map_err(|e| e.to_string())
-        }));
+    /// Runs on a thread of its own (building a set compiles Wasm) for as
+    /// long as anyone else holds the serving handle.
+    pub fn spawn(mut self) -> std::io::Result<()> {
         self.show_serving(&Digests::new());
         self.show_health(None);
         std::thread::Builder::new()
-            .name("policy reload".into())
+            .name("policy follow".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(self.loader.config().bundle_refresh());
-                    if self.routes.strong_count() == 0 {
+                    if !self.serving.is_shared() {
                         return;
                     }
                     self.once();
                 }
             })
-            .expect("spawn the policy reload thread");
+            .map(drop)
     }
 
     fn once(&mut self) {
@@ -92,15 +83,18 @@ impl Reload {
             Ok(refresh) => {
                 self.offline = refresh.offline;
                 if let Some(loaded) = refresh.loaded {
-                    if let Some(routes) = self.routes.upgrade() {
-                        routes.set_policies(Arc::new(loaded.set));
-                    }
+                    let old = self.serving.swap(Served {
+                        set: Arc::new(loaded.set),
+                        digests: loaded.digests,
+                    });
                     reloads("loaded");
                     self.metrics.policy_reload_failing.set(0);
                     self.failure = None;
-                    let old = std::mem::replace(&mut self.serving, loaded.digests);
-                    self.show_serving(&old);
-                    eprintln!("policies: now serving {}", describe(&self.serving));
+                    self.show_serving(&old.digests);
+                    eprintln!(
+                        "policies: now serving {}",
+                        describe(&self.serving.digests())
+                    );
                 }
                 self.show_health(None);
             }
@@ -109,7 +103,7 @@ impl Reload {
                 self.metrics.policy_reload_failing.set(1);
                 let why = format!(
                     "a new policy set failed to load, still serving {}: {error}",
-                    describe(&self.serving)
+                    describe(&self.serving.digests())
                 );
                 eprintln!("error: {why}");
                 self.show_health(Some(why));
@@ -146,7 +140,7 @@ impl Reload {
         for old in old.iter().map(labels) {
             self.metrics.bundle_serving.remove(&old);
         }
-        for serving in self.serving.iter().map(labels) {
+        for serving in self.serving.digests().iter().map(labels) {
             self.metrics.bundle_serving.get_or_create(&serving).set(1);
         }
     }
