@@ -289,11 +289,11 @@ fn the_daemon_runs_from_the_library_and_its_supervisor_follows_the_destinations(
     let running = std::thread::spawn(move || daemon.run(&mut source, &Stderr));
     let (partition_one, partition_two) = (
         Partition {
-            repo: one.url(),
+            repo: one.url().into(),
             branch: "main".into(),
         },
         Partition {
-            repo: two.url(),
+            repo: two.url().into(),
             branch: "main".into(),
         },
     );

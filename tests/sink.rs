@@ -148,7 +148,7 @@ fn the_state_folder_is_owner_only_whatever_the_umask() {
 fn queue_bad_entries(state: &Path, repo: &str, paths: &[&str]) {
     let queue = DiskQueue::open(&state.join("queue.redb"), 1000).unwrap();
     let partition = Partition {
-        repo: repo.to_owned(),
+        repo: repo.into(),
         branch: "main".into(),
     };
     let entries: Vec<Entry> = paths

@@ -13,6 +13,7 @@ use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
 use crate::ingest::source::{SeedReport, Source};
 use crate::layout::BaseFolder;
 use crate::mirror::{Destination, MirrorConfig, Prune, resources};
+use crate::model::RepoUrl;
 use crate::policy::cel::CelLimits;
 use crate::queue::Partition;
 use crate::sink::worker::{self, SinkOptions, SyncReport};
@@ -264,7 +265,7 @@ fn finish(outcome: Outcome, progress: progress::Progress) -> anyhow::Result<Exit
     // fails the run (everything else was pushed).
     let set_aside: usize = reports.iter().map(|(_, r)| r.set_aside).sum();
     for (partition, _) in &reports {
-        if Path::new(&partition.repo).is_dir() {
+        if Path::new(partition.repo.as_str()).is_dir() {
             let (repo, branch) = (&partition.repo, &partition.branch);
             println!("look at it: git --git-dir {repo} log --stat {branch}");
             println!("the tree:   git --git-dir {repo} ls-tree -r --name-only {branch}");
@@ -357,7 +358,7 @@ fn read_config(path: &Path, limits: CelLimits) -> anyhow::Result<MirrorConfig> {
             )
         })?;
     for destination in &mut config.destinations {
-        destination.repo_url = prepare_repo(&destination.repo_url, &destination.branch)?;
+        destination.repo_url = prepare_repo(destination.repo_url.as_str(), &destination.branch)?;
     }
     Ok(config)
 }
@@ -425,9 +426,9 @@ const CONFIG_PART: &str = "config";
 /// `HEAD` is `branch` (so that `git clone` checks out what the mirror
 /// writes), and the main command needs no Git server; anything else is
 /// used as given.
-fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<String> {
+fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<RepoUrl> {
     if repo.contains("://") || repo.contains('@') {
-        return Ok(repo.to_owned());
+        return Ok(repo.into());
     }
     let path = Path::new(repo);
     if !path.exists() {
@@ -442,5 +443,6 @@ fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<String> {
     Ok(std::fs::canonicalize(path)
         .with_context(|| repo.to_owned())?
         .display()
-        .to_string())
+        .to_string()
+        .into())
 }

@@ -3,6 +3,7 @@
 //! source only has to add a way to read them.
 
 use crate::layout::BaseFolder;
+use crate::model::RepoUrl;
 use crate::policy::cel::CelPolicy;
 use serde_json::{Value, json};
 
@@ -14,7 +15,7 @@ pub struct Destination {
     /// The destination's name, for messages and trailers.
     pub name: String,
     /// The repository (any URL git takes, or a local path).
-    pub repo_url: String,
+    pub repo_url: RepoUrl,
     /// The branch.
     pub branch: String,
     /// The folder inside the repository that this destination owns.

@@ -193,7 +193,7 @@ fn destination(
     }
     Ok(Destination {
         name: id.to_owned(),
-        repo_url: repo.repo_url.clone(),
+        repo_url: repo.repo_url.as_str().into(),
         branch: spec.branch,
         base_folder: BaseFolder::new(&spec.base_folder).map_err(|e| e.to_string())?,
         prune: spec.prune,

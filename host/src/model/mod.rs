@@ -9,6 +9,7 @@ mod event;
 pub mod url;
 
 pub use event::{Event, GroupResource, ObjectKey, Operation, Target};
+pub use url::RepoUrl;
 
 /// What a destination does about files no live object produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]

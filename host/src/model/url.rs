@@ -15,6 +15,51 @@
 //! could hold credentials is hidden, since a host name never holds an `@`.
 
 use std::borrow::Cow;
+use std::fmt;
+
+/// A repository URL as configured (any URL git takes, or a local path).
+/// `Display` and `Debug` hide its credentials, so that a partition or a
+/// destination printed anywhere never shows a token; only [`RepoUrl::as_str`]
+/// gives the URL itself, for git.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RepoUrl(String);
+
+impl RepoUrl {
+    /// `url`, as configured.
+    pub fn new(url: impl Into<String>) -> RepoUrl {
+        RepoUrl(url.into())
+    }
+
+    /// The URL with its credentials: for git, and for nothing printed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for RepoUrl {
+    fn from(url: String) -> RepoUrl {
+        RepoUrl(url)
+    }
+}
+
+impl From<&str> for RepoUrl {
+    fn from(url: &str) -> RepoUrl {
+        RepoUrl(url.to_owned())
+    }
+}
+
+/// The URL with every credential hidden ([`redact`]).
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
+impl fmt::Debug for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RepoUrl").field(&redact(&self.0)).finish()
+    }
+}
 
 /// What stands in for hidden credentials.
 pub const HIDDEN: &str = "***";
@@ -292,6 +337,22 @@ mod tests {
         assert_eq!(
             redact_text("error: failed to push", "/srv/r.git"),
             "error: failed to push"
+        );
+    }
+
+    #[test]
+    fn a_repo_url_shows_no_credentials_in_display_or_debug() {
+        let url = RepoUrl::from("https://bot:ghp_s3cret@example.com/org/repo.git");
+        for shown in [url.to_string(), format!("{url:?}")] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("bot"),
+                "{shown}"
+            );
+            assert!(shown.contains("example.com/org/repo.git"), "{shown}");
+        }
+        assert!(
+            url.as_str().contains("ghp_s3cret"),
+            "git gets the URL whole"
         );
     }
 }

@@ -18,7 +18,7 @@ pub mod memory;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use crate::model::{GroupResource, Operation};
+use crate::model::{GroupResource, Operation, RepoUrl};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -26,8 +26,8 @@ use std::time::Duration;
 /// One branch of one repository: the unit of ordering and of ownership.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Partition {
-    /// The repository URL, as configured.
-    pub repo: String,
+    /// The repository URL, as configured (printed without credentials).
+    pub repo: RepoUrl,
     /// The branch.
     pub branch: String,
 }
@@ -35,7 +35,7 @@ pub struct Partition {
 impl Partition {
     /// The partition's key in a store: both parts, unambiguously joined.
     pub fn key(&self) -> String {
-        format!("{}\n{}", self.repo, self.branch)
+        format!("{}\n{}", self.repo.as_str(), self.branch)
     }
 
     /// A name for the partition made of lower-case hex digits only (the
@@ -49,12 +49,7 @@ impl Partition {
 
 impl fmt::Display for Partition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({})",
-            crate::model::url::redact(&self.repo),
-            self.branch
-        )
+        write!(f, "{} ({})", self.repo, self.branch)
     }
 }
 

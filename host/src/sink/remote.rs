@@ -10,7 +10,8 @@
 //! no automatic gc), and every failure comes back with git's own message
 //! and the remote's URL with any credentials in it redacted.
 
-use crate::model::url::{redact, redact_text};
+use crate::model::RepoUrl;
+use crate::model::url::redact_text;
 use gix::ObjectId;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -66,20 +67,20 @@ pub enum Push {
 #[derive(Debug)]
 pub struct Remote {
     gitdir: PathBuf,
-    url: String,
+    url: RepoUrl,
     branch: String,
 }
 
 impl Remote {
     /// The branch `branch` of `url`, kept in the bare repository `gitdir`
     /// (made if missing).
-    pub fn new(url: &str, branch: &str, gitdir: &Path) -> Result<Remote, GitError> {
+    pub fn new(url: &RepoUrl, branch: &str, gitdir: &Path) -> Result<Remote, GitError> {
         if !gitdir.join("HEAD").is_file() {
             init(gitdir)?;
         }
         Ok(Remote {
             gitdir: gitdir.to_owned(),
-            url: url.to_owned(),
+            url: url.clone(),
             branch: branch.to_owned(),
         })
     }
@@ -91,7 +92,7 @@ impl Remote {
 
     /// The remote's URL, credentials redacted.
     pub fn display_url(&self) -> String {
-        redact(&self.url)
+        self.url.to_string()
     }
 
     /// Fetches the branch; returns its tip, or `None` if the remote has no
@@ -106,7 +107,7 @@ impl Remote {
             "--quiet",
             "--no-tags",
             "--no-write-fetch-head",
-            &self.url,
+            self.url.as_str(),
             &refspec,
         ])?;
         if !fetched.status.success() {
@@ -124,7 +125,7 @@ impl Remote {
             .map(Some)
             .map_err(|e| GitError::Command {
                 command: "rev-parse".into(),
-                remote: redact(&self.url),
+                remote: self.url.to_string(),
                 message: e.to_string(),
             })
     }
@@ -132,7 +133,13 @@ impl Remote {
     /// Pushes `commit` to the branch, fast-forward only.
     pub fn push(&self, commit: ObjectId) -> Result<Push, GitError> {
         let refspec = format!("{commit}:refs/heads/{}", self.branch);
-        let out = self.git_output(["push", "--quiet", "--porcelain", &self.url, &refspec])?;
+        let out = self.git_output([
+            "push",
+            "--quiet",
+            "--porcelain",
+            self.url.as_str(),
+            &refspec,
+        ])?;
         if out.status.success() {
             return Ok(Push::Accepted);
         }
@@ -197,10 +204,13 @@ impl Remote {
     fn failure(&self, command: &str, out: &Output) -> GitError {
         // Git may echo the URL (normalised, with a trailing slash, decoded):
         // every URL and every credential of ours in its text is hidden.
-        let message = redact_text(String::from_utf8_lossy(&out.stderr).trim(), &self.url);
+        let message = redact_text(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            self.url.as_str(),
+        );
         GitError::Command {
             command: command.to_owned(),
-            remote: redact(&self.url),
+            remote: self.url.to_string(),
             message,
         }
     }
@@ -255,7 +265,7 @@ mod tests {
         let gitdir = state.path().join("repo-1");
         std::fs::create_dir_all(gitdir.join("objects/pack")).unwrap();
         std::fs::write(gitdir.join("config"), "[core]\n").unwrap();
-        Remote::new("unused", "main", &gitdir).unwrap();
+        Remote::new(&"unused".into(), "main", &gitdir).unwrap();
         assert!(gitdir.join("HEAD").is_file());
         crate::sink::store::Store::open(&gitdir).unwrap();
         let left: Vec<_> = std::fs::read_dir(state.path())

@@ -377,7 +377,7 @@ mod tests {
     #[test]
     fn batches_become_packed_commits_that_git_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let remote = Remote::new("unused", "main", dir.path()).unwrap();
+        let remote = Remote::new(&"unused".into(), "main", dir.path()).unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         store.reset(None).unwrap();
         let mut tips = Vec::new();
@@ -459,7 +459,7 @@ mod tests {
     #[test]
     fn a_commit_names_only_files_that_changed_and_leaves_out_what_git_refuses() {
         let dir = tempfile::tempdir().unwrap();
-        Remote::new("unused", "main", dir.path()).unwrap();
+        Remote::new(&"unused".into(), "main", dir.path()).unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         store.reset(None).unwrap();
         store

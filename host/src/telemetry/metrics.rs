@@ -21,9 +21,9 @@ pub struct RepoLabels {
 
 impl RepoLabels {
     /// Labels for `repo` (redacted here) and `branch`.
-    pub fn new(repo: &str, branch: &str) -> RepoLabels {
+    pub fn new(repo: &crate::model::RepoUrl, branch: &str) -> RepoLabels {
         RepoLabels {
-            repo: crate::model::url::redact(repo),
+            repo: repo.to_string(),
             branch: branch.to_owned(),
         }
     }

@@ -16,7 +16,7 @@ fn remote(dir: &tempfile::TempDir, exists: bool) -> Partition {
         );
     }
     Partition {
-        repo: path.to_string_lossy().into_owned(),
+        repo: path.to_string_lossy().into_owned().into(),
         branch: "main".into(),
     }
 }
@@ -38,7 +38,7 @@ fn git(dir: &str, args: &[&str]) -> String {
 
 /// The files of the remote's branch.
 fn files(p: &Partition) -> Vec<String> {
-    let out = git(&p.repo, &["ls-tree", "-r", "--name-only", "main"]);
+    let out = git(p.repo.as_str(), &["ls-tree", "-r", "--name-only", "main"]);
     out.lines().map(str::to_owned).collect()
 }
 
@@ -151,7 +151,10 @@ fn an_unchanged_object_makes_no_commit() {
         let again = sync(&queue, &p, Prune::Always, None).unwrap();
         assert_eq!((again.commits, again.written), (0, 0));
         assert_eq!(queue.depth(&p), 0, "acknowledged though nothing was pushed");
-        assert_eq!(git(&p.repo, &["rev-list", "--count", "main"]).trim(), "1");
+        assert_eq!(
+            git(p.repo.as_str(), &["rev-list", "--count", "main"]).trim(),
+            "1"
+        );
     });
 }
 
@@ -168,7 +171,7 @@ fn each_author_gets_a_commit_of_their_own() {
         queue.append(&p, &entries).unwrap();
         let report = sync(&queue, &p, Prune::Always, None).unwrap();
         assert_eq!(report.commits, 2);
-        let authors = git(&p.repo, &["log", "--format=%an", "main"]);
+        let authors = git(p.repo.as_str(), &["log", "--format=%an", "main"]);
         assert_eq!(authors, "bob\nalice\n");
     });
 }
