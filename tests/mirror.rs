@@ -244,7 +244,7 @@ fn a_killed_daemon_converges_on_restart() {
         src.path(),
         &server.url(),
         state.path(),
-        &["--batch-files", "1"],
+        &["--batch-files", "1", "--seed-batch-files", "1"],
     );
     wait_for("the first push", || {
         gate.path().join("blocked").exists().then_some(())

@@ -16,7 +16,7 @@ use crate::mirror::{Destination, MirrorConfig, Prune, resources};
 use crate::model::RepoUrl;
 use crate::policy::cel::CelLimits;
 use crate::queue::Partition;
-use crate::sink::worker::{self, SinkOptions, SyncReport};
+use crate::sink::worker::{self, BatchLimits, SinkOptions, SyncReport};
 use crate::telemetry::health::Status;
 use crate::telemetry::notices::Stderr;
 use anyhow::Context as _;
@@ -88,12 +88,20 @@ pub struct RunArgs {
     /// up. Following, it retries for ever, with backoff.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     retry_for: u64,
-    /// Most files one commit changes.
+    /// Most files one commit of followed changes changes.
     #[arg(long, value_name = "N", default_value_t = 200, value_parser = at_least_one_size)]
     batch_files: usize,
-    /// Most bytes of file content one commit writes.
+    /// Most bytes of file content one commit of followed changes writes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = at_least_one_size)]
     batch_bytes: usize,
+    /// Most files one commit of a seed (a full listing) changes. Larger
+    /// than --batch-files: Git rewrites every folder a commit touches, and
+    /// a seed touches them all.
+    #[arg(long, value_name = "N", default_value_t = BatchLimits::seed().files, value_parser = at_least_one_size)]
+    seed_batch_files: usize,
+    /// Most bytes of file content one commit of a seed writes.
+    #[arg(long, value_name = "BYTES", default_value_t = BatchLimits::seed().bytes, value_parser = at_least_one_size)]
+    seed_batch_bytes: usize,
     /// Longest a change waits (seconds) for its batch to fill.
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     batch_wait: f64,
@@ -237,6 +245,9 @@ fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
     options.batch.files = args.batch_files;
     options.batch.bytes = args.batch_bytes;
     options.batch.wait = Duration::from_secs_f64(args.batch_wait.max(0.0));
+    options.seed_batch.files = args.seed_batch_files;
+    options.seed_batch.bytes = args.seed_batch_bytes;
+    options.seed_batch.wait = options.batch.wait;
     options.message_template = args.message.clone();
     options.retry_for = args.once.then(|| Duration::from_secs(args.retry_for));
     options

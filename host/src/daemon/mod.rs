@@ -420,7 +420,8 @@ pub fn runtime() -> std::io::Result<Runtime> {
 fn open_queue(setup: &Setup) -> Result<Arc<dyn Queue>, DaemonError> {
     let path = setup.state.join("queue.redb");
     // Room for at least two full batches, or a batch could never fill.
-    let capacity = setup.queue_capacity.max(2 * setup.sink.batch.files as u64);
+    let batch = setup.sink.batch.files.max(setup.sink.seed_batch.files);
+    let capacity = setup.queue_capacity.max(2 * batch as u64);
     let queue = DiskQueue::open(&path, capacity).map_err(|source| DaemonError::Queue {
         path: setup.state.display().to_string(),
         source,

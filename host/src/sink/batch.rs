@@ -3,7 +3,10 @@
 //!
 //! A batch is committed when it is full (files or bytes), when its first
 //! change has waited long enough, or before a change by another author
-//! (one commit has one author). Its message counts and names only the
+//! (one commit has one author). A seed's batches are larger than a watch's:
+//! Git writes every folder a commit touches whole, and a seed's changes are
+//! spread over all of them, so small commits would make a seed cost the
+//! repository's size once per commit (see [`BatchLimits::seed`]). Its message counts and names only the
 //! files the commit really changed: a file written back to what it held
 //! is staged, but is none of the commit's business.
 
@@ -30,6 +33,24 @@ impl Default for BatchLimits {
             files: 200,
             bytes: 1 << 20,
             wait: Duration::from_secs(20),
+        }
+    }
+}
+
+impl BatchLimits {
+    /// The limits of a seed's commits. A commit rewrites each folder it
+    /// touches, entry by entry; a seed touches every folder of its
+    /// destination, so at 200 files a commit, 100,000 objects in 200
+    /// folders rewrote 500 times 200 folders of up to 500 entries: 50
+    /// million tree entries to record 100,000 files. At 10,000 files a
+    /// commit the same seed writes 10 commits, and the folders' cost is
+    /// small beside the files'. The staged paths this bounds are a few
+    /// hundred bytes each in memory; file contents are not held.
+    pub fn seed() -> BatchLimits {
+        BatchLimits {
+            files: 10_000,
+            bytes: 64 << 20,
+            ..BatchLimits::default()
         }
     }
 }

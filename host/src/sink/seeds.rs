@@ -53,6 +53,11 @@ impl Seeds {
         }
     }
 
+    /// Whether a seed of `destination` is under way.
+    pub fn under_way(&self, destination: &str) -> bool {
+        self.open.keys().any(|(name, _)| name == destination)
+    }
+
     /// Seed `id` of `destination` ends; `None` if it began before a
     /// restart (its live set is unknown, so it can prune nothing).
     pub fn end(&mut self, destination: &str, id: u64) -> Option<Ended> {

@@ -39,6 +39,8 @@ pub struct Store {
     /// Every path edited since the last commit, with its blob then (`None`
     /// if it held no file): what a commit changes is what differs now.
     before: BTreeMap<String, Option<ObjectId>>,
+    /// Bytes of the blobs held in memory, not yet persisted.
+    memory_bytes: usize,
 }
 
 /// A file a commit changed, against the commit before it.
@@ -86,6 +88,7 @@ impl Store {
             tree,
             files: HashMap::new(),
             before: BTreeMap::new(),
+            memory_bytes: 0,
         })
     }
 
@@ -93,6 +96,7 @@ impl Store {
     /// dropping staged edits and local commits.
     pub fn reset(&mut self, tip: Option<ObjectId>) -> Result<(), GitError> {
         self.repo.objects.set_object_memory(Default::default());
+        self.memory_bytes = 0;
         self.before.clear();
         self.files.clear();
         self.tip = tip;
@@ -145,6 +149,7 @@ impl Store {
         self.repo
             .write_blob(content)
             .map_err(|e| local(&self.path, e))?;
+        self.memory_bytes += content.len();
         let was = self.files.insert(path.to_owned(), id);
         self.before.entry(path.to_owned()).or_insert(was);
         Ok(true)
@@ -274,6 +279,10 @@ impl Store {
 /// memory (a tree of a large folder is tens of KiB) and the number of packs.
 const MEMORY_OBJECTS: usize = 1024;
 
+/// Bytes of blobs held in memory before they are written out, whatever
+/// their number: a few large files must not grow the process either.
+const MEMORY_BYTES: usize = 16 << 20;
+
 impl Store {
     /// How many packs the repository holds.
     pub fn packs(&self) -> usize {
@@ -288,6 +297,7 @@ impl Store {
     /// Whether enough objects wait in memory to write them out now.
     pub fn should_persist(&self) -> bool {
         self.repo.objects.num_objects_in_memory() >= MEMORY_OBJECTS
+            || self.memory_bytes >= MEMORY_BYTES
     }
 
     /// Writes the objects made since the last call (blobs, trees, commits)
@@ -296,6 +306,7 @@ impl Store {
     pub fn persist(&mut self) -> Result<(), GitError> {
         use gix_pack::data::output;
         let memory = self.repo.objects.set_object_memory(Default::default());
+        self.memory_bytes = 0;
         let Some(memory) = memory.filter(|m| !m.is_empty()) else {
             return Ok(());
         };

@@ -39,8 +39,10 @@ use std::time::{Duration, Instant};
 /// How a worker behaves.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    /// Batch sizes.
+    /// Batch sizes of changes followed one by one.
     pub batch: BatchLimits,
+    /// Batch sizes while a seed of the change's destination is under way.
+    pub seed_batch: BatchLimits,
     /// Who commits (the daemon).
     pub committer: Person,
     /// Who authors changes whose actor is unknown.
@@ -63,6 +65,7 @@ impl SinkOptions {
     pub fn new(source: impl Into<String>) -> SinkOptions {
         SinkOptions {
             batch: BatchLimits::default(),
+            seed_batch: BatchLimits::seed(),
             committer: Person {
                 name: "Plumbline".into(),
                 email: "plumbline@plumbline.invalid".into(),
@@ -424,7 +427,17 @@ impl Worker {
         if changed {
             self.staged.stage(&change, Instant::now());
         }
-        if self.staged.is_full(&self.options.batch) {
+        // New blobs go to disk as they come, not with the commit: a seed's
+        // batch is large, and its contents need not all be in memory.
+        if self.store.should_persist() {
+            self.store.persist().map_err(|source| self.git(source))?;
+        }
+        let limits = if self.seeds.under_way(&change.destination) {
+            &self.options.seed_batch
+        } else {
+            &self.options.batch
+        };
+        if self.staged.is_full(limits) {
             self.commit(self.cursor.current())?;
         }
         Ok(())

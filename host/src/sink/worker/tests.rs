@@ -90,9 +90,19 @@ fn sync(
     prune: Prune,
     retry_for: Option<Duration>,
 ) -> Result<SyncReport, SinkError> {
-    let gitdir = tempfile::tempdir().unwrap();
     let mut options = SinkOptions::new("test");
     options.retry_for = retry_for;
+    sync_with(queue, p, prune, options)
+}
+
+/// Runs a worker of `p` with `options` until everything queued is pushed.
+fn sync_with(
+    queue: &Arc<dyn Queue>,
+    p: &Partition,
+    prune: Prune,
+    options: SinkOptions,
+) -> Result<SyncReport, SinkError> {
+    let gitdir = tempfile::tempdir().unwrap();
     let (metrics, _) = Metrics::new();
     let health = Arc::new(Health::default());
     let mut worker = Worker::new(
@@ -155,6 +165,34 @@ fn an_unchanged_object_makes_no_commit() {
             git(p.repo.as_str(), &["rev-list", "--count", "main"]).trim(),
             "1"
         );
+    });
+}
+
+/// A seed's changes touch every folder, and Git rewrites each folder a
+/// commit touches: a seed commits in batches of its own, larger size.
+#[test]
+fn a_seed_commits_in_its_own_larger_batches_and_followed_changes_in_theirs() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        let mut options = SinkOptions::new("test");
+        options.batch.files = 1;
+        options.seed_batch.files = 3;
+        let mut entries = seed(1, &["a", "b", "c", "d", "e"], true);
+        entries.extend([file("a", "2", None), file("b", "2", None)]);
+        queue.append(&p, &entries).unwrap();
+        let report = sync_with(&queue, &p, Prune::Always, options).unwrap();
+        // The seed: 3 files, then 2 at its end; then one commit a change.
+        assert_eq!((report.written, report.commits), (7, 4));
+        let counts = git(
+            p.repo.as_str(),
+            &["log", "--reverse", "--format=%s", "main"],
+        );
+        let counts: Vec<&str> = counts
+            .lines()
+            .map(|s| s.split(' ').nth(1).unwrap_or_default())
+            .collect();
+        assert_eq!(counts, ["3", "2", "1", "1"]);
     });
 }
 
