@@ -41,6 +41,9 @@ pub enum SourceError {
     /// The mirror could not take what the source read.
     #[error("queueing what the source read")]
     Intake(#[from] QueueError),
+    /// A thread to read the source on could not be started.
+    #[error("starting a thread to read the source")]
+    Thread(#[source] std::io::Error),
 }
 
 /// A source of objects.

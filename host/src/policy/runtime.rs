@@ -212,6 +212,13 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     engine
         .wasm_component_model(true)
         .epoch_interruption(true)
+        // Bounds checks in the code instead of guard pages and signals: a
+        // fresh instance per call otherwise costs two `mprotect`s (the
+        // memory the last instance grew is shut, then opened again as
+        // this one grows), each a TLB shootdown on every core. Seeding
+        // 100,000 objects: 4.6 s of system time became 1.5 s.
+        .signals_based_traps(false)
+        .memory_guard_size(0)
         .cranelift_opt_level(OptLevel::Speed)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     engine

@@ -77,9 +77,10 @@ impl Cursor {
         self.done = self.done.max(through);
     }
 
-    /// After a push: acknowledges every entry in a commit.
-    pub fn ack_done(&self) -> Result<(), QueueError> {
-        self.ack(self.done)
+    /// Every entry through this one is in a local commit (or changed
+    /// nothing): what a push of the commits made so far acknowledges.
+    pub fn done(&self) -> Position {
+        self.done
     }
 
     /// With nothing staged and nothing unpushed: acknowledges everything
@@ -93,7 +94,9 @@ impl Cursor {
         self.queue.depth(&self.partition)
     }
 
-    fn ack(&self, through: Position) -> Result<(), QueueError> {
+    /// After a push: acknowledges every entry through `through`, a
+    /// [`Cursor::done`] of before it.
+    pub fn ack(&self, through: Position) -> Result<(), QueueError> {
         if self.queue.acked(&self.partition)? < through {
             self.queue.ack(&self.partition, through)?;
         }
@@ -146,10 +149,10 @@ mod tests {
             let mut cursor = Cursor::new(queue.clone(), p.clone()).unwrap();
             let all = apply_all(&mut cursor, true);
             assert_eq!(cursor.last_read(), all[2]);
-            cursor.ack_done().unwrap();
+            cursor.ack(cursor.done()).unwrap();
             assert_eq!(queue.acked(&p).unwrap(), Position::START, "all staged");
             cursor.committed(all[1]);
-            cursor.ack_done().unwrap();
+            cursor.ack(cursor.done()).unwrap();
             assert_eq!(queue.acked(&p).unwrap(), all[1]);
             assert_eq!(cursor.depth(), 1, "the staged third entry waits");
             cursor.restart().unwrap();
@@ -164,7 +167,7 @@ mod tests {
             queue.append(&p, &[change(1), change(2)]).unwrap();
             let mut cursor = Cursor::new(queue.clone(), p.clone()).unwrap();
             let all = apply_all(&mut cursor, false);
-            cursor.ack_done().unwrap();
+            cursor.ack(cursor.done()).unwrap();
             assert_eq!(queue.acked(&p).unwrap(), all[1]);
             assert_eq!(cursor.depth(), 0);
         });
@@ -180,7 +183,7 @@ mod tests {
             cursor.ack_read().unwrap();
             assert_eq!(queue.acked(&p).unwrap(), all[1]);
             cursor.committed(all[0]);
-            cursor.ack_done().unwrap();
+            cursor.ack(cursor.done()).unwrap();
             assert_eq!(queue.acked(&p).unwrap(), all[1]);
             assert_eq!(cursor.depth(), 0);
         });

@@ -9,12 +9,14 @@
 //! - [`cursor`]: where a worker stands in the queue, what it may acknowledge;
 //! - [`seeds`]: the seeds under way, and which files are their orphans;
 //! - [`prune`]: what a seed's end deletes;
+//! - [`pushing`]: a push under way while the worker goes on committing;
 //! - [`retry`]: waiting after a failure, replaying a rejection, giving up;
 //! - [`worker`]: one (repository, branch): batch, commit, push, acknowledge.
 
 pub mod batch;
 pub mod cursor;
 pub mod prune;
+pub mod pushing;
 pub mod remote;
 pub mod retry;
 pub mod seeds;

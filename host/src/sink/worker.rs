@@ -19,6 +19,7 @@ use super::batch::Batch;
 pub use super::batch::BatchLimits;
 use super::cursor::Cursor;
 use super::prune::{Pruning, plan};
+use super::pushing::{InFlight, Totals};
 use super::remote::{GitError, Push, Remote};
 pub use super::retry::FINISH_RETRY;
 use super::retry::{Next, Replay, Retry};
@@ -157,19 +158,11 @@ pub enum SinkError {
     Queue(#[from] QueueError),
 }
 
-/// Files changed by local commits not pushed yet.
-#[derive(Debug, Default)]
-struct Totals {
-    written: usize,
-    deleted: usize,
-    bytes: usize,
-}
-
 /// The sink of one partition.
 pub struct Worker {
     partition: Partition,
     destinations: Vec<Folder>,
-    remote: Remote,
+    remote: Arc<Remote>,
     store: Store,
     options: SinkOptions,
     metrics: Arc<Metrics>,
@@ -181,7 +174,8 @@ pub struct Worker {
     staged: Batch,
     /// Committed locally, not pushed.
     unpushed: Totals,
-    unpushed_commits: usize,
+    /// The push under way, if any.
+    in_flight: Option<InFlight>,
     seeds: Seeds,
     signals: Signals,
     /// Destinations no longer configured whose entries were discarded.
@@ -211,6 +205,7 @@ impl Worker {
         // Before anything touches the branch or the local repository.
         let claim = queue.claim(&partition)?;
         let remote = Remote::new(&partition.repo, &partition.branch, gitdir).map_err(git)?;
+        let remote = Arc::new(remote);
         let store = Store::open(gitdir).map_err(git)?;
         let labels = RepoLabels::new(&partition.repo, &partition.branch);
         let cursor = Cursor::new(queue, partition.clone())?;
@@ -228,7 +223,7 @@ impl Worker {
             cursor,
             staged: Batch::default(),
             unpushed: Totals::default(),
-            unpushed_commits: 0,
+            in_flight: None,
             seeds: Seeds::default(),
             signals: Signals::default(),
             discarding: BTreeSet::new(),
@@ -243,6 +238,16 @@ impl Worker {
     /// Runs until [`Signals::finish`] is set and every entry is pushed,
     /// or [`Signals::stop`] is set, or for ever.
     pub fn run(&mut self, signals: &Signals) -> Result<SyncReport, SinkError> {
+        let outcome = self.follow(signals);
+        // A worker that stops leaves no push behind it, writing the branch
+        // after its claim is gone.
+        if let Some(push) = self.in_flight.take() {
+            let _ = push.finish();
+        }
+        outcome
+    }
+
+    fn follow(&mut self, signals: &Signals) -> Result<SyncReport, SinkError> {
         self.signals = signals.clone();
         self.health
             .set(&self.part(), Status::NotReady("starting".into()));
@@ -269,7 +274,7 @@ impl Worker {
                 if done || self.staged.is_due(&limits, Instant::now()) {
                     self.commit(self.cursor.last_read())?;
                 }
-                if self.unpushed_commits > 0 {
+                if self.unpushed.commits > 0 || self.in_flight.is_some() {
                     self.push()?;
                 } else if self.staged.is_empty() {
                     self.caught_up()?;
@@ -285,8 +290,10 @@ impl Worker {
                 self.apply(entry)?;
                 self.cursor.applied(self.staged.is_empty());
             }
-            if self.unpushed_commits >= self.options.push_every {
+            if self.unpushed.commits >= self.options.push_every {
                 self.push()?;
+            } else {
+                self.push_soon()?;
             }
         }
     }
@@ -320,7 +327,6 @@ impl Worker {
         self.cursor.restart()?;
         self.staged = Batch::default();
         self.unpushed = Totals::default();
-        self.unpushed_commits = 0;
         Ok(())
     }
 
@@ -576,8 +582,8 @@ impl Worker {
             self.store.persist().map_err(|source| self.git(source))?;
         }
         if committed.id.is_some() {
-            self.unpushed_commits += 1;
             let u = &mut self.unpushed;
+            u.commits += 1;
             for change in &committed.changed {
                 if change.written {
                     u.written += 1;
@@ -590,27 +596,70 @@ impl Worker {
         Ok(())
     }
 
-    /// Pushes the local commits; on success acknowledges everything in
-    /// them.
+    /// Starts pushing the local commits, unless a push is under way (they
+    /// go with the next).
+    fn push_soon(&mut self) -> Result<(), SinkError> {
+        self.settle(false)?;
+        if self.in_flight.is_none() && self.unpushed.commits > 0 {
+            self.start_push()?;
+        }
+        Ok(())
+    }
+
+    /// Pushes every local commit and waits until they are accepted (or the
+    /// branch moved, and the worker started over on its new tip).
     fn push(&mut self) -> Result<(), SinkError> {
+        loop {
+            self.settle(true)?;
+            if self.unpushed.commits == 0 {
+                return Ok(());
+            }
+            self.start_push()?;
+        }
+    }
+
+    fn start_push(&mut self) -> Result<(), SinkError> {
         let Some(tip) = self.store.tip() else {
             return Ok(());
         };
         self.store.persist().map_err(|source| self.git(source))?;
-        loop {
-            match self.remote.push(tip) {
-                Ok(Push::Accepted) => {
-                    if self.store.packs() > MAX_PACKS {
-                        self.remote.repack().map_err(|source| self.git(source))?;
-                    }
-                    self.retry.pushed();
-                    self.pushed();
-                    self.cursor.ack_done()?;
-                    self.record_depth();
-                    return Ok(());
+        let totals = std::mem::take(&mut self.unpushed);
+        match InFlight::start(&self.remote, tip, self.cursor.done(), totals) {
+            Ok(push) => {
+                self.in_flight = Some(push);
+                Ok(())
+            }
+            Err(error) => {
+                self.unpushed = totals;
+                self.failed(error)
+            }
+        }
+    }
+
+    /// Takes the outcome of the push under way if it is over (with
+    /// `wait`, once it is): an accepted push acknowledges everything in
+    /// its commits.
+    fn settle(&mut self, wait: bool) -> Result<(), SinkError> {
+        let Some(push) = self.in_flight.take_if(|p| wait || p.is_over()) else {
+            return Ok(());
+        };
+        let (through, totals) = (push.through, push.totals);
+        match push.finish() {
+            Ok(Push::Accepted) => {
+                if self.store.packs() > MAX_PACKS {
+                    self.remote.repack().map_err(|source| self.git(source))?;
                 }
-                Ok(Push::Rejected) => return self.rejected(),
-                Err(error) => self.failed(error)?,
+                self.retry.pushed();
+                self.pushed(totals);
+                self.cursor.ack(through)?;
+                self.record_depth();
+                Ok(())
+            }
+            Ok(Push::Rejected) => self.rejected(),
+            Err(error) => {
+                // Its commits go with the next push.
+                self.unpushed.add(totals);
+                self.failed(error)
             }
         }
     }
@@ -632,9 +681,8 @@ impl Worker {
         }
     }
 
-    fn pushed(&mut self) {
-        let u = std::mem::take(&mut self.unpushed);
-        let commits = std::mem::take(&mut self.unpushed_commits);
+    fn pushed(&mut self, u: Totals) {
+        let commits = u.commits;
         self.report.written += u.written;
         self.report.deleted += u.deleted;
         self.report.bytes += u.bytes as u64;

@@ -5,6 +5,7 @@
 use super::{Changes, Follower, SourceOptions};
 use crate::ingest::source::{Context, SeedReport, Source, SourceError};
 use crate::mirror::{Listing, SeedScope};
+use crate::model::Event;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,24 +35,47 @@ impl DirectorySource {
     }
 
     /// One look, its events routed as they come: what changed, and
-    /// whether every event was routed.
+    /// whether every event was routed. The folder is read on a thread of
+    /// its own, a chunk ahead of routing: reading and parsing files and
+    /// routing them through the policies each take most of a core at the
+    /// size of a seed, and one waited for the other.
     fn look(&mut self, context: &Context) -> Result<(Changes, bool), SourceError> {
         let mut failure = None;
         let mut routed = true;
-        let changes = self.follower.poll(&mut |events| {
-            if failure.is_some() {
-                return;
-            }
-            match context.intake.submit(&events) {
-                Ok(routing) => {
-                    for error in &routing.errors {
-                        context.notices.error(error);
-                    }
-                    routed &= routing.errors.is_empty();
+        let follower = &mut self.follower;
+        let changes = std::thread::scope(|scope| -> Result<Changes, SourceError> {
+            // One chunk waits while the next is read: memory stays bounded.
+            let (chunks, read) = std::sync::mpsc::sync_channel::<Vec<Event>>(1);
+            let reader = std::thread::Builder::new()
+                .name("directory read".into())
+                .spawn_scoped(scope, move || {
+                    follower.poll(&mut |events| {
+                        // Only if routing is gone (it failed): nothing to do.
+                        let _ = chunks.send(events);
+                    })
+                })
+                .map_err(SourceError::Thread)?;
+            // Drained to the end even after a failure, so the reader
+            // never waits for a routing that will not come.
+            for events in read {
+                if failure.is_some() {
+                    continue;
                 }
-                Err(error) => failure = Some(error),
+                match context.intake.submit(&events) {
+                    Ok(routing) => {
+                        for error in &routing.errors {
+                            context.notices.error(error);
+                        }
+                        routed &= routing.errors.is_empty();
+                    }
+                    Err(error) => failure = Some(error),
+                }
             }
-        });
+            // A panic while reading is the reader's own: raised here.
+            Ok(reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        })?;
         if let Some(error) = failure {
             return Err(error.into());
         }
