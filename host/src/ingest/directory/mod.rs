@@ -131,11 +131,41 @@ struct Pending {
     path: FilePath,
     before: Vec<(Identity, [u8; 32])>,
     now: Vec<(Identity, [u8; 32])>,
-    /// The identities in `now`: a file of a 20,000-item List must not
-    /// cost a quadratic search.
-    seen: HashSet<Identity>,
+    /// The identities in `now`, once it holds many: a file of a
+    /// 20,000-item List must not cost a quadratic search, and a file of
+    /// one object (nearly all of them) must not cost a hash set.
+    seen: Option<HashSet<Identity>>,
     broken: bool,
     found_anything: bool,
+}
+
+/// Objects a file holds before [`Pending::seen`] is worth its memory.
+const FEW: usize = 8;
+
+impl Pending {
+    /// Whether the file's object `id` was read in this poll already.
+    fn holds(&self, id: &Identity) -> bool {
+        match &self.seen {
+            Some(seen) => seen.contains(id),
+            None => self.now.iter().any(|(held, _)| held == id),
+        }
+    }
+
+    /// Records the file's object `id`; `false` if it was read already.
+    fn read(&mut self, id: Identity, digest: [u8; 32]) -> bool {
+        if self.holds(&id) {
+            return false;
+        }
+        if let Some(seen) = &mut self.seen {
+            seen.insert(id.clone());
+        } else if self.now.len() >= FEW {
+            let mut seen: HashSet<Identity> = self.now.iter().map(|(id, _)| id.clone()).collect();
+            seen.insert(id.clone());
+            self.seen = Some(seen);
+        }
+        self.now.push((id, digest));
+        true
+    }
 }
 
 /// Follows a folder of manifests.
@@ -367,7 +397,7 @@ impl Follower {
             now: Vec::new(),
             broken: false,
             found_anything: false,
-            seen: HashSet::new(),
+            seen: None,
         });
         read_each(&text, &path.display().to_string(), &mut |found| {
             poll.pending[index].found_anything = true;
@@ -395,6 +425,17 @@ impl Follower {
                 }
             }
         });
+        // A file none of whose objects waits for the folder's CRDs and
+        // which dropped nothing it held is settled now, not when the poll
+        // ends: a seed of a large folder held every file's reading at once.
+        let waits = poll.deferred.last().is_some_and(|(i, ..)| *i == index);
+        let pending = &poll.pending[index];
+        if !waits
+            && pending.before.iter().all(|(id, _)| pending.holds(id))
+            && let Some(pending) = poll.pending.pop()
+        {
+            self.settle(pending, poll, changes, out);
+        }
     }
 
     /// One object read from the file of `poll.pending[index]`.
@@ -423,7 +464,7 @@ impl Follower {
         let digest: [u8; 32] = Sha256::digest(event.object.as_bytes()).into();
         let id = identity(&event.target);
         let pending = &mut poll.pending[index];
-        if !pending.seen.insert(id.clone()) {
+        if !pending.read(id.clone(), digest) {
             changes.warnings.push(Note {
                 origin,
                 message: format!(
@@ -433,7 +474,6 @@ impl Follower {
             });
             return;
         }
-        pending.now.push((id.clone(), digest));
         let path = pending.path.clone();
         let stub = stub_of(&object).to_string().into_boxed_str();
         let Some(held) = self.held.get_mut(&id) else {
@@ -478,13 +518,20 @@ impl Follower {
         changes: &mut Changes,
         out: &mut Out<'_>,
     ) {
+        let mut now = Vec::new();
+        for (id, digest) in &pending.before {
+            if !pending.holds(id) {
+                now.push((id.clone(), *digest));
+            }
+        }
+        let dropped = now;
         let Pending {
             path,
             before,
             mut now,
             broken,
             found_anything,
-            seen,
+            ..
         } = pending;
         if !found_anything && !before.is_empty() {
             changes.warnings.push(Note {
@@ -495,16 +542,15 @@ impl Follower {
                 ),
             });
         }
-        for (id, digest) in before {
-            if seen.contains(&id) {
-                continue;
-            }
+        for (id, digest) in dropped {
             if broken {
                 now.push((id, digest));
             } else {
                 self.release(&path, &id, poll, out);
             }
         }
+        // Kept until the file changes: no room to spare per file.
+        now.shrink_to_fit();
         if let Some(state) = self.files.get_mut(&path) {
             state.objects = now;
         }
