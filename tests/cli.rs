@@ -112,7 +112,7 @@ fn sanitize_names_a_file_that_is_not_yaml() {
 #[test]
 fn plugin_test_runs_the_neat_fixtures_and_shows_a_diff_on_failure() {
     let cache = tempfile::tempdir().unwrap();
-    let neat = format!("{}/neat.wasm", env!("PLUMBLINE_GUESTS_DIR"));
+    let neat = format!("{}/neat.wasm", plumbline::policy::builtin::GUESTS_DIR);
     let out = plumbline(
         &[
             "plugin",

@@ -1,6 +1,8 @@
 //! The stages of `host/src` point one way: each module's `crate::` uses
 //! (tests aside) form no circle, and the mirror and queue never reach the
-//! sink, nor the sink the mirror.
+//! sink, nor the sink the mirror. The stages that are crates of their own
+//! (`crates/`) depend on no stage of the daemon and on nothing their
+//! boundary excludes.
 
 use crate::support::root;
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,4 +86,51 @@ fn no_stage_reaches_back_to_one_that_uses_it() {
             }
         }
     }
+}
+
+/// The names under `[dependencies]` of a crate's manifest.
+fn dependencies(krate: &str) -> BTreeSet<String> {
+    let manifest =
+        std::fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap();
+    let mut section = "";
+    let mut names = BTreeSet::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[dependencies]" && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['.', '=', ' ']).next().unwrap();
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn the_crates_of_the_stages_know_only_what_their_boundary_allows() {
+    let ours = |deps: &BTreeSet<String>| -> Vec<String> {
+        deps.iter()
+            .filter(|d| d.starts_with("plumbline"))
+            .cloned()
+            .collect()
+    };
+    // Everyone uses the model; the model uses no stage.
+    assert_eq!(ours(&dependencies("model")), Vec::<String>::new());
+    // The policy runtime knows nothing of Kubernetes, Git or registries.
+    let policy = dependencies("policy");
+    assert_eq!(ours(&policy), ["plumbline-model"]);
+    for excluded in ["gix", "gix-pack", "oci-client", "redb", "axum", "tokio"] {
+        assert!(!policy.contains(excluded), "policy depends on {excluded}");
+    }
+    // Registry access knows nothing of policies or catalogs.
+    let oci = dependencies("oci");
+    assert_eq!(ours(&oci), Vec::<String>::new());
+    for excluded in ["wasmtime", "cel", "gix"] {
+        assert!(!oci.contains(excluded), "oci depends on {excluded}");
+    }
+    // And the daemon's stages outside the policy crate never run Wasm themselves.
+    let host = std::fs::read_to_string(root().join("host/Cargo.toml")).unwrap();
+    assert!(
+        !host.contains("\nwasmtime"),
+        "host depends on wasmtime directly"
+    );
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// The folder holding every component the build script built.
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("PLUMBLINE_GUESTS_DIR")).join(format!("{name}.wasm"));
+    let path = Path::new(plumbline::policy::builtin::GUESTS_DIR).join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -2,7 +2,8 @@
 //! Kubernetes; every decision it makes is a policy (a WebAssembly component
 //! or a CEL expression) that an operator can replace without rebuilding it.
 //!
-//! The crate reads the way data flows:
+//! The crate reads the way data flows (`model`, `policy` and `oci` are
+//! crates of their own under `crates/`, re-exported here):
 //!
 //! - [`model`]: the plain data types every stage shares (`Event`, `Target`);
 //! - [`ingest`]: where objects come from (for now: manifest files);
@@ -28,10 +29,14 @@ pub mod daemon;
 pub mod ingest;
 pub mod layout;
 pub mod mirror;
-pub mod model;
-pub mod oci;
-pub mod policy;
 pub mod queue;
 pub mod sink;
 pub mod state;
 pub mod telemetry;
+
+// The stages whose boundary the compiler holds: crates of their own that
+// cannot see the daemon (`policy` knows nothing of Git, `oci` nothing of
+// policies), re-exported where the daemon's stages sit.
+pub use plumbline_model as model;
+pub use plumbline_oci as oci;
+pub use plumbline_policy as policy;

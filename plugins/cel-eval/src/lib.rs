@@ -15,7 +15,7 @@ use cel::{Context, Env, Program};
 use std::sync::Arc;
 
 /// The environment: the standard library and the strings extension, as in
-/// the host (`host/src/policy/cel.rs`).
+/// the host (`crates/policy/src/cel.rs`).
 fn env() -> Result<Env, String> {
     let mut env = Env::stdlib();
     env.add_extension(cel::extensions::strings)

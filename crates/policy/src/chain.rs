@@ -5,7 +5,7 @@ use super::bindings::{Verdict, Violation};
 use super::cel::CelPolicy;
 use super::error::PolicyError;
 use super::{Decision, Plugin};
-use crate::model::Event;
+use plumbline_model::Event;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -9,7 +9,7 @@
 //! own before it is trusted; a corrupt or stale file is compiled again and
 //! replaced.
 
-use crate::model::digest::content_digest;
+use plumbline_model::digest::content_digest;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs;

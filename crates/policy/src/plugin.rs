@@ -5,7 +5,7 @@ use super::Decision;
 use super::bindings::{self, SettingsIndices, Verdict, Violation};
 use super::error::{PolicyError, describe};
 use super::store::{HostState, Identity, Limits, new_store};
-use crate::model::{self, Operation};
+use plumbline_model::{self as model, Operation};
 use std::fmt;
 use std::sync::Arc;
 use wasmtime::Store;

@@ -12,7 +12,7 @@ use super::capability::Grants;
 use super::error::{PolicyError, describe};
 use super::plugin::{Plugin, WorldPre};
 use super::store::{EPOCH_TICK, HostState, Identity, Limits};
-use crate::model::digest::content_digest;
+use plumbline_model::digest::content_digest;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};

@@ -104,7 +104,7 @@ impl Asks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::capability::Preopen;
+    use crate::capability::Preopen;
 
     #[test]
     fn asks_must_be_covered_by_grants() {

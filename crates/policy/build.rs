@@ -5,11 +5,12 @@
 //! a target folder of their own (so it never contends with the outer build's
 //! lock and is reused by every profile: debug, test, bench, clippy). A plain
 //! `cargo build -p plumbline` therefore gives a binary that carries its
-//! default plugins; nobody runs a separate plugin build.
+//! default plugins (this crate embeds them); nobody runs a separate plugin
+//! build.
 //!
 //! The test-only guests under `tests/guests/` are built by the same
-//! invocation but not embedded; their folder is passed to the test crate as
-//! `PLUMBLINE_GUESTS_DIR`.
+//! invocation but not embedded; their folder is `builtin::GUESTS_DIR`, for
+//! the tests.
 
 use std::env;
 use std::fs;
@@ -35,11 +36,12 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
-        .parent()
-        .expect("host/ is inside the workspace");
+        .ancestors()
+        .nth(2)
+        .expect("crates/policy/ is inside the workspace");
     for watched in [
         "plugins",
-        "kinds",
+        "crates/kinds",
         "tests/guests",
         "wit",
         "Cargo.lock",

@@ -18,7 +18,7 @@ pub mod common {
                 export plumbline:policy/settings@0.1.0;
             }
         ",
-        path: "../wit",
+        path: "../../wit",
     });
 }
 
@@ -27,7 +27,7 @@ macro_rules! decision_world {
         #[doc = concat!("The `", $world, "` world.")]
         pub mod $module {
             wasmtime::component::bindgen!({
-                path: "../wit",
+                path: "../../wit",
                 world: $world,
                 with: {
                     "plumbline:policy/host": super::common::plumbline::policy::host,
@@ -46,7 +46,7 @@ decision_world!(drift_gate, "drift-gate", "plumbline:policy/types" => super::com
 /// The host's CEL sandbox (`wit/cel`): not a plugin contract.
 pub mod cel_evaluator {
     wasmtime::component::bindgen!({
-        path: "../wit/cel",
+        path: "../../wit/cel",
         world: "evaluator",
     });
 }
