@@ -4,7 +4,7 @@
 //! a file that does not read leaves the old configuration routing; and a
 //! seed frames only the destinations and resources of its scope.
 
-use crate::support::{Daemon, GitServer, example_source, http_get, wait_for};
+use crate::support::{Daemon, GitServer, example_source, http_get, run_once, wait_for};
 use plumbline::mirror::{Intake, Listing, Pipeline, Router, SeedScope};
 use plumbline::model::{GroupResource, Operation};
 use plumbline::policy::config::PolicyConfig;
@@ -124,6 +124,151 @@ fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_resta
             .contains("key: again")
             .then_some(())
     });
+}
+
+#[test]
+fn a_config_that_would_lose_or_misplace_changes_is_refused_and_the_old_one_keeps_routing() {
+    let one = GitServer::start();
+    let (src, state, work) = (
+        example_source(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let config = work.path().join("mirror.yaml");
+    let a = destination("a", &one.url(), "a");
+    write_config(&config, std::slice::from_ref(&a));
+    let daemon = Daemon::start(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--source-dir".as_ref(),
+        src.path().as_os_str(),
+        "--state-dir".as_ref(),
+        state.path().as_os_str(),
+    ]);
+    wait_for("the seed into a", || {
+        one.tree().contains_key(&format!("a/{CM}")).then_some(())
+    });
+    let refusals = || daemon.stderr().matches("changed and was not taken").count();
+    let mut refused = 0;
+    let mut refuse = |what: &str, write: &dyn Fn(), says: &str| {
+        write();
+        refused += 1;
+        wait_for(what, || (refusals() == refused).then_some(()));
+        let (_, body) = http_get(&daemon.address(), "/readyz");
+        assert!(
+            body.contains("[!] config:") && body.contains(says),
+            "{what}: {body}"
+        );
+    };
+    // An editor that truncates before it writes; a name given twice (the
+    // second would move a's files); a second destination in a's folder
+    // (each would prune the other's files); a FIFO (it would block the
+    // reader for ever) and a device that never ends.
+    refuse(
+        "an empty file",
+        &|| std::fs::write(&config, "").unwrap(),
+        "holds no resources",
+    );
+    let twice = destination("a", &one.url(), "elsewhere");
+    refuse(
+        "a destination defined twice",
+        &|| write_config(&config, &[a.clone(), twice.clone()]),
+        "defined again",
+    );
+    let same_folder = destination("a2", &one.url(), "a");
+    refuse(
+        "two destinations in one folder",
+        &|| write_config(&config, &[a.clone(), same_folder.clone()]),
+        "each would prune the other's files",
+    );
+    refuse(
+        "a FIFO",
+        &|| {
+            std::fs::remove_file(&config).unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(&config)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        },
+        "not a regular file",
+    );
+    refuse(
+        "a device",
+        &|| {
+            std::fs::remove_file(&config).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
+        },
+        "not a regular file",
+    );
+    assert_eq!(taken(&daemon), 0, "{}", daemon.stderr());
+
+    // The old configuration routed all along, and a good file is taken
+    // again: the reader was never stuck.
+    change_in_a(&one, src.path(), "key: changed");
+    std::fs::remove_file(&config).unwrap();
+    write_config(&config, &[destination("a", &one.url(), "moved")]);
+    wait_for("the good file", || (taken(&daemon) == 1).then_some(()));
+    wait_for("the seed into the moved folder", || {
+        one.tree()
+            .contains_key(&format!("moved/{CM}"))
+            .then_some(())
+    });
+    let (_, body) = http_get(&daemon.address(), "/readyz");
+    assert!(body.contains("[+] config"), "{body}");
+}
+
+#[test]
+fn a_config_error_never_shows_a_credential_it_quotes() {
+    let (src, state, work) = (
+        example_source(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let config = work.path().join("mirror.yaml");
+    // A YAML error quotes the line it stopped at, credentials and all.
+    let text = destination("a", "https://user:s3cr3tPW@127.0.0.1:9/x.git", "a")
+        .replace("allowedBranches: [main]}", "allowedBranches: [main]}}");
+    assert_ne!(
+        text,
+        destination("a", "https://user:s3cr3tPW@127.0.0.1:9/x.git", "a")
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = run_once(
+        src.path(),
+        "unused.git",
+        state.path(),
+        &["--config", config.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("mirror.yaml"), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:9/x.git"),
+        "the quote is shown: {stderr}"
+    );
+    assert!(!stderr.contains("s3cr3tPW"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_following_and_the_run_ends_cleanly() {
+    let one = GitServer::start();
+    let (src, state) = (example_source(), tempfile::tempdir().unwrap());
+    let repo = one.url();
+    let mut daemon = Daemon::start(&[
+        "--repo".as_ref(),
+        repo.as_ref(),
+        "--source-dir".as_ref(),
+        src.path().as_os_str(),
+        "--state-dir".as_ref(),
+        state.path().as_os_str(),
+    ]);
+    wait_for("the seed", || (one.log_len() > 0).then_some(()));
+    daemon.signal("TERM");
+    let status = daemon.exited();
+    let stderr = daemon.stderr();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
 }
 
 /// The router with the built-in policies, routing everything to a

@@ -293,6 +293,20 @@ impl Daemon {
         })
     }
 
+    /// Sends the signal `name` (`TERM`, `INT`) to the daemon.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {name}");
+    }
+
+    /// Waits for the daemon to exit by itself; its exit status.
+    pub fn exited(&mut self) -> std::process::ExitStatus {
+        wait_for("the daemon to exit", || self.child.try_wait().unwrap())
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

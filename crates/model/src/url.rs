@@ -190,31 +190,80 @@ fn hide_before_last_at<'a>(s: &'a str, secrets: &mut Vec<String>) -> Cow<'a, str
 
 /// Every `scheme://…` in `text`, up to the next blank or quote, redacted.
 fn redact_urls_in(text: &str) -> String {
-    let ends = |c: char| c.is_whitespace() || "'\"`<>".contains(c);
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let start = rest[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-            .map_or(0, |i| i + 1);
-        let end = rest[at..].find(ends).map_or(rest.len(), |i| at + i);
-        out.push_str(&rest[..start]);
-        if start == at {
-            // No scheme before `://`: not a URL; keep it and go on.
-            out.push_str(&rest[at..at + 3]);
-            rest = &rest[at + 3..];
-            continue;
-        }
-        out.push_str(&redact(&rest[start..end]));
-        rest = &rest[end..];
+    for (start, end) in url_spans(text) {
+        let at = text.len() - rest.len();
+        out.push_str(&text[at..start]);
+        out.push_str(&redact(&text[start..end]));
+        rest = &text[end..];
     }
     out.push_str(rest);
+    out
+}
+
+/// Where the URLs with a scheme (`scheme://…`) are in `text`, in order.
+fn url_spans(text: &str) -> Vec<(usize, usize)> {
+    let ends = |c: char| c.is_whitespace() || "'\"`<>".contains(c);
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let at = from + found;
+        // After the last character that cannot be in a scheme (which
+        // may be wider than a byte: a quote cut short starts with `…`).
+        let start = text[from..at]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(from, |(i, c)| from + i + c.len_utf8());
+        if start == at {
+            // No scheme before `://`: not a URL; go on after it.
+            from = at + 3;
+            continue;
+        }
+        let end = text[at..].find(ends).map_or(text.len(), |i| at + i);
+        spans.push((start, end));
+        from = end;
+    }
+    spans
+}
+
+/// `message`, which may quote parts of `source` (a parser's error shows the
+/// line it stopped at), with every URL in it hidden as [`redact`] does, and
+/// every credential of every URL in `source` hidden too: a quote may cut a
+/// URL short, so that it no longer reads as one.
+pub fn redact_quoting(message: &str, source: &str) -> String {
+    let mut out = redact_urls_in(message);
+    for (start, end) in url_spans(source) {
+        let (_, secrets) = redacted(&source[start..end]);
+        for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
+            out = out.replace(secret.as_str(), HIDDEN);
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quote_that_cuts_a_url_short_still_hides_its_credentials() {
+        let source = "spec: {repoUrl: 'https://user:s3cr3tPW@127.0.0.1:9/x.git'}}";
+        // As a YAML parser quotes the line it stopped at: cut at its start.
+        let message = "22 | …r:s3cr3tPW@127.0.0.1:9/x.git'}}\n   ^ misplaced bracket";
+        let shown = redact_quoting(message, source);
+        assert!(!shown.contains("s3cr3tPW"), "{shown}");
+        assert!(shown.contains("misplaced bracket"), "{shown}");
+        // A character wider than a byte right before the scheme.
+        let cut = redact_quoting("…https://user:s3cr3tPW@h/x.git", source);
+        assert_eq!(cut, "…https://***@h/x.git");
+        let whole = redact_quoting(source, source);
+        assert!(
+            !whole.contains("s3cr3tPW") && whole.contains("127.0.0.1:9/x.git"),
+            "{whole}"
+        );
+    }
 
     /// Every way a credential can be written into a repository URL, and a
     /// secret that must not survive in the redacted form.

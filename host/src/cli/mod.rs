@@ -2,6 +2,7 @@
 //! turned into working objects once, in each subcommand.
 
 mod bundle;
+mod config_file;
 mod plugin_new;
 mod plugin_test;
 mod policy_check;

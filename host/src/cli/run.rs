@@ -5,19 +5,17 @@
 //! for every worker to push everything, prints what it wrote where, and
 //! exits.
 
-use super::progress;
 use super::{GlobalArgs, Policies, load_policies};
+use super::{config_file, progress};
 use crate::bundle::Serving;
 use crate::daemon::{Bundles, Daemon, Outcome, Setup};
 use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
 use crate::ingest::source::{SeedReport, Source};
 use crate::layout::BaseFolder;
-use crate::mirror::{Destination, MirrorConfig, Prune, resources};
+use crate::mirror::{Destination, MirrorConfig, Prune};
 use crate::model::RepoUrl;
-use crate::policy::cel::CelLimits;
 use crate::queue::Partition;
 use crate::sink::worker::{self, BatchLimits, SinkOptions, SyncReport};
-use crate::telemetry::health::Status;
 use crate::telemetry::notices::Stderr;
 use anyhow::Context as _;
 use clap::Args;
@@ -189,7 +187,11 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         args.bundle.as_deref(),
         Some(runtime.handle()),
     )?;
-    let config = mirror_config(&args, cel_limits)?;
+    let reading = config_file::Reading {
+        cel: cel_limits,
+        max_bytes: args.max_file_bytes,
+    };
+    let config = mirror_config(&args, reading)?;
     let state = args
         .state_dir
         .clone()
@@ -227,13 +229,16 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(bound) = daemon.address() {
         eprintln!("serving /healthz, /readyz and /metrics on http://{bound}");
     }
-    if let (Some(path), false) = (&args.config, args.once) {
-        follow_config(
-            path.clone(),
-            cel_limits,
-            &daemon,
-            Duration::from_secs(args.interval),
-        )?;
+    if !args.once {
+        stop_on_signals(&daemon)?;
+        if let Some(path) = &args.config {
+            config_file::follow(
+                path.clone(),
+                reading,
+                &daemon,
+                Duration::from_secs(args.interval),
+            )?;
+        }
     }
     let progress = progress::Progress::start(daemon.metrics(), &name, &daemon.partitions());
     let outcome = daemon.run(&mut source, &Stderr)?;
@@ -343,9 +348,9 @@ fn summarize(seed: &SeedReport, partition: &Partition, report: &SyncReport) {
 
 /// The destinations and rules: from `--config`, or one destination from
 /// the flags that takes every kind but the noisy ones.
-fn mirror_config(args: &RunArgs, limits: CelLimits) -> anyhow::Result<MirrorConfig> {
+fn mirror_config(args: &RunArgs, reading: config_file::Reading) -> anyhow::Result<MirrorConfig> {
     if let Some(path) = &args.config {
-        return read_config(path, limits);
+        return config_file::read(path, reading);
     }
     Ok(MirrorConfig::everything_to(Destination {
         name: "default".into(),
@@ -356,88 +361,40 @@ fn mirror_config(args: &RunArgs, limits: CelLimits) -> anyhow::Result<MirrorConf
     }))
 }
 
-/// The destinations and rules of the resources in the file at `path`.
-fn read_config(path: &Path, limits: CelLimits) -> anyhow::Result<MirrorConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut config =
-        resources::read(&text, &path.display().to_string(), limits).map_err(|errors| {
-            anyhow::anyhow!(
-                "{} error(s) in the mirror configuration:\n  - {}",
-                errors.len(),
-                errors.join("\n  - ")
-            )
-        })?;
-    for destination in &mut config.destinations {
-        destination.repo_url = prepare_repo(destination.repo_url.as_str(), &destination.branch)?;
-    }
-    Ok(config)
-}
-
-/// Follows the `--config` file: looked at every `interval`, and when it
-/// changed, read again and routed by. A file that does not read leaves the
-/// configuration read before routing, and says so on `/readyz` (degraded)
-/// until a good one comes.
-fn follow_config(
-    path: PathBuf,
-    limits: CelLimits,
-    daemon: &Daemon,
-    interval: Duration,
-) -> anyhow::Result<()> {
-    let (handle, health) = (daemon.handle(), daemon.health());
-    let stamp = |path: &Path| {
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()))
-    };
-    let mut seen = stamp(&path);
-    health.set(CONFIG_PART, Status::Ready);
-    std::thread::Builder::new()
-        .name("config".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let now = stamp(&path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                let applied = read_config(&path, limits).and_then(|config| {
-                    let count = config.destinations.len();
-                    handle.set_config(config)?;
-                    Ok(count)
-                });
-                match applied {
-                    Ok(count) => {
-                        eprintln!(
-                            "config: {} changed; now routing to {count} destination(s), listing everything again",
-                            path.display()
-                        );
-                        health.set(CONFIG_PART, Status::Ready);
-                    }
-                    Err(error) => {
-                        let why = format!(
-                            "{} changed and was not taken, the configuration read before still routes: {error:#}",
-                            path.display()
-                        );
-                        eprintln!("error: {why}");
-                        health.set(CONFIG_PART, Status::Degraded(why));
-                    }
-                }
+/// SIGTERM (what Kubernetes sends a pod it stops) or SIGINT stops
+/// following: what was read is routed and pushed, and the run ends as a
+/// stop does. A second signal ends the process at once; nothing is lost
+/// then either, as the queue is on disk, but the push waits for a restart.
+fn stop_on_signals(daemon: &Daemon) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handle = daemon.handle();
+    let _entered = daemon.runtime().enter();
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    daemon.runtime().spawn(async move {
+        let mut first = true;
+        loop {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            if !first {
+                eprintln!("{name} again: exiting now; what is queued is pushed after a restart");
+                std::process::exit(130);
             }
-        })
-        .context("starting the thread that follows --config")?;
+            first = false;
+            eprintln!("{name}: stopping; pushing what is queued (a second signal exits at once)");
+            handle.stop();
+        }
+    });
     Ok(())
 }
-
-/// The readiness part of the `--config` file.
-const CONFIG_PART: &str = "config";
 
 /// A local path that does not exist yet becomes a bare repository whose
 /// `HEAD` is `branch` (so that `git clone` checks out what the mirror
 /// writes), and the main command needs no Git server; anything else is
 /// used as given.
-fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<RepoUrl> {
+pub(super) fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<RepoUrl> {
     if repo.contains("://") || repo.contains('@') {
         return Ok(repo.into());
     }

@@ -57,6 +57,32 @@ pub struct MirrorConfig {
 }
 
 impl MirrorConfig {
+    /// Pairs of destinations that write one branch of one repository in
+    /// folders one of which holds the other: each would take the other's
+    /// files for orphans and prune them. Said as errors naming both.
+    pub fn overlaps(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (i, a) in self.destinations.iter().enumerate() {
+            for b in &self.destinations[i + 1..] {
+                let (x, y) = (&a.base_folder, &b.base_folder);
+                let nested = x == y || x.contains(y.as_str()) || y.contains(x.as_str());
+                if a.repo_url == b.repo_url && a.branch == b.branch && nested {
+                    errors.push(format!(
+                        "GitDestination {} (base folder `{}`) and {} (`{}`) both write {} ({}) in one folder: \
+                         each would prune the other's files; give them folders apart",
+                        a.name,
+                        x.as_str(),
+                        b.name,
+                        y.as_str(),
+                        a.repo_url,
+                        a.branch
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
     /// One destination and one rule selecting every kind, custom resources
     /// included: the embedded default. The noisy kinds and the objects a
     /// controller owns are left out by the match chain's `rule-match`

@@ -73,13 +73,26 @@ struct RuleSpec {
 /// A rule's CEL `condition` runs under `limits`, the operator's, as every
 /// other CEL expression does.
 pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig, Vec<String>> {
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| vec![format!("{origin}: {e}")])?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| vec![format!("{origin}: {e}")])?
+        .into_iter()
+        .filter(|d: &Value| !d.is_null())
+        .collect();
+    if documents.is_empty() {
+        // An editor that truncates the file before writing it would
+        // otherwise stop every destination for a moment, and what changed
+        // then would miss its commit.
+        return Err(vec![format!(
+            "{origin}: holds no resources; an empty file is refused (to route nowhere, \
+             leave a GitRepoConfig and no GitDestination)"
+        )]);
+    }
     let mut errors = Vec::new();
+    let mut defined: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut repos = BTreeMap::new();
     let mut destinations: Vec<(String, DestinationSpec)> = Vec::new();
     let mut rules: Vec<(String, Option<String>, bool, RuleSpec)> = Vec::new();
-    for (i, document) in documents.into_iter().filter(|d| !d.is_null()).enumerate() {
+    for (i, document) in documents.into_iter().enumerate() {
         let at = format!("{origin}#{}", i + 1);
         let resource: Resource = match serde_json::from_value(document) {
             Ok(r) => r,
@@ -90,6 +103,12 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
         };
         let id = qualified(&resource.metadata.namespace, &resource.metadata.name);
         let at = format!("{at} ({} {id})", resource.kind);
+        if let Some(first) = defined.insert((resource.kind.clone(), id.clone()), at.clone()) {
+            errors.push(format!(
+                "{at}: defined again (first as {first}); a name is one resource"
+            ));
+            continue;
+        }
         let spec = resource.spec;
         match resource.kind.as_str() {
             "GitRepoConfig" => match serde_json::from_value::<RepoSpec>(spec) {
@@ -155,6 +174,7 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
             }
         }
     }
+    errors.extend(config.overlaps());
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -325,6 +345,80 @@ spec:
         assert!(errors[0].contains("unknown kind `Widget`"));
         assert!(errors[1].contains("branch `dev` is not among"));
         assert!(errors[2].contains("destinationRef `plumbline/prod` names no GitDestination"));
+    }
+
+    /// A second destination of `CONFIG`'s repository and branch.
+    fn another(name: &str, base: &str) -> String {
+        format!(
+            "---\nkind: GitDestination\nmetadata: {{name: {name}, namespace: plumbline}}\n\
+             spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: '{base}'}}\n"
+        )
+    }
+
+    #[test]
+    fn a_name_defined_twice_is_refused_not_taken_for_the_last_one() {
+        let twice = format!("{CONFIG}{}", another("prod", "other"));
+        let errors = read(&twice, "c.yaml", CelLimits::default()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains(
+                "c.yaml#4 (GitDestination plumbline/prod): defined again (first as c.yaml#2"
+            ),
+            "{errors:#?}"
+        );
+        // The same name in another namespace, or of another kind, is another resource.
+        let elsewhere = twice.replace(
+            "{name: prod, namespace: plumbline}\nspec: {repoRef: {name: gitops}, branch: main, baseFolder: 'other'}",
+            "{name: prod, namespace: staging}\nspec: {repoRef: {name: gitops, namespace: plumbline}, branch: main, baseFolder: 'other'}",
+        );
+        assert!(read(&elsewhere, "c.yaml", CelLimits::default()).is_ok());
+    }
+
+    #[test]
+    fn destinations_in_one_folder_of_one_branch_are_refused() {
+        for (base, overlaps) in [
+            ("clusters/prod", true),
+            ("clusters/prod/eu", true),
+            ("clusters", true),
+            ("", true),
+            ("clusters/prodx", false),
+            ("clusters/staging", false),
+        ] {
+            let config = format!("{CONFIG}{}", another("second", base));
+            let result = read(&config, "c.yaml", CelLimits::default());
+            match result {
+                Err(errors) if overlaps => {
+                    assert_eq!(errors.len(), 1, "{errors:#?}");
+                    assert!(
+                        errors[0].contains("GitDestination plumbline/prod (base folder `clusters/prod`) and plumbline/second")
+                            && errors[0].contains("each would prune the other's files"),
+                        "{errors:#?}"
+                    );
+                }
+                Ok(_) if !overlaps => {}
+                other => panic!("base folder `{base}`: {other:?}"),
+            }
+        }
+        // Another branch of the same repository is another place.
+        let config = format!("{CONFIG}{}", another("second", "clusters/prod")).replace(
+            "branch: main, baseFolder: 'clusters/prod'",
+            "branch: release-1, baseFolder: 'clusters/prod'",
+        );
+        assert!(read(&config, "c.yaml", CelLimits::default()).is_ok());
+    }
+
+    #[test]
+    fn a_file_without_resources_is_refused() {
+        for empty in ["", "# only a comment\n", "---\n", "null\n", "---\n---\n"] {
+            let errors = read(empty, "c.yaml", CelLimits::default()).unwrap_err();
+            assert!(
+                errors[0].contains("c.yaml: holds no resources"),
+                "{empty:?}: {errors:?}"
+            );
+        }
+        let repository_only = CONFIG.split("---").next().unwrap();
+        let config = read(repository_only, "c.yaml", CelLimits::default()).unwrap();
+        assert!(config.destinations.is_empty());
     }
 
     #[test]
