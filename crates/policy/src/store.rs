@@ -9,17 +9,20 @@
 use super::Decision;
 use super::bindings::{Host, Level};
 use super::capability::Grants;
+use rustix::time::{ClockId, clock_gettime};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Per-call limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// How long one call may run.
+    /// How much CPU time one call may use, on the thread it runs on; the
+    /// call also stops after [`WALL_FACTOR`] times as long on the clock,
+    /// so that one waiting without using the CPU ends too.
     pub deadline: Duration,
     /// The most linear memory one instance may have, in bytes.
     pub memory: usize,
@@ -36,6 +39,10 @@ impl Default for Limits {
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// How many times its deadline a call may take on the clock, whatever CPU
+/// time it used.
+pub const WALL_FACTOR: u32 = 10;
 
 /// Most bytes of a guest's stdout/stderr kept to explain a trap.
 const CAPTURED_OUTPUT: usize = 4096;
@@ -87,8 +94,62 @@ pub(crate) fn new_store(engine: &Engine, identity: Identity, limits: &Limits) ->
     let mut store = Store::new(engine, state);
     store.limiter(|state| state as &mut dyn ResourceLimiter);
     store.set_epoch_deadline(deadline_ticks(limits.deadline));
-    store.epoch_deadline_trap();
+    store.epoch_deadline_callback(cpu_deadline(limits.deadline));
     store
+}
+
+/// What happens when a call's epoch deadline passes: it is stopped if it
+/// used its deadline's worth of CPU time, else it goes on until it has.
+///
+/// The epoch clock counts time on the clock; on a loaded machine (two
+/// cores shared with a build, a pod throttled by its CPU limit) a thread
+/// can wait that long for a core and a plugin that did a millisecond of
+/// work would be stopped. The thread's CPU time says what the guest used.
+/// A guest waiting in a host call uses none, so the clock still bounds a
+/// call at [`WALL_FACTOR`] times its deadline.
+fn cpu_deadline(
+    deadline: Duration,
+) -> impl FnMut(wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline>
++ Send
++ Sync
++ 'static {
+    let budget = CpuBudget::start(deadline);
+    move |_| match budget.left() {
+        Some(left) => Ok(UpdateDeadline::Continue(deadline_ticks(left).max(1))),
+        None => Err(wasmtime::Trap::Interrupt.into()),
+    }
+}
+
+/// A call's deadline in CPU time, bounded on the clock.
+struct CpuBudget {
+    deadline: Duration,
+    started: Instant,
+    cpu_at_start: Duration,
+}
+
+impl CpuBudget {
+    /// Starts counting on the calling thread.
+    fn start(deadline: Duration) -> CpuBudget {
+        CpuBudget {
+            deadline,
+            started: Instant::now(),
+            cpu_at_start: thread_cpu_time(),
+        }
+    }
+
+    /// The CPU time left, or `None` when the call must stop.
+    fn left(&self) -> Option<Duration> {
+        let used = thread_cpu_time().saturating_sub(self.cpu_at_start);
+        let on_the_clock = self.started.elapsed();
+        (used < self.deadline && on_the_clock < self.deadline * WALL_FACTOR)
+            .then(|| self.deadline - used)
+    }
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let time = clock_gettime(ClockId::ThreadCPUTime);
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
 }
 
 /// Ticks to wait so that at least `deadline` passes (the first tick may come
@@ -215,6 +276,28 @@ impl Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_for_a_core_uses_no_budget_and_using_the_cpu_does() {
+        let budget = CpuBudget::start(Duration::from_millis(40));
+        // Off the CPU past the deadline (as a thread waiting for a core is):
+        // the call goes on.
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(budget.left().is_some());
+        // On the CPU for the deadline's worth: it stops.
+        let mut spins = 0u64;
+        while thread_cpu_time() < budget.cpu_at_start + Duration::from_millis(40) {
+            spins = std::hint::black_box(spins + 1);
+        }
+        assert_eq!(budget.left(), None);
+    }
+
+    #[test]
+    fn the_clock_bounds_a_call_that_uses_no_cpu() {
+        let budget = CpuBudget::start(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(2) * WALL_FACTOR);
+        assert_eq!(budget.left(), None);
+    }
 
     #[test]
     fn deadlines_round_up_to_whole_ticks() {
