@@ -400,9 +400,21 @@ impl Worker {
 
     fn apply_file(&mut self, change: FileChange) -> Result<(), SinkError> {
         let Some(destination) = self.destination(&change.destination) else {
-            self.discard(&change.destination);
+            self.discard(&change.destination, "is no longer configured");
             return Ok(());
         };
+        // Routed while the destination wrote to another folder (its base
+        // folder changed while the entry waited): the listing that follows
+        // every configuration change writes the object in its new folder,
+        // and this copy would stay in the old one for ever, outside what
+        // any prune looks at.
+        if !destination.base_folder.contains(&change.path) {
+            self.discard(
+                &change.destination,
+                "writes to another base folder since these were routed",
+            );
+            return Ok(());
+        }
         // Routing refuses such paths now; the queue may still hold some
         // from before, and they must not stop everything behind them.
         if let Err(error) = layout::check_path(&change.path) {
@@ -449,16 +461,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Drops a change routed to a destination that was removed since: the
-    /// operator no longer wants it written, and its files in Git stay as
-    /// they are. Said once per destination, counted always.
-    fn discard(&mut self, destination: &str) {
+    /// Drops a change routed to a destination that was removed or moved
+    /// since: the operator no longer wants it written there, and the files
+    /// in Git stay as they are. Said once per destination, counted always.
+    fn discard(&mut self, destination: &str, why: &str) {
         self.report.discarded += 1;
         if self.discarding.insert(destination.to_owned()) {
             tracing::warn!(
                 partition = %self.partition,
                 destination,
-                "changes for destination `{destination}`, which is no longer configured, are discarded; its files stay as they are"
+                "changes for destination `{destination}`, which {why}, are discarded; its files stay as they are"
             );
         }
     }

@@ -250,3 +250,20 @@ fn changes_for_a_destination_no_longer_configured_are_discarded_and_acknowledged
         assert_eq!(queue.depth(&p), 0);
     });
 }
+
+#[test]
+fn changes_routed_before_the_base_folder_moved_are_discarded_not_written_in_the_old_one() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        let mut before = file("x", "1", None);
+        if let Entry::File(change) = &mut before {
+            change.path = "old-folder/ns/core/configmaps/x.yaml".into();
+        }
+        queue.append(&p, &[before, file("a", "1", None)]).unwrap();
+        let report = sync(&queue, &p, Prune::Always, None).unwrap();
+        assert_eq!(report.discarded, 1);
+        assert_eq!(files(&p), [path("a")]);
+        assert_eq!(queue.depth(&p), 0);
+    });
+}
