@@ -84,6 +84,10 @@ fn a_token_in_the_repo_url_never_reaches_stderr_readyz_or_metrics() {
             let failing = status == 503
                 && readyz.contains("Failed to connect")
                 && metrics.contains("plumbline_push_retries_total{")
+                // The backlog of a remote never reached is shown too.
+                && metrics.lines().any(|l| {
+                    l.starts_with("plumbline_queue_depth{") && !l.ends_with(" 0")
+                })
                 && daemon.stderr().contains("git failed; retrying");
             failing.then_some((readyz, metrics))
         });

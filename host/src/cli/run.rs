@@ -407,6 +407,8 @@ pub(super) fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<RepoUrl> 
             .status()
             .context("running git")?;
         anyhow::ensure!(status.success(), "git init --bare {repo} failed");
+        // Said, so that a mistyped path is not a silent new repository.
+        eprintln!("{repo} did not exist: created a bare repository there");
     }
     Ok(std::fs::canonicalize(path)
         .with_context(|| repo.to_owned())?

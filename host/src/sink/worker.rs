@@ -335,6 +335,8 @@ impl Worker {
     fn failed(&mut self, error: GitError) -> Result<(), SinkError> {
         self.report.push_retries += 1;
         self.metrics.push_retries.get_or_create(&self.labels).inc();
+        // A remote that was never reached still has a backlog to show.
+        self.record_depth();
         self.health
             .set(&self.part(), Status::NotReady(format!("{error}")));
         match self.retry.failed(Instant::now()) {
@@ -466,6 +468,10 @@ impl Worker {
     /// in Git stay as they are. Said once per destination, counted always.
     fn discard(&mut self, destination: &str, why: &str) {
         self.report.discarded += 1;
+        self.metrics
+            .files_discarded
+            .get_or_create(&self.labels)
+            .inc();
         if self.discarding.insert(destination.to_owned()) {
             tracing::warn!(
                 partition = %self.partition,
@@ -681,6 +687,8 @@ impl Worker {
     fn rejected(&mut self) -> Result<(), SinkError> {
         self.report.push_retries += 1;
         self.metrics.push_retries.get_or_create(&self.labels).inc();
+        // A remote that was never reached still has a backlog to show.
+        self.record_depth();
         match self.retry.rejected(Instant::now()) {
             Replay::GiveUp(attempts) => Err(SinkError::Rejected {
                 destination: names(&self.destinations),

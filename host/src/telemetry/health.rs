@@ -81,13 +81,17 @@ impl Health {
         let parts = self.lock();
         let mut ready = true;
         let mut text = String::new();
+        // A reason of several lines (git's, a configuration's list of
+        // errors) is indented under its part, so that every line that does
+        // not begin with a space begins a part.
+        let lines = |why: &str| why.trim_end().replace('\n', "\n    ");
         for (part, status) in parts.iter() {
             match status {
                 Status::Ready => text.push_str(&format!("[+] {part}: ok\n")),
-                Status::Degraded(why) => text.push_str(&format!("[!] {part}: {why}\n")),
+                Status::Degraded(why) => text.push_str(&format!("[!] {part}: {}\n", lines(why))),
                 Status::NotReady(why) => {
                     ready = false;
-                    text.push_str(&format!("[-] {part}: {why}\n"));
+                    text.push_str(&format!("[-] {part}: {}\n", lines(why)));
                 }
             }
         }
@@ -104,6 +108,23 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_of_several_lines_stays_under_its_part() {
+        let health = Health::default();
+        health.set(
+            "sink a",
+            Status::NotReady(
+                "fatal: Could not read from remote repository.\n\nPlease make sure…\n".into(),
+            ),
+        );
+        health.set("z", Status::Ready);
+        let (_, text) = health.report();
+        assert_eq!(
+            text,
+            "[-] sink a: fatal: Could not read from remote repository.\n    \n    Please make sure…\n[+] z: ok\n"
+        );
+    }
 
     #[test]
     fn ready_only_when_every_part_is() {

@@ -65,6 +65,9 @@ pub struct Metrics {
     pub files_deleted: Family<RepoLabels, Counter>,
     /// Changes set aside because the sink cannot write them.
     pub files_rejected: Family<RepoLabels, Counter>,
+    /// Changes discarded on purpose: routed for a destination removed, or
+    /// moved to another base folder, since.
+    pub files_discarded: Family<RepoLabels, Counter>,
     /// Commits pushed.
     pub commits: Family<RepoLabels, Counter>,
     /// Bytes of file content in pushed commits.
@@ -111,6 +114,11 @@ impl Metrics {
             "files_rejected",
             "Changes set aside because the sink cannot write them (a path Git refuses)",
             m.files_rejected.clone(),
+        );
+        registry.register(
+            "files_discarded",
+            "Changes discarded on purpose: routed for a destination removed or moved to another base folder since",
+            m.files_discarded.clone(),
         );
         registry.register("commits", "Commits pushed", m.commits.clone());
         registry.register(
