@@ -6,6 +6,7 @@ use crate::layout::BaseFolder;
 use crate::model::RepoUrl;
 use crate::policy::cel::CelPolicy;
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::model::Prune;
 
@@ -59,28 +60,44 @@ pub struct MirrorConfig {
 impl MirrorConfig {
     /// Pairs of destinations that write one branch of one repository in
     /// folders one of which holds the other: each would take the other's
-    /// files for orphans and prune them. Said as errors naming both.
+    /// files for orphans and prune them. Said as errors naming both, in
+    /// the order they were given. A folder is looked up with each of its
+    /// ancestors, so many destinations cost their count times their depth.
     pub fn overlaps(&self) -> Vec<String> {
-        let mut errors = Vec::new();
-        for (i, a) in self.destinations.iter().enumerate() {
-            for b in &self.destinations[i + 1..] {
-                let (x, y) = (&a.base_folder, &b.base_folder);
-                let nested = x == y || x.contains(y.as_str()) || y.contains(x.as_str());
-                if a.repo_url == b.repo_url && a.branch == b.branch && nested {
-                    errors.push(format!(
-                        "GitDestination {} (base folder `{}`) and {} (`{}`) both write {} ({}) in one folder: \
-                         each would prune the other's files; give them folders apart",
-                        a.name,
-                        x.as_str(),
-                        b.name,
-                        y.as_str(),
-                        a.repo_url,
-                        a.branch
-                    ));
+        let mut places: BTreeMap<(&RepoUrl, &str), BTreeMap<&str, usize>> = BTreeMap::new();
+        let mut pairs = BTreeSet::new();
+        for (i, d) in self.destinations.iter().enumerate() {
+            let folders = places.entry((&d.repo_url, &d.branch)).or_default();
+            if let Some(first) = folders.insert(d.base_folder.as_str(), i) {
+                folders.insert(d.base_folder.as_str(), first);
+                pairs.insert((first, i));
+            }
+        }
+        for folders in places.values() {
+            for (folder, &i) in folders {
+                for ancestor in ancestors(folder) {
+                    if let Some(&j) = folders.get(ancestor) {
+                        pairs.insert((i.min(j), i.max(j)));
+                    }
                 }
             }
         }
-        errors
+        pairs
+            .into_iter()
+            .map(|(i, j)| {
+                let (a, b) = (&self.destinations[i], &self.destinations[j]);
+                format!(
+                    "GitDestination {} (base folder `{}`) and {} (`{}`) both write {} ({}) in one folder: \
+                     each would prune the other's files; give them folders apart",
+                    a.name,
+                    a.base_folder.as_str(),
+                    b.name,
+                    b.base_folder.as_str(),
+                    a.repo_url,
+                    a.branch
+                )
+            })
+            .collect()
     }
 
     /// One destination and one rule selecting every kind, custom resources
@@ -99,4 +116,11 @@ impl MirrorConfig {
             }],
         }
     }
+}
+
+/// The folders holding `folder`, the repository's root (`""`) first;
+/// none for the root itself.
+fn ancestors(folder: &str) -> impl Iterator<Item = &str> {
+    let inner = folder.match_indices('/').map(move |(at, _)| &folder[..at]);
+    (!folder.is_empty()).then_some("").into_iter().chain(inner)
 }

@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Resource {
-    #[allow(dead_code)]
     api_version: Option<String>,
     kind: String,
     metadata: Metadata,
@@ -69,11 +68,24 @@ struct RuleSpec {
     rules: Vec<Value>,
 }
 
+/// The API versions of the resources: gitops-reverser's group, so its
+/// users' files read unchanged, and Plumbline's own.
+pub const API_VERSIONS: [&str; 2] = ["configbutler.ai/v1alpha1", "mirror.plumbline.dev/v1alpha1"];
+
+/// The most resources (YAML documents) a configuration file may hold.
+pub const MAX_DOCUMENTS: usize = 100_000;
+
 /// Reads a configuration file's text; `origin` names it in messages.
 /// A rule's CEL `condition` runs under `limits`, the operator's, as every
 /// other CEL expression does.
 pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig, Vec<String>> {
-    let documents: Vec<Value> = serde_saphyr::from_multiple(text)
+    // The parser's default of 1,024 documents is a guard against separator
+    // storms; a configuration of one resource per namespace can pass it,
+    // and the file is already bounded in bytes (--max-file-bytes).
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_documents: MAX_DOCUMENTS },
+    };
+    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| vec![format!("{origin}: {e}")])?
         .into_iter()
         .filter(|d: &Value| !d.is_null())
@@ -109,13 +121,26 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
             ));
             continue;
         }
+        if let Some(version) = resource.api_version.as_deref()
+            && !API_VERSIONS.contains(&version)
+        {
+            errors.push(format!(
+                "{at}: apiVersion `{version}` is not one this file reads ({})",
+                API_VERSIONS.join(", ")
+            ));
+            continue;
+        }
         let spec = resource.spec;
         match resource.kind.as_str() {
             "GitRepoConfig" => match serde_json::from_value::<RepoSpec>(spec) {
                 Ok(repo) => {
-                    repos.insert(id, repo);
+                    repos.insert(id, Some(repo));
                 }
-                Err(e) => errors.push(format!("{at}: spec: {e}")),
+                Err(e) => {
+                    errors.push(format!("{at}: spec: {e}"));
+                    // Known, but refused: what names it is not an error too.
+                    repos.insert(id, None);
+                }
             },
             "GitDestination" => match serde_json::from_value::<DestinationSpec>(spec) {
                 Ok(d) => destinations.push((id, d)),
@@ -142,13 +167,19 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
         rules: Vec::new(),
     };
     let mut destination_index = BTreeMap::new();
+    let mut refused = std::collections::BTreeSet::new();
     for (id, spec) in destinations {
         match destination(&id, spec, &repos) {
             Ok(d) => {
                 destination_index.insert(id, config.destinations.len());
                 config.destinations.push(d);
             }
-            Err(e) => errors.push(format!("GitDestination {id}: {e}")),
+            Err(e) => {
+                if let Some(e) = e {
+                    errors.push(format!("GitDestination {id}: {e}"));
+                }
+                refused.insert(id);
+            }
         }
     }
     for (id, namespace, cluster, spec) in rules {
@@ -162,9 +193,12 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
             &spec.destination_ref.name,
         );
         let Some(&index) = destination_index.get(&target) else {
-            errors.push(format!(
-                "{kind} {id}: destinationRef `{target}` names no GitDestination"
-            ));
+            // A destination refused above is said once, there.
+            if !refused.contains(&target) {
+                errors.push(format!(
+                    "{kind} {id}: destinationRef `{target}` names no GitDestination"
+                ));
+            }
             continue;
         };
         for (i, raw) in spec.rules.into_iter().enumerate() {
@@ -189,11 +223,13 @@ fn qualified(namespace: &Option<String>, name: &str) -> String {
     }
 }
 
+/// The destination `id`, or why not; `Err(None)` when its repository
+/// was refused, which is said there.
 fn destination(
     id: &str,
     spec: DestinationSpec,
-    repos: &BTreeMap<String, RepoSpec>,
-) -> Result<Destination, String> {
+    repos: &BTreeMap<String, Option<RepoSpec>>,
+) -> Result<Destination, Option<String>> {
     let namespace = id.split_once('/').map(|(ns, _)| ns.to_owned());
     let repo_id = qualified(
         &spec.repo_ref.namespace.clone().or(namespace),
@@ -201,21 +237,23 @@ fn destination(
     );
     let repo = repos
         .get(&repo_id)
-        .ok_or_else(|| format!("repoRef `{repo_id}` names no GitRepoConfig"))?;
+        .ok_or_else(|| Some(format!("repoRef `{repo_id}` names no GitRepoConfig")))?
+        .as_ref()
+        .ok_or(None)?;
     if !repo.allowed_branches.is_empty()
         && !repo.allowed_branches.iter().any(|b| glob(b, &spec.branch))
     {
-        return Err(format!(
+        return Err(Some(format!(
             "branch `{}` is not among GitRepoConfig {repo_id}'s allowedBranches ({})",
             spec.branch,
             repo.allowed_branches.join(", ")
-        ));
+        )));
     }
     Ok(Destination {
         name: id.to_owned(),
         repo_url: repo.repo_url.as_str().into(),
         branch: spec.branch,
-        base_folder: BaseFolder::new(&spec.base_folder).map_err(|e| e.to_string())?,
+        base_folder: BaseFolder::new(&spec.base_folder).map_err(|e| Some(e.to_string()))?,
         prune: spec.prune,
     })
 }
@@ -341,10 +379,24 @@ spec:
             .replace("!= 'skip'", "!=")
             + "---\nkind: Widget\nmetadata: {name: w}\nspec: {}\n";
         let errors = read(&broken, "c.yaml", CelLimits::default()).unwrap_err();
-        assert_eq!(errors.len(), 3, "{errors:#?}");
+        // The rule naming the refused destination is not an error of its own.
+        assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(errors[0].contains("unknown kind `Widget`"));
         assert!(errors[1].contains("branch `dev` is not among"));
-        assert!(errors[2].contains("destinationRef `plumbline/prod` names no GitDestination"));
+        // A repository refused: neither its destination nor their rules add errors.
+        let bad_repository = CONFIG.replace("allowedBranches:", "allowedBranchez:");
+        let errors = read(&bad_repository, "c.yaml", CelLimits::default()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains("unknown field `allowedBranchez`"),
+            "{errors:#?}"
+        );
+        let dangling = CONFIG.replace("destinationRef: {name: prod", "destinationRef: {name: nope");
+        let errors = read(&dangling, "c.yaml", CelLimits::default()).unwrap_err();
+        assert!(
+            errors[0].contains("destinationRef `plumbline/nope` names no GitDestination"),
+            "{errors:#?}"
+        );
     }
 
     /// A second destination of `CONFIG`'s repository and branch.
@@ -419,6 +471,29 @@ spec:
         let repository_only = CONFIG.split("---").next().unwrap();
         let config = read(repository_only, "c.yaml", CelLimits::default()).unwrap();
         assert!(config.destinations.is_empty());
+    }
+
+    #[test]
+    fn a_configuration_of_thousands_of_resources_reads() {
+        let repository = CONFIG.split("---").next().unwrap();
+        let mut text = repository.to_owned();
+        for i in 0..1500 {
+            text.push_str(&another(&format!("d{i}"), &format!("clusters/d{i}")));
+        }
+        let config = read(&text, "c.yaml", CelLimits::default()).unwrap();
+        assert_eq!(config.destinations.len(), 1500);
+    }
+
+    #[test]
+    fn a_resource_of_another_api_is_refused() {
+        let other = CONFIG.replacen("configbutler.ai/v1alpha1", "evil.example/v1", 1);
+        let errors = read(&other, "c.yaml", CelLimits::default()).unwrap_err();
+        assert!(
+            errors[0].contains("c.yaml#1 (GitRepoConfig plumbline/gitops): apiVersion `evil.example/v1` is not one this file reads"),
+            "{errors:#?}"
+        );
+        let ours = CONFIG.replace("configbutler.ai/v1alpha1", "mirror.plumbline.dev/v1alpha1");
+        assert!(read(&ours, "c.yaml", CelLimits::default()).is_ok());
     }
 
     #[test]

@@ -529,11 +529,12 @@ impl Worker {
             return Ok(());
         };
         let Some(seed) = ended else {
-            // The seed began before a restart: its live set is unknown, so
-            // its orphans wait for the next seed.
+            // The seed began before this worker started (a restart, or a
+            // configuration change that replaced its predecessor): its live
+            // set is unknown, so its orphans wait for the next seed.
             tracing::info!(
                 destination = name,
-                "seed began before a restart; orphans wait for the next seed"
+                "seed began before this worker started (a restart or a configuration change); orphans wait for the next seed"
             );
             return Ok(());
         };
