@@ -47,7 +47,10 @@ fn change_in_a(one: &GitServer, src: &Path, to: &str) -> (std::path::PathBuf, St
     let text = std::fs::read_to_string(&settings).unwrap();
     std::fs::write(&settings, text.replace("key: value", to)).unwrap();
     wait_for("the change in a", || {
-        one.tree()[&format!("a/{CM}")].contains(to).then_some(())
+        // The folder source may read the file as it is being rewritten
+        // (empty: its object deleted, then back): absent is "not yet".
+        let tree = one.tree();
+        tree.get(&format!("a/{CM}"))?.contains(to).then_some(())
     });
     (settings, text)
 }
@@ -120,7 +123,8 @@ fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_resta
     assert!(body.contains("[!] config:"), "{body}");
     std::fs::write(&settings, text.replace("key: value", "key: again")).unwrap();
     wait_for("a change after the refusal", || {
-        one.tree()[&format!("a/{CM}")]
+        let tree = one.tree();
+        tree.get(&format!("a/{CM}"))?
             .contains("key: again")
             .then_some(())
     });
@@ -149,16 +153,19 @@ fn a_config_that_would_lose_or_misplace_changes_is_refused_and_the_old_one_keeps
         one.tree().contains_key(&format!("a/{CM}")).then_some(())
     });
     let refusals = || daemon.stderr().matches("changed and was not taken").count();
-    let mut refused = 0;
-    let mut refuse = |what: &str, write: &dyn Fn(), says: &str| {
-        write();
-        refused += 1;
-        wait_for(what, || (refusals() == refused).then_some(()));
-        let (_, body) = http_get(&daemon.address(), "/readyz");
-        assert!(
-            body.contains("[!] config:") && body.contains(says),
-            "{what}: {body}"
-        );
+    let address = daemon.address();
+    // Each file is made beside the config and renamed over it, so that the
+    // daemon never reads one half made.
+    let next = work.path().join("next.yaml");
+    let refuse = |what: &str, make: &dyn Fn(&Path), says: &str| {
+        let before = refusals();
+        make(&next);
+        std::fs::rename(&next, &config).unwrap();
+        wait_for(what, || {
+            let (_, body) = http_get(&address, "/readyz");
+            (refusals() > before && body.contains("[!] config:") && body.contains(says))
+                .then_some(())
+        });
     };
     // An editor that truncates before it writes; a name given twice (the
     // second would move a's files); a second destination in a's folder
@@ -166,27 +173,26 @@ fn a_config_that_would_lose_or_misplace_changes_is_refused_and_the_old_one_keeps
     // reader for ever) and a device that never ends.
     refuse(
         "an empty file",
-        &|| std::fs::write(&config, "").unwrap(),
+        &|at| std::fs::write(at, "").unwrap(),
         "holds no resources",
     );
     let twice = destination("a", &one.url(), "elsewhere");
     refuse(
         "a destination defined twice",
-        &|| write_config(&config, &[a.clone(), twice.clone()]),
+        &|at| write_config(at, &[a.clone(), twice.clone()]),
         "defined again",
     );
     let same_folder = destination("a2", &one.url(), "a");
     refuse(
         "two destinations in one folder",
-        &|| write_config(&config, &[a.clone(), same_folder.clone()]),
+        &|at| write_config(at, &[a.clone(), same_folder.clone()]),
         "each would prune the other's files",
     );
     refuse(
         "a FIFO",
-        &|| {
-            std::fs::remove_file(&config).unwrap();
+        &|at| {
             let made = std::process::Command::new("mkfifo")
-                .arg(&config)
+                .arg(at)
                 .status()
                 .unwrap();
             assert!(made.success());
@@ -195,10 +201,7 @@ fn a_config_that_would_lose_or_misplace_changes_is_refused_and_the_old_one_keeps
     );
     refuse(
         "a device",
-        &|| {
-            std::fs::remove_file(&config).unwrap();
-            std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
-        },
+        &|at| std::os::unix::fs::symlink("/dev/zero", at).unwrap(),
         "not a regular file",
     );
     assert_eq!(taken(&daemon), 0, "{}", daemon.stderr());

@@ -228,17 +228,59 @@ fn url_spans(text: &str) -> Vec<(usize, usize)> {
     spans
 }
 
+/// What names one repository however `url` spells it: without the
+/// credentials, and without a trailing `/` or `.git` (forges serve
+/// `…/repo`, `…/repo/` and `…/repo.git` as one).
+pub fn repository_key(url: &str) -> String {
+    let without_user = match url.find("://") {
+        Some(at) => {
+            let authority_end = url[at + 3..].find('/').map_or(url.len(), |i| at + 3 + i);
+            match url[at + 3..authority_end].rfind('@') {
+                Some(i) => format!("{}{}", &url[..at + 3], &url[at + 3 + i + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    };
+    let trimmed = without_user.trim_end_matches('/');
+    trimmed.strip_suffix(".git").unwrap_or(trimmed).to_owned()
+}
+
 /// `message`, which may quote parts of `source` (a parser's error shows the
 /// line it stopped at), with every URL in it hidden as [`redact`] does, and
-/// every credential of every URL in `source` hidden too: a quote may cut a
-/// URL short, so that it no longer reads as one.
+/// every credential of every URL in `source` hidden too, wherever a quote
+/// cut it: a word of `message` that holds four characters in a row of a
+/// credential is hidden up to its last `@` (or whole, without one).
 pub fn redact_quoting(message: &str, source: &str) -> String {
-    let mut out = redact_urls_in(message);
-    for (start, end) in url_spans(source) {
-        let (_, secrets) = redacted(&source[start..end]);
-        for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
-            out = out.replace(secret.as_str(), HIDDEN);
+    let secrets: Vec<Vec<char>> = source
+        .split(|c: char| c.is_whitespace() || "'\"`,{}[]".contains(c))
+        .filter(|word| word.contains('@'))
+        .flat_map(|word| redacted(word).1)
+        .map(|secret| secret.chars().collect::<Vec<char>>())
+        .filter(|secret| secret.len() >= 4)
+        .collect();
+    let quotes_a_secret = |word: &str| {
+        secrets.iter().any(|secret| {
+            secret
+                .windows(4)
+                .any(|run| word.contains(&run.iter().collect::<String>()))
+        })
+    };
+    let mut out = String::with_capacity(message.len());
+    for word in redact_urls_in(message).split_inclusive(char::is_whitespace) {
+        let (text, blank) = word.split_at(word.trim_end().len());
+        if quotes_a_secret(text) {
+            match text.rfind('@') {
+                Some(at) => {
+                    out.push_str(HIDDEN);
+                    out.push_str(&text[at..]);
+                }
+                None => out.push_str(HIDDEN),
+            }
+        } else {
+            out.push_str(text);
         }
+        out.push_str(blank);
     }
     out
 }
@@ -248,6 +290,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_repository_has_one_key_however_spelled() {
+        let key = repository_key("https://h/org/r");
+        for spelled in [
+            "https://bot:tok@h/org/r.git",
+            "https://h/org/r/",
+            "https://tok@h/org/r.git/",
+        ] {
+            assert_eq!(repository_key(spelled), key, "{spelled}");
+        }
+        assert_ne!(repository_key("https://h/org/r2"), key);
+        assert_eq!(repository_key("/srv/git/r.git"), "/srv/git/r");
+    }
+
+    #[test]
     fn a_quote_that_cuts_a_url_short_still_hides_its_credentials() {
         let source = "spec: {repoUrl: 'https://user:s3cr3tPW@127.0.0.1:9/x.git'}}";
         // As a YAML parser quotes the line it stopped at: cut at its start.
@@ -255,6 +311,19 @@ mod tests {
         let shown = redact_quoting(message, source);
         assert!(!shown.contains("s3cr3tPW"), "{shown}");
         assert!(shown.contains("misplaced bracket"), "{shown}");
+        // Cut inside the password, at either end.
+        for cut in ["…3cr3tPW@127.0.0.1:9/x.git", "'https://user:s3cr3t…"] {
+            let shown = redact_quoting(cut, source);
+            assert!(!shown.contains("3cr3t"), "{cut}: {shown}");
+        }
+        assert_eq!(
+            redact_quoting("…3cr3tPW@127.0.0.1:9/x.git'}}", source),
+            "***@127.0.0.1:9/x.git'}}"
+        );
+        // scp-like URLs carry a token as their user.
+        let scp = "repoUrl: 'ghp_0123456789abcdef@github.com:org/r.git'";
+        let shown = redact_quoting("2 | …_0123456789abcdef@github.com:org/r.git'", scp);
+        assert!(!shown.contains("0123456789"), "{shown}");
         // A character wider than a byte right before the scheme.
         let cut = redact_quoting("…https://user:s3cr3tPW@h/x.git", source);
         assert_eq!(cut, "…https://***@h/x.git");

@@ -115,7 +115,7 @@ fn cpu_deadline(
 + 'static {
     let budget = CpuBudget::start(deadline);
     move |_| match budget.left() {
-        Some(left) => Ok(UpdateDeadline::Continue(deadline_ticks(left).max(1))),
+        Some(left) => Ok(UpdateDeadline::Continue(deadline_ticks(left))),
         None => Err(wasmtime::Trap::Interrupt.into()),
     }
 }

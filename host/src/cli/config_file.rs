@@ -5,7 +5,7 @@
 //! read before routing, and says so on `/readyz` until a good one comes.
 //! What a parser quotes of the file has its credentials hidden.
 
-use super::run::prepare_repo;
+use super::run::{local_form, prepare_repo};
 use crate::daemon::{Daemon, Handle};
 use crate::ingest::directory::walk;
 use crate::mirror::{MirrorConfig, resources};
@@ -41,13 +41,17 @@ pub fn read(path: &Path, reading: Reading) -> anyhow::Result<MirrorConfig> {
             errors.join("\n  - ")
         )
     })?;
+    // Two spellings of one local repository are one repository once
+    // resolved; checked before anything is created for a file refused.
+    let mut resolved = config.clone();
+    for destination in &mut resolved.destinations {
+        destination.repo_url = local_form(destination.repo_url.as_str());
+    }
+    let overlaps = resolved.overlaps();
+    anyhow::ensure!(overlaps.is_empty(), "{origin}: {}", overlaps.join("; "));
     for destination in &mut config.destinations {
         destination.repo_url = prepare_repo(destination.repo_url.as_str(), &destination.branch)?;
     }
-    // Two spellings of one local repository are one repository once
-    // resolved.
-    let overlaps = config.overlaps();
-    anyhow::ensure!(overlaps.is_empty(), "{origin}: {}", overlaps.join("; "));
     Ok(config)
 }
 
@@ -56,7 +60,7 @@ pub fn read(path: &Path, reading: Reading) -> anyhow::Result<MirrorConfig> {
 /// inode last changed. The inode's change time cannot be set back, so a
 /// rewrite that keeps size and modification time is seen too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     device: u64,
     inode: u64,
     size: u64,
@@ -65,7 +69,8 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(path: &Path) -> Option<Stamp> {
+    /// The file's stamp now; `None` when there is none to read.
+    pub fn of(path: &Path) -> Option<Stamp> {
         let meta = std::fs::metadata(path).ok()?;
         Some(Stamp {
             device: meta.dev(),
@@ -78,15 +83,18 @@ impl Stamp {
 }
 
 /// Follows the file at `path`: looked at every `interval`, and when it
-/// changed, read again and routed by.
+/// changed since `read` (its stamp taken before the daemon's first
+/// reading, so that an edit made while the daemon started is seen), read
+/// again and routed by.
 pub fn follow(
     path: PathBuf,
     reading: Reading,
     daemon: &Daemon,
     interval: Duration,
+    read: Option<Stamp>,
 ) -> anyhow::Result<()> {
     let (handle, health) = (daemon.handle(), daemon.health());
-    let mut seen = Stamp::of(&path);
+    let mut seen = read;
     health.set(CONFIG_PART, Status::Ready);
     std::thread::Builder::new()
         .name("config".into())

@@ -191,6 +191,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         cel: cel_limits,
         max_bytes: args.max_file_bytes,
     };
+    let stamp = args.config.as_deref().and_then(config_file::Stamp::of);
     let config = mirror_config(&args, reading)?;
     let state = args
         .state_dir
@@ -237,6 +238,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 reading,
                 &daemon,
                 Duration::from_secs(args.interval),
+                stamp,
             )?;
         }
     }
@@ -361,10 +363,24 @@ fn mirror_config(args: &RunArgs, reading: config_file::Reading) -> anyhow::Resul
     }))
 }
 
+/// The form [`prepare_repo`] gives `repo`, without creating anything: a
+/// local path made absolute (and canonical, if it exists).
+pub(super) fn local_form(repo: &str) -> RepoUrl {
+    if repo.contains("://") || repo.contains('@') {
+        return repo.into();
+    }
+    let path = Path::new(repo);
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .map_or_else(|_| repo.into(), |p| p.display().to_string().into())
+}
+
 /// SIGTERM (what Kubernetes sends a pod it stops) or SIGINT stops
 /// following: what was read is routed and pushed, and the run ends as a
-/// stop does. A second signal ends the process at once; nothing is lost
-/// then either, as the queue is on disk, but the push waits for a restart.
+/// stop does. A second signal ends the process at once (128 + its number);
+/// nothing is lost then either, as the queue is on disk, but the push waits
+/// for a restart. With `--once` the signals keep their default: the run
+/// ends at once, and the next run pushes what was queued.
 fn stop_on_signals(daemon: &Daemon) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let handle = daemon.handle();
@@ -374,13 +390,14 @@ fn stop_on_signals(daemon: &Daemon) -> anyhow::Result<()> {
     daemon.runtime().spawn(async move {
         let mut first = true;
         loop {
-            let name = tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = interrupt.recv() => "SIGINT",
+            let (name, number) = tokio::select! {
+                _ = terminate.recv() => ("SIGTERM", libc::SIGTERM),
+                _ = interrupt.recv() => ("SIGINT", libc::SIGINT),
             };
             if !first {
                 eprintln!("{name} again: exiting now; what is queued is pushed after a restart");
-                std::process::exit(130);
+                // As a shell reports a process the signal ended.
+                std::process::exit(128 + number);
             }
             first = false;
             eprintln!("{name}: stopping; pushing what is queued (a second signal exits at once)");

@@ -64,10 +64,14 @@ impl MirrorConfig {
     /// the order they were given. A folder is looked up with each of its
     /// ancestors, so many destinations cost their count times their depth.
     pub fn overlaps(&self) -> Vec<String> {
-        let mut places: BTreeMap<(&RepoUrl, &str), BTreeMap<&str, usize>> = BTreeMap::new();
+        // One repository however its URL is spelled (with or without
+        // credentials, a trailing `.git`): two spellings would also be two
+        // workers pushing one branch.
+        let mut places: BTreeMap<(String, &str), BTreeMap<&str, usize>> = BTreeMap::new();
         let mut pairs = BTreeSet::new();
         for (i, d) in self.destinations.iter().enumerate() {
-            let folders = places.entry((&d.repo_url, &d.branch)).or_default();
+            let repository = crate::model::url::repository_key(d.repo_url.as_str());
+            let folders = places.entry((repository, &d.branch)).or_default();
             if let Some(first) = folders.insert(d.base_folder.as_str(), i) {
                 folders.insert(d.base_folder.as_str(), first);
                 pairs.insert((first, i));

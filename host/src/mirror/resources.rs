@@ -451,6 +451,17 @@ spec:
                 other => panic!("base folder `{base}`: {other:?}"),
             }
         }
+        // The same repository spelled another way is the same place.
+        let respelled = format!(
+            "{CONFIG}---\nkind: GitRepoConfig\nmetadata: {{name: again, namespace: plumbline}}\n\
+             spec: {{repoUrl: 'git://127.0.0.1/repo/'}}\n{}",
+            another("second", "clusters/prod").replace("{name: gitops}", "{name: again}")
+        );
+        let errors = read(&respelled, "c.yaml", CelLimits::default()).unwrap_err();
+        assert!(
+            errors[0].contains("each would prune the other's files"),
+            "{errors:#?}"
+        );
         // Another branch of the same repository is another place.
         let config = format!("{CONFIG}{}", another("second", "clusters/prod")).replace(
             "branch: main, baseFolder: 'clusters/prod'",

@@ -405,22 +405,24 @@ impl Worker {
             self.discard(&change.destination, "is no longer configured");
             return Ok(());
         };
+        // Routing refuses such paths now; the queue may still hold some
+        // from before, and they must not stop everything behind them.
+        if let Err(error) = layout::check_path(&change.path) {
+            self.set_aside(&change.destination, &change.path, &error);
+            return Ok(());
+        }
         // Routed while the destination wrote to another folder (its base
         // folder changed while the entry waited): the listing that follows
         // every configuration change writes the object in its new folder,
         // and this copy would stay in the old one for ever, outside what
         // any prune looks at.
-        if !destination.base_folder.contains(&change.path) {
+        // (Not only "under the folder": a move to an enclosing folder keeps
+        // the old paths under the new one, at another depth.)
+        if layout::key_of(&destination.base_folder, &change.path).is_none() {
             self.discard(
                 &change.destination,
                 "writes to another base folder since these were routed",
             );
-            return Ok(());
-        }
-        // Routing refuses such paths now; the queue may still hold some
-        // from before, and they must not stop everything behind them.
-        if let Err(error) = layout::check_path(&change.path) {
-            self.set_aside(&change.destination, &change.path, &error);
             return Ok(());
         }
         let prune = destination.prune;

@@ -84,7 +84,13 @@ impl Health {
         // A reason of several lines (git's, a configuration's list of
         // errors) is indented under its part, so that every line that does
         // not begin with a space begins a part.
-        let lines = |why: &str| why.trim_end().replace('\n', "\n    ");
+        let lines = |why: &str| {
+            why.trim_end()
+                .lines()
+                .filter(|line| !line.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n    ")
+        };
         for (part, status) in parts.iter() {
             match status {
                 Status::Ready => text.push_str(&format!("[+] {part}: ok\n")),
@@ -122,7 +128,7 @@ mod tests {
         let (_, text) = health.report();
         assert_eq!(
             text,
-            "[-] sink a: fatal: Could not read from remote repository.\n    \n    Please make sure…\n[+] z: ok\n"
+            "[-] sink a: fatal: Could not read from remote repository.\n    Please make sure…\n[+] z: ok\n"
         );
     }
 

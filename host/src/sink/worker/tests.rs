@@ -256,13 +256,21 @@ fn changes_routed_before_the_base_folder_moved_are_discarded_not_written_in_the_
     each_queue(100, |queue| {
         let dir = tempfile::tempdir().unwrap();
         let p = remote(&dir, true);
-        let mut before = file("x", "1", None);
-        if let Entry::File(change) = &mut before {
-            change.path = "old-folder/ns/core/configmaps/x.yaml".into();
-        }
-        queue.append(&p, &[before, file("a", "1", None)]).unwrap();
-        let report = sync(&queue, &p, Prune::Always, None).unwrap();
-        assert_eq!(report.discarded, 1);
+        // From a sibling folder, and from one inside the new folder (the
+        // destination moved from `team/old` to `team`).
+        let routed_in = |folder: &str| {
+            let mut before = file("x", "1", None);
+            if let Entry::File(change) = &mut before {
+                change.path = format!("{folder}/ns/core/configmaps/x.yaml");
+            }
+            before
+        };
+        let (sibling, inner) = (routed_in("old-folder"), routed_in("team/old"));
+        queue
+            .append(&p, &[sibling, inner, file("a", "1", None)])
+            .unwrap();
+        let report = sync(&queue, &p, Prune::Never, None).unwrap();
+        assert_eq!(report.discarded, 2);
         assert_eq!(files(&p), [path("a")]);
         assert_eq!(queue.depth(&p), 0);
     });
