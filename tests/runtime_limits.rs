@@ -29,7 +29,8 @@ fn looping_guest_is_stopped_at_its_deadline_while_others_are_served() {
     let error = result.unwrap_err();
     assert!(matches!(error, PolicyError::Deadline { .. }), "{error}");
     assert!(
-        error.to_string().contains("plugin `misbehave` (sanitize)"),
+        error.to_string().contains("plugin `misbehave` (sanitize)")
+            && error.to_string().contains("deadline (of CPU time"),
         "{error}"
     );
     // A lower bound only: a loaded machine makes every call slower, never

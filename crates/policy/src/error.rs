@@ -60,8 +60,14 @@ pub enum PolicyError {
         decision: Decision,
         message: String,
     },
-    /// The guest ran past its deadline and was interrupted.
-    #[error("plugin `{plugin}` ({decision}): interrupted after its {deadline:?} deadline")]
+    /// The guest ran past its deadline and was interrupted: it used that
+    /// much CPU time, or ran [`WALL_FACTOR`](crate::store::WALL_FACTOR)
+    /// times as long on the clock.
+    #[error(
+        "plugin `{plugin}` ({decision}): interrupted after its {deadline:?} deadline \
+         (of CPU time, or {} times as long on the clock)",
+        crate::store::WALL_FACTOR
+    )]
     Deadline {
         plugin: String,
         decision: Decision,
@@ -128,7 +134,11 @@ pub enum PolicyError {
         message: String,
     },
     /// A CEL expression ran past its deadline.
-    #[error("CEL policy `{policy}`: expression `{expression}` ran past its {deadline:?} deadline")]
+    #[error(
+        "CEL policy `{policy}`: expression `{expression}` ran past its {deadline:?} deadline \
+         (of CPU time, or {} times as long on the clock)",
+        crate::store::WALL_FACTOR
+    )]
     CelDeadline {
         policy: String,
         expression: String,
