@@ -55,9 +55,18 @@ fn change_in_a(one: &GitServer, src: &Path, to: &str) -> (std::path::PathBuf, St
     (settings, text)
 }
 
-#[test]
-fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_restart() {
-    let (one, two) = (GitServer::start(), GitServer::start());
+/// A daemon following the example folder with a `--config` file holding
+/// destination a (under `a/` in `one`), once a's seed is in.
+struct Following {
+    src: tempfile::TempDir,
+    _state: tempfile::TempDir,
+    work: tempfile::TempDir,
+    config: std::path::PathBuf,
+    a: String,
+    daemon: Daemon,
+}
+
+fn follow_a(one: &GitServer) -> Following {
     let (src, state, work) = (
         example_source(),
         tempfile::tempdir().unwrap(),
@@ -77,6 +86,28 @@ fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_resta
     wait_for("the seed into a", || {
         one.tree().contains_key(&format!("a/{CM}")).then_some(())
     });
+    Following {
+        src,
+        _state: state,
+        work,
+        config,
+        a,
+        daemon,
+    }
+}
+
+#[test]
+fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_restart() {
+    let (one, two) = (GitServer::start(), GitServer::start());
+    // Every part bound: a folder dropped here would be deleted under the daemon.
+    let Following {
+        src,
+        _state,
+        work: _work,
+        config,
+        a,
+        daemon,
+    } = follow_a(&one);
 
     // b writes to the same branch as a (its worker is replaced), c to
     // another repository (a worker of its own starts): both are listed
@@ -133,25 +164,14 @@ fn destinations_added_to_and_removed_from_the_config_take_effect_without_a_resta
 #[test]
 fn a_config_that_would_lose_or_misplace_changes_is_refused_and_the_old_one_keeps_routing() {
     let one = GitServer::start();
-    let (src, state, work) = (
-        example_source(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let config = work.path().join("mirror.yaml");
-    let a = destination("a", &one.url(), "a");
-    write_config(&config, std::slice::from_ref(&a));
-    let daemon = Daemon::start(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--source-dir".as_ref(),
-        src.path().as_os_str(),
-        "--state-dir".as_ref(),
-        state.path().as_os_str(),
-    ]);
-    wait_for("the seed into a", || {
-        one.tree().contains_key(&format!("a/{CM}")).then_some(())
-    });
+    let Following {
+        src,
+        _state,
+        work,
+        config,
+        a,
+        daemon,
+    } = follow_a(&one);
     let refusals = || daemon.stderr().matches("changed and was not taken").count();
     let address = daemon.address();
     // Each file is made beside the config and renamed over it, so that the

@@ -366,13 +366,18 @@ fn mirror_config(args: &RunArgs, reading: config_file::Reading) -> anyhow::Resul
 /// The form [`prepare_repo`] gives `repo`, without creating anything: a
 /// local path made absolute (and canonical, if it exists).
 pub(super) fn local_form(repo: &str) -> RepoUrl {
-    if repo.contains("://") || repo.contains('@') {
+    if !is_local(repo) {
         return repo.into();
     }
     let path = Path::new(repo);
     std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .map_or_else(|_| repo.into(), |p| p.display().to_string().into())
+}
+
+/// Whether `repo` is a local path, not a URL (`scheme://…`, `user@host:…`).
+fn is_local(repo: &str) -> bool {
+    !(repo.contains("://") || repo.contains('@'))
 }
 
 /// SIGTERM (what Kubernetes sends a pod it stops) or SIGINT stops
@@ -412,7 +417,7 @@ fn stop_on_signals(daemon: &Daemon) -> anyhow::Result<()> {
 /// writes), and the main command needs no Git server; anything else is
 /// used as given.
 pub(super) fn prepare_repo(repo: &str, branch: &str) -> anyhow::Result<RepoUrl> {
-    if repo.contains("://") || repo.contains('@') {
+    if !is_local(repo) {
         return Ok(repo.into());
     }
     let path = Path::new(repo);
