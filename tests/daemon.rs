@@ -308,6 +308,7 @@ fn router(dir: &Path) -> (Router, Arc<DiskQueue>) {
         branch: "main".into(),
         base_folder: BaseFolder::new("").unwrap(),
         prune: Prune::Always,
+        commit: Default::default(),
     };
     let rule = |destination| WatchRule {
         name: "all".into(),

@@ -12,7 +12,18 @@ pub use event::{Event, GroupResource, ObjectKey, Operation, Target};
 pub use url::RepoUrl;
 
 /// What a destination does about files no live object produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
 pub enum Prune {
     /// Delete them after every complete snapshot.
     #[default]

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod config_file;
+mod crds;
 mod plugin_new;
 mod plugin_test;
 mod policy_check;
@@ -84,6 +85,9 @@ enum Command {
     /// Policy bundles in OCI registries: push, pull, inspect.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Prints Plumbline's custom resource definitions as YAML, for
+    /// `kubectl apply -f -`.
+    Crds(crds::CrdsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(&cli.global, args),
         Command::Bundle(command) => bundle::run(&cli.global, command),
+        Command::Crds(args) => crds::run(args),
     };
     match result {
         Ok(code) => code,

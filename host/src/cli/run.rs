@@ -360,6 +360,7 @@ fn mirror_config(args: &RunArgs, reading: config_file::Reading) -> anyhow::Resul
         branch: args.branch.clone(),
         base_folder: BaseFolder::new(&args.base_folder)?,
         prune: args.prune,
+        commit: Default::default(),
     }))
 }
 

@@ -2,7 +2,8 @@
 //! write to, started and stopped as destinations come and go.
 //!
 //! A worker whose partition loses or gains a destination (or whose
-//! destination's folder or prune mode changes) is stopped and a new one
+//! destination's folder, prune mode or repository's commit settings
+//! change) is stopped and a new one
 //! started; what the old one had not pushed is still in the queue, and the
 //! new one reads it. An entry for a destination that is gone is discarded
 //! on purpose by the worker (counted, said once). A partition no
@@ -11,8 +12,10 @@
 
 use super::DaemonError;
 use crate::mirror::MirrorConfig;
+use crate::mirror::config::CommitSpec;
 use crate::queue::{Partition, Queue};
 use crate::sink::Folder;
+use crate::sink::store::Person;
 use crate::sink::worker::{Signals, SinkError, SinkOptions, SyncReport, Worker};
 use crate::telemetry::{Health, Metrics};
 use std::collections::BTreeMap;
@@ -63,9 +66,19 @@ pub enum WorkerFailed {
     },
 }
 
+/// What a partition's worker writes and how it commits, as the
+/// configuration says: a change of either restarts the worker.
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    folders: Vec<Folder>,
+    /// The first destination's repository settings (destinations of one
+    /// partition share its repository).
+    commit: CommitSpec,
+}
+
 /// A worker running.
 struct Running {
-    folders: Vec<Folder>,
+    plan: Plan,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<SyncReport, SinkError>>,
 }
@@ -100,9 +113,7 @@ impl Supervisor {
     /// entries for strays. What it had not pushed stays queued.
     pub fn retire_changed(&mut self, config: &MirrorConfig) {
         let wanted = partitions(config);
-        self.retire_if(|partition, folders| {
-            wanted.get(partition).is_some_and(|now| now != folders)
-        });
+        self.retire_if(|partition, plan| wanted.get(partition).is_some_and(|now| now != plan));
     }
 
     /// Stops (and waits for) every worker whose partition `config` does not
@@ -122,11 +133,11 @@ impl Supervisor {
     }
 
     /// Stops the workers `stale` picks; returns their partitions.
-    fn retire_if(&mut self, stale: impl Fn(&Partition, &Vec<Folder>) -> bool) -> Vec<Partition> {
+    fn retire_if(&mut self, stale: impl Fn(&Partition, &Plan) -> bool) -> Vec<Partition> {
         let stale: Vec<Partition> = self
             .running
             .iter()
-            .filter(|(partition, running)| stale(partition, &running.folders))
+            .filter(|(partition, running)| stale(partition, &running.plan))
             .map(|(partition, _)| partition.clone())
             .collect();
         for partition in &stale {
@@ -145,20 +156,14 @@ impl Supervisor {
     /// Starts a worker for every partition `config` writes to that has
     /// none.
     pub fn start(&mut self, config: &MirrorConfig) -> Result<(), DaemonError> {
-        for (partition, folders) in partitions(config) {
+        for (partition, plan) in partitions(config) {
             if self.running.contains_key(&partition) {
                 continue;
             }
             let stop = Arc::new(AtomicBool::new(false));
-            let thread = self.spawn(&partition, &folders, &stop)?;
-            self.running.insert(
-                partition,
-                Running {
-                    folders,
-                    stop,
-                    thread,
-                },
-            );
+            let thread = self.spawn(&partition, &plan, &stop)?;
+            self.running
+                .insert(partition, Running { plan, stop, thread });
         }
         Ok(())
     }
@@ -190,19 +195,20 @@ impl Supervisor {
     fn spawn(
         &self,
         partition: &Partition,
-        folders: &[Folder],
+        plan: &Plan,
         stop: &Arc<AtomicBool>,
     ) -> Result<JoinHandle<Result<SyncReport, SinkError>>, DaemonError> {
         let context = &self.context;
         let gitdir = context.state.join(repo_folder(partition));
-        let (queue, options) = (context.queue.clone(), context.options.clone());
+        let queue = context.queue.clone();
+        let options = committing(context.options.clone(), &plan.commit);
         let (metrics, health) = (context.metrics.clone(), context.health.clone());
         let follow = context.follow;
         let signals = Signals {
             finish: context.finish.clone(),
             stop: stop.clone(),
         };
-        let (p, folders) = (partition.clone(), folders.to_vec());
+        let (p, folders) = (partition.clone(), plan.folders.clone());
         std::thread::Builder::new()
             .name(format!("sink {}", partition.branch))
             .spawn(move || {
@@ -275,13 +281,35 @@ fn ended(
     }
 }
 
-/// The folders each partition's worker writes, as `config` says.
-fn partitions(config: &MirrorConfig) -> BTreeMap<Partition, Vec<Folder>> {
-    let mut partitions: BTreeMap<Partition, Vec<Folder>> = BTreeMap::new();
+/// The daemon's options with a repository's own commit settings.
+fn committing(mut options: SinkOptions, commit: &CommitSpec) -> SinkOptions {
+    let person = |i: &plumbline_crd::mirror::Identity| Person {
+        name: i.name.clone(),
+        email: i.email.clone(),
+    };
+    if let Some(committer) = &commit.committer {
+        options.committer = person(committer);
+    }
+    if let Some(unknown) = &commit.unknown_author {
+        options.unknown_actor = person(unknown);
+    }
+    if let Some(message) = &commit.message {
+        options.message_template = message.clone();
+    }
+    options
+}
+
+/// What each partition's worker writes, as `config` says.
+fn partitions(config: &MirrorConfig) -> BTreeMap<Partition, Plan> {
+    let mut partitions: BTreeMap<Partition, Plan> = BTreeMap::new();
     for destination in &config.destinations {
         partitions
             .entry(destination.partition())
-            .or_default()
+            .or_insert_with(|| Plan {
+                folders: Vec::new(),
+                commit: destination.commit.clone(),
+            })
+            .folders
             .push(Folder {
                 name: destination.name.clone(),
                 base_folder: destination.base_folder.clone(),

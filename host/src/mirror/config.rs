@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::model::Prune;
+pub use plumbline_crd::mirror::CommitSpec;
 
 /// A folder of a branch of a repository (a `GitDestination`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub struct Destination {
     pub base_folder: BaseFolder,
     /// Orphan handling.
     pub prune: Prune,
+    /// Who commits and how messages read, where the repository's
+    /// `GitRepoConfig` says; the daemon's settings elsewhere.
+    pub commit: CommitSpec,
 }
 
 impl Destination {

@@ -1,19 +1,23 @@
 //! The mirror's configuration as Kubernetes custom resources, read from a
 //! YAML file (multi-document): `GitRepoConfig`, `GitDestination`, `WatchRule`
-//! and `ClusterWatchRule`, with the fields of gitops-reverser's
-//! `configbutler.ai/v1alpha1` CRDs (plus `prune` on a destination and a CEL
-//! `condition` on a rule). The Kubernetes source will read the same
-//! resources from the API server; here they come from a file, so the mirror
-//! runs with no cluster.
+//! and `ClusterWatchRule`, the types of `plumbline-crd`, in Plumbline's
+//! group or in gitops-reverser's `configbutler.ai/v1alpha1` (whose fields
+//! they include). The Kubernetes source reads the same resources from the
+//! API server; here they come from a file, so the mirror runs with no
+//! cluster.
 //!
 //! Every problem in the file is reported at once: unknown kinds or fields,
 //! references to nothing, branches a repository does not allow, base folders
 //! that could escape, CEL that does not compile.
 
-use super::config::{Destination, MirrorConfig, Prune, WatchRule};
+use super::config::{CommitSpec, Destination, MirrorConfig, WatchRule};
 use crate::layout::BaseFolder;
 use crate::policy::Decision;
 use crate::policy::cel::{CelLimits, CelPolicy, CelSource};
+use plumbline_crd::mirror::{
+    ClusterWatchRuleSpec, GitDestinationSpec as DestinationSpec, GitRepoConfigSpec as RepoSpec,
+    WatchRuleSpec,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -34,38 +38,51 @@ struct Metadata {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RepoSpec {
-    repo_url: String,
-    #[serde(default)]
-    allowed_branches: Vec<String>,
-    #[allow(dead_code)]
-    secret_ref: Option<Value>,
+
+/// A rule of either kind of watch rule: what it selects, in the
+/// `rule-match` plugin's format, and its CEL condition.
+struct RawRule {
+    rule: Value,
+    condition: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Ref {
-    name: String,
-    namespace: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct DestinationSpec {
-    repo_ref: Ref,
-    branch: String,
-    #[serde(default)]
-    base_folder: String,
-    #[serde(default)]
-    prune: Prune,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// The rules of a `WatchRule` or `ClusterWatchRule`.
 struct RuleSpec {
-    destination_ref: Ref,
-    rules: Vec<Value>,
+    destination_ref: plumbline_crd::mirror::NamespacedRef,
+    rules: Vec<RawRule>,
+}
+
+impl RuleSpec {
+    /// Reads the spec of a `ClusterWatchRule` (`cluster`) or `WatchRule`;
+    /// the types check every field and name the one at fault.
+    fn read(spec: Value, cluster: bool) -> Result<RuleSpec, serde_json::Error> {
+        fn raw<T: serde::Serialize>(
+            rule: T,
+            condition: Option<String>,
+        ) -> serde_json::Result<RawRule> {
+            let rule = serde_json::to_value(rule)?;
+            Ok(RawRule { rule, condition })
+        }
+        let (destination_ref, rules) = if cluster {
+            let spec: ClusterWatchRuleSpec = serde_json::from_value(spec)?;
+            let rules = spec.rules.into_iter().map(|mut r| {
+                let condition = r.condition.take();
+                raw(r, condition)
+            });
+            (spec.destination_ref, rules.collect::<Result<_, _>>()?)
+        } else {
+            let spec: WatchRuleSpec = serde_json::from_value(spec)?;
+            let rules = spec.rules.into_iter().map(|mut r| {
+                let condition = r.condition.take();
+                raw(r, condition)
+            });
+            (spec.destination_ref, rules.collect::<Result<_, _>>()?)
+        };
+        Ok(RuleSpec {
+            destination_ref,
+            rules,
+        })
+    }
 }
 
 /// The API versions of the resources: gitops-reverser's group, so its
@@ -133,9 +150,15 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
         let spec = resource.spec;
         match resource.kind.as_str() {
             "GitRepoConfig" => match serde_json::from_value::<RepoSpec>(spec) {
-                Ok(repo) => {
-                    repos.insert(id, Some(repo));
-                }
+                Ok(repo) => match repo.commit.as_ref().map(check_commit).transpose() {
+                    Ok(_) => {
+                        repos.insert(id, Some(repo));
+                    }
+                    Err(e) => {
+                        errors.push(format!("{at}: spec.commit: {e}"));
+                        repos.insert(id, None);
+                    }
+                },
                 Err(e) => {
                     errors.push(format!("{at}: spec: {e}"));
                     // Known, but refused: what names it is not an error too.
@@ -152,7 +175,7 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
                     errors.push(format!("{at}: a WatchRule is namespaced; give metadata.namespace"));
                     continue;
                 }
-                match serde_json::from_value::<RuleSpec>(spec) {
+                match RuleSpec::read(spec, cluster) {
                     Ok(r) => rules.push((id, resource.metadata.namespace.clone(), cluster, r)),
                     Err(e) => errors.push(format!("{at}: spec: {e}")),
                 }
@@ -255,7 +278,34 @@ fn destination(
         branch: spec.branch,
         base_folder: BaseFolder::new(&spec.base_folder).map_err(|e| Some(e.to_string()))?,
         prune: spec.prune,
+        commit: repo.commit.clone().unwrap_or_default(),
     })
+}
+
+/// Whether Git can record the commit settings: names and emails without
+/// the characters that delimit them, a message subject of one line.
+fn check_commit(commit: &CommitSpec) -> Result<(), String> {
+    let people = [
+        ("committer", &commit.committer),
+        ("unknownAuthor", &commit.unknown_author),
+    ];
+    for (field, identity) in people {
+        let Some(identity) = identity else { continue };
+        for (part, text) in [("name", &identity.name), ("email", &identity.email)] {
+            if text.trim().is_empty() || text.contains(['<', '>', '\n', '\0']) {
+                return Err(format!(
+                    "{field}.{part} `{}` must be one line, not empty, without `<` or `>`",
+                    text.escape_debug()
+                ));
+            }
+        }
+    }
+    if let Some(message) = &commit.message
+        && (message.trim().is_empty() || message.contains('\n'))
+    {
+        return Err("message must be one line that is not empty".into());
+    }
+    Ok(())
 }
 
 /// `*` matches any run of characters; nothing else is special.
@@ -276,16 +326,15 @@ fn glob(pattern: &str, value: &str) -> bool {
 fn watch_rule(
     id: &str,
     index: usize,
-    mut raw: Value,
+    raw: RawRule,
     namespace: Option<&str>,
     cluster: bool,
     destination: usize,
     limits: CelLimits,
 ) -> Result<WatchRule, String> {
-    let map = raw.as_object_mut().ok_or("a rule must be an object")?;
-    let condition = match map.remove("condition") {
+    let condition = match raw.condition {
         None => None,
-        Some(Value::String(expression)) => {
+        Some(expression) => {
             let source = CelSource {
                 name: format!("{id} rules[{index}]"),
                 expression,
@@ -295,21 +344,17 @@ fn watch_rule(
             };
             Some(CelPolicy::compile(source, Decision::Match, limits).map_err(|e| e.to_string())?)
         }
-        Some(_) => return Err("`condition` must be a CEL expression (a string)".into()),
     };
-    if !cluster {
-        if map.contains_key("scope") {
-            return Err(
-                "`scope` belongs to ClusterWatchRule rules; a WatchRule watches its own namespace"
-                    .into(),
-            );
-        }
+    let mut rule = raw.rule;
+    if !cluster && let Some(map) = rule.as_object_mut() {
+        // A WatchRule watches its own namespace, which its type (without
+        // `scope`) already says; the plugin is told so.
         map.insert("scope".into(), json!("Namespaced"));
         map.insert("namespaces".into(), json!([namespace]));
     }
     Ok(WatchRule {
         name: format!("{id} rules[{index}]"),
-        rule: raw,
+        rule,
         destination,
         condition,
     })
