@@ -3,6 +3,7 @@
 //! `plumbline` binary runs on real manifests. One test binary, so the host
 //! and the plugins are built once for all of them.
 
+mod apiserver;
 mod author_path;
 mod bundles;
 mod cel_policies;
