@@ -2,7 +2,7 @@
 //! never their own internals.
 //!
 //! - [`url`]: repository URLs as they may be shown (credentials hidden);
-//! - [`digest`]: content digests, as OCI spells them.
+//! - [`digest`]: content digests, as OCI spells them, and short ones for state per object.
 
 pub mod digest;
 mod event;

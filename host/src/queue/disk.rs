@@ -62,8 +62,11 @@ impl DiskQueue {
         crate::state::own_file(path).map_err(|e| store_error(path, e))?;
         // A small page cache: entries are written once and read once, so
         // caching them buys little, and the daemon's memory stays flat.
+        // Seeding 100,000 objects, 8 MiB cost 10-13 MiB of peak RSS over
+        // 2 MiB (the pages live in the appending thread's malloc arena)
+        // and bought no time.
         let db = Database::builder()
-            .set_cache_size(8 << 20)
+            .set_cache_size(2 << 20)
             .create(path)
             .map_err(|e| store_error(path, e))?;
         let mut positions = HashMap::new();

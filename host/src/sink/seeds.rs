@@ -10,6 +10,7 @@
 
 use crate::layout::FileKey;
 use crate::model::GroupResource;
+use crate::model::digest::{ShortDigest, short_digest};
 use std::collections::{HashMap, HashSet};
 
 /// The seeds under way in one partition.
@@ -22,14 +23,20 @@ pub struct Seeds {
 #[derive(Debug)]
 struct Open {
     resources: Option<HashSet<GroupResource>>,
-    live: HashSet<String>,
+    live: Live,
 }
+
+/// The files a seed's live objects produced, by their paths' digests: a
+/// seed of 100,000 objects keeps 100,000 of them until it ends. Two paths
+/// that share a digest (no known pair does) would keep an orphan, never
+/// lose a live file.
+type Live = HashSet<ShortDigest>;
 
 /// A seed that ended: which files are its orphans.
 #[derive(Debug)]
 pub struct Ended {
     resources: Option<HashSet<GroupResource>>,
-    live: HashSet<String>,
+    live: Live,
 }
 
 impl Seeds {
@@ -38,7 +45,7 @@ impl Seeds {
     pub fn start(&mut self, destination: &str, id: u64, resources: Option<Vec<GroupResource>>) {
         let open = Open {
             resources: resources.map(|r| r.into_iter().collect()),
-            live: HashSet::new(),
+            live: Live::new(),
         };
         self.open.insert((destination.to_owned(), id), open);
     }
@@ -46,9 +53,10 @@ impl Seeds {
     /// A live object of `destination` produced `path` (or its file is kept
     /// as it is): no seed under way may prune it.
     pub fn live(&mut self, destination: &str, path: &str) {
+        let digest = short_digest(path.as_bytes());
         for ((name, _), open) in &mut self.open {
             if name == destination {
-                open.live.insert(path.to_owned());
+                open.live.insert(digest);
             }
         }
     }
@@ -73,7 +81,7 @@ impl Ended {
     /// Whether the file at `path`, which holds the object `key` says, is
     /// an orphan of this seed: of a resource it listed, and not produced.
     pub fn is_orphan(&self, path: &str, key: &FileKey) -> bool {
-        !self.live.contains(path)
+        !self.live.contains(&short_digest(path.as_bytes()))
             && self.resources.as_ref().is_none_or(|listed| {
                 listed.contains(&GroupResource::new(&key.group, &key.resource))
             })

@@ -115,9 +115,15 @@ impl Store {
             .breadthfirst
             .files()
             .map_err(|e| local(&self.path, e))?;
+        // Each path's bytes become its key as they are (a path is UTF-8
+        // unless someone else wrote it): a copy of every path of a large
+        // tree, beside the listing, would double what this costs.
+        self.files.reserve(entries.len());
         for entry in entries {
             if entry.mode.is_blob() {
-                self.files.insert(entry.filepath.to_string(), entry.oid);
+                let path = String::from_utf8(entry.filepath.into())
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                self.files.insert(path, entry.oid);
             }
         }
         Ok(())

@@ -23,7 +23,7 @@ const VERSION: u32 = 1;
 pub type Held = BTreeMap<PathBuf, Vec<String>>;
 
 #[derive(Serialize, Deserialize)]
-struct Stored {
+struct Stored<F = BTreeMap<String, Vec<String>>> {
     version: u32,
     /// The folder it describes, and how objects without a namespace were
     /// placed: either differing makes the identities another folder's.
@@ -31,7 +31,7 @@ struct Stored {
     default_namespace: String,
     /// Relative paths (UTF-8 only; a folder holding other names writes no
     /// index) and the identities each file held.
-    files: BTreeMap<String, Vec<String>>,
+    files: F,
 }
 
 /// Where the index of `dir` is kept in the state folder `state`: one per
@@ -70,32 +70,31 @@ pub fn load(path: &Path, dir: &Path, default_namespace: &str) -> Option<Held> {
     )
 }
 
-/// Writes `held` (absolute paths under `dir`) as the index at `path`,
-/// owner-only, replacing the old one at once (a crash leaves one or the
-/// other). A path that is not UTF-8 cannot be written: then the old index
-/// is removed, so that none describes the folder wrongly.
-pub fn save<'a>(
-    path: &Path,
-    dir: &Path,
-    default_namespace: &str,
-    held: impl Iterator<Item = (&'a Path, Vec<String>)>,
-) -> io::Result<()> {
-    let mut files = BTreeMap::new();
-    for (file, ids) in held {
-        let relative = file.strip_prefix(dir).ok().and_then(Path::to_str);
-        let Some(relative) = relative else {
-            return match std::fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            };
+/// Writes `held` (absolute paths under `dir`, each with the identities
+/// its file holds) as the index at `path`, owner-only, replacing the old
+/// one at once (a crash leaves one or the other). A path that is not UTF-8
+/// cannot be written: then the old index is removed, so that none describes
+/// the folder wrongly.
+///
+/// `held` is walked twice (checked, then written) and streamed into the
+/// file: a copy of a large folder's index in memory would be the largest
+/// thing the daemon holds at the end of a seed.
+pub fn save<'a, F, I>(path: &Path, dir: &Path, default_namespace: &str, held: F) -> io::Result<()>
+where
+    F: Iterator<Item = (&'a Path, I)> + Clone,
+    I: Iterator<Item = &'a str>,
+{
+    if held.clone().any(|(file, _)| relative(dir, file).is_none()) {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         };
-        files.insert(relative.to_owned(), ids);
     }
     let stored = Stored {
         version: VERSION,
         dir: name_of(dir),
         default_namespace: default_namespace.to_owned(),
-        files,
+        files: Files { dir, held },
     };
     if let Some(parent) = path.parent() {
         crate::state::create_dir(parent)?;
@@ -111,6 +110,40 @@ pub fn save<'a>(
     drop(out);
     crate::state::own_file(&partial)?;
     std::fs::rename(&partial, path)
+}
+
+/// `file`'s path relative to `dir`, if it is under it and UTF-8.
+fn relative<'a>(dir: &Path, file: &'a Path) -> Option<&'a str> {
+    file.strip_prefix(dir).ok().and_then(Path::to_str)
+}
+
+/// The files and their identities, written as a map straight from the
+/// follower's own state (every path checked by [`save`] first).
+struct Files<'d, F> {
+    dir: &'d Path,
+    held: F,
+}
+
+impl<'a, F, I> Serialize for Files<'_, F>
+where
+    F: Iterator<Item = (&'a Path, I)> + Clone,
+    I: Iterator<Item = &'a str>,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.held.clone().map(|(file, ids)| {
+            let name = relative(self.dir, file).unwrap_or_default();
+            (name, Ids(std::cell::Cell::new(Some(ids))))
+        }))
+    }
+}
+
+/// One file's identities, written as a list as they are read.
+struct Ids<I>(std::cell::Cell<Option<I>>);
+
+impl<'a, I: Iterator<Item = &'a str>> Serialize for Ids<I> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.take().into_iter().flatten())
+    }
 }
 
 /// The folder as the index names it: the same folder reached by another
@@ -135,7 +168,7 @@ mod tests {
             &index,
             dir,
             "default",
-            std::iter::once((file.as_path(), ids.clone())),
+            std::iter::once((file.as_path(), ids.iter().map(String::as_str))),
         )
         .unwrap();
         let held = load(&index, dir, "default").unwrap();
@@ -153,14 +186,15 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let index = state.path().join("a.json");
         let dir = Path::new("/src");
-        save(&index, dir, "default", std::iter::empty()).unwrap();
+        let none = std::iter::empty::<(&Path, std::iter::Empty<&str>)>();
+        save(&index, dir, "default", none).unwrap();
         assert!(index.exists());
         let odd = dir.join(std::ffi::OsStr::from_bytes(b"\xff.yaml"));
         save(
             &index,
             dir,
             "default",
-            std::iter::once((odd.as_path(), Vec::new())),
+            std::iter::once((odd.as_path(), std::iter::empty())),
         )
         .unwrap();
         assert!(!index.exists());

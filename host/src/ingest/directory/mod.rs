@@ -20,6 +20,7 @@
 //! warning naming both files; when that file drops it, the next copy takes
 //! over (an update, not a delete).
 
+mod held;
 mod index;
 mod scope;
 mod source;
@@ -30,9 +31,10 @@ pub use source::DirectorySource;
 
 use super::manifest::{Found, IngestError, Note, read_each};
 use crate::model::{Event, Operation, Target};
+use held::{CopyDigest, Kinds, Stub, digest_of};
 use scope::Scopes;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,31 +108,36 @@ type Identity = Arc<str>;
 /// A file's path, shared by its state and the index.
 type FilePath = Arc<Path>;
 
+/// What a file holds: its objects, and the digest of its copy of each.
+/// Nearly every file holds one object, which is kept in place; a list
+/// held on the heap for it would be a fifth of what is kept per object.
+type Objects = SmallVec<[(Identity, CopyDigest); 1]>;
+
 /// Who holds an object, and what of it was last handed on.
 #[derive(Debug)]
 struct Held {
     /// The files holding it, in path order: the first one's copy is used.
-    files: Vec<FilePath>,
+    /// Nearly always one, kept in place.
+    files: SmallVec<[FilePath; 1]>,
     /// The digest of the copy last handed on.
-    digest: [u8; 32],
-    /// apiVersion, kind, name, namespace and labels (what rules select
-    /// by), as JSON text, for its delete event.
-    stub: Box<str>,
+    digest: CopyDigest,
+    /// What its delete event needs beyond its identity.
+    stub: Stub,
 }
 
 #[derive(Debug, Default)]
 struct FileState {
     stamp: Option<(SystemTime, u64)>,
     /// Its objects and the digest of its copy of each.
-    objects: Vec<(Identity, [u8; 32])>,
+    objects: Objects,
 }
 
 /// A file read in this poll, finished when the poll has read everything
 /// (its objects of unknown scope wait for the CRDs of the whole folder).
 struct Pending {
     path: FilePath,
-    before: Vec<(Identity, [u8; 32])>,
-    now: Vec<(Identity, [u8; 32])>,
+    before: Objects,
+    now: Vec<(Identity, CopyDigest)>,
     /// The identities in `now`, once it holds many: a file of a
     /// 20,000-item List must not cost a quadratic search, and a file of
     /// one object (nearly all of them) must not cost a hash set.
@@ -152,7 +159,7 @@ impl Pending {
     }
 
     /// Records the file's object `id`; `false` if it was read already.
-    fn read(&mut self, id: Identity, digest: [u8; 32]) -> bool {
+    fn read(&mut self, id: Identity, digest: CopyDigest) -> bool {
         if self.holds(&id) {
             return false;
         }
@@ -175,6 +182,7 @@ pub struct Follower {
     options: SourceOptions,
     files: BTreeMap<FilePath, FileState>,
     held: HashMap<Identity, Held>,
+    kinds: Kinds,
     scopes: Scopes,
     /// Whether a poll has run: from then on, what every file held is known.
     polled: bool,
@@ -223,6 +231,7 @@ impl Follower {
             options,
             files: BTreeMap::new(),
             held: HashMap::new(),
+            kinds: Kinds::default(),
             scopes: Scopes::default(),
             polled: false,
         }
@@ -233,7 +242,6 @@ impl Follower {
     /// holding at most one event per object.
     pub fn poll(&mut self, flush: &mut dyn FnMut(Vec<Event>)) -> Changes {
         let mut changes = Changes::default();
-        let remembered = (!self.polled).then(|| self.remembered());
         let paths: Vec<FilePath> = walk::manifest_files(&self.dir, &mut changes.errors)
             .into_iter()
             .map(FilePath::from)
@@ -281,10 +289,14 @@ impl Follower {
         self.finish(&mut poll, &mut changes, &mut out);
         out.hand_on();
         changes.events = out.count;
-        match remembered {
-            Some(Some(held)) => self.carry_over(held, &unread, &mut changes),
-            Some(None) => changes.unknown = changes.errors.len(),
-            None => {}
+        // What an earlier run's index says is needed only for files this
+        // first look could not read, and is read only then: the index of a
+        // large folder is as large as the follower's own state.
+        if !self.polled && !changes.errors.is_empty() {
+            match self.remembered() {
+                Some(held) => self.carry_over(held, &unread, &mut changes),
+                None => changes.unknown = changes.errors.len(),
+            }
         }
         if !self.polled || changes.events > 0 || went {
             self.remember(&mut changes);
@@ -311,10 +323,12 @@ impl Follower {
             let have: HashSet<Identity> = state.objects.iter().map(|(id, _)| id.clone()).collect();
             for id in ids {
                 if !have.contains(id.as_str()) {
-                    changes.held_back.push(target_of(&id, &Value::Null));
+                    changes.held_back.push(target_of(&id, None));
                     // No digest: the copy is unknown, and any copy read
                     // later is news.
-                    state.objects.push((Identity::from(id), [0; 32]));
+                    state
+                        .objects
+                        .push((Identity::from(id), CopyDigest::default()));
                 }
             }
         }
@@ -326,7 +340,7 @@ impl Follower {
             return;
         };
         let held = self.files.iter().map(|(file, state)| {
-            let ids = state.objects.iter().map(|(id, _)| id.to_string()).collect();
+            let ids = state.objects.iter().map(|(id, _)| &**id);
             (&**file, ids)
         });
         if let Err(error) = index::save(path, &self.dir, &self.options.default_namespace, held) {
@@ -461,7 +475,7 @@ impl Follower {
             Operation::Create,
             self.options.actor.as_deref(),
         );
-        let digest: [u8; 32] = Sha256::digest(event.object.as_bytes()).into();
+        let digest = digest_of(&event.object);
         let id = identity(&event.target);
         let pending = &mut poll.pending[index];
         if !pending.read(id.clone(), digest) {
@@ -475,12 +489,12 @@ impl Follower {
             return;
         }
         let path = pending.path.clone();
-        let stub = stub_of(&object).to_string().into_boxed_str();
+        let stub = self.kinds.stub_of(&object);
         let Some(held) = self.held.get_mut(&id) else {
             self.held.insert(
                 id,
                 Held {
-                    files: vec![path],
+                    files: smallvec::smallvec![path],
                     digest,
                     stub,
                 },
@@ -550,9 +564,9 @@ impl Follower {
             }
         }
         // Kept until the file changes: no room to spare per file.
-        now.shrink_to_fit();
         if let Some(state) = self.files.get_mut(&path) {
-            state.objects = now;
+            state.objects = Objects::from_vec(now);
+            state.objects.shrink_to_fit();
         }
     }
 
@@ -569,8 +583,8 @@ impl Follower {
         match held.files.first() {
             None => {
                 let held = self.held.remove(id).expect("looked up above");
-                let stub: Value = serde_json::from_str(&held.stub).unwrap_or_default();
-                let target = target_of(id, &stub);
+                let target = target_of(id, Some(held.stub.kind()));
+                let stub = held.stub.object(&target.name, target.namespace.as_deref());
                 out.push(event_for(
                     target,
                     &stub,
@@ -654,32 +668,13 @@ fn identity(target: &Target) -> Identity {
     ))
 }
 
-/// The parts of an object a rule can select by, for its delete event.
-fn stub_of(object: &Value) -> Value {
-    let mut metadata = serde_json::Map::new();
-    for field in ["name", "namespace", "labels"] {
-        if let Some(value) = object.pointer(&format!("/metadata/{field}")) {
-            metadata.insert(field.to_owned(), value.clone());
-        }
-    }
-    serde_json::json!({
-        "apiVersion": object.get("apiVersion"),
-        "kind": object.get("kind"),
-        "metadata": metadata,
-    })
-}
-
 /// The target of an object gone: its identity, with the kind and version
-/// its stub carries.
-fn target_of(id: &str, stub: &Value) -> Target {
+/// its stub carries (none when they are not known).
+fn target_of(id: &str, kind: Option<&held::Kind>) -> Target {
     let mut parts = id.split('\0').map(str::to_owned);
     let mut next = || parts.next().unwrap_or_default();
     let (group, resource, namespace, name) = (next(), next(), next(), next());
-    let api_version = stub
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = stub.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let (api_version, kind) = kind.map_or(("", ""), |k| (&*k.api_version, &*k.kind));
     Target {
         version: plumbline_kinds::split_api_version(api_version).1,
         kind: plumbline_kinds::built_in(&group, kind)
