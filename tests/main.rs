@@ -8,6 +8,7 @@ mod author_path;
 mod bundles;
 mod cel_policies;
 mod cli;
+mod cluster;
 mod daemon;
 mod default_plugins;
 mod follow;

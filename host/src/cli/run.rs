@@ -1,7 +1,8 @@
 //! `plumbline run`: mirror a source into Git.
 //!
 //! Parses the flags into the daemon's [`Setup`] and runs it on the folder
-//! source ([`crate::daemon`] does the work). With `--once` it seeds, waits
+//! source, or on the cluster a kubeconfig names ([`crate::daemon`] does the
+//! work). With `--once` it seeds, waits
 //! for every worker to push everything, prints what it wrote where, and
 //! exits.
 
@@ -9,6 +10,7 @@ use super::{GlobalArgs, Policies, load_policies};
 use super::{config_file, progress};
 use crate::bundle::Serving;
 use crate::daemon::{Bundles, Daemon, Outcome, Setup};
+use crate::ingest::cluster::{self, ClusterSource};
 use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
 use crate::ingest::source::{SeedReport, Source};
 use crate::layout::BaseFolder;
@@ -41,6 +43,11 @@ pub struct RunArgs {
     /// The folder of manifests to mirror.
     #[arg(long, value_name = "DIR", default_value = "examples/cluster")]
     source_dir: PathBuf,
+    /// Mirror the cluster this kubeconfig's current context names instead
+    /// of a folder: the resources the watch rules select are listed, then
+    /// watched.
+    #[arg(long, value_name = "FILE", conflicts_with = "source_dir")]
+    kubeconfig: Option<PathBuf>,
     /// The repository to mirror into: a local path or any URL git takes. A
     /// local path that does not exist becomes a new bare repository.
     #[arg(long, value_name = "URL", default_value = "plumbline-demo.git")]
@@ -203,17 +210,32 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         None if args.once => None,
         None => Some(DEFAULT_LISTEN.parse().expect("a valid address")),
     };
-    let mut source = DirectorySource::new(
-        &args.source_dir,
-        SourceOptions {
-            actor: args.actor.clone(),
-            default_namespace: args.default_namespace.clone(),
-            max_file_bytes: args.max_file_bytes,
-            index: Some(directory::index_path(&state, &args.source_dir)),
-        },
-        Duration::from_secs(args.interval),
-    );
-    let name = source.name();
+    let cluster = match &args.kubeconfig {
+        Some(path) => Some(
+            runtime
+                .block_on(cluster::connect(path))
+                .context("reaching the cluster")?,
+        ),
+        None => None,
+    };
+    let index = directory::index_path(&state, &args.source_dir);
+    let directory = || {
+        DirectorySource::new(
+            &args.source_dir,
+            SourceOptions {
+                actor: args.actor.clone(),
+                default_namespace: args.default_namespace.clone(),
+                max_file_bytes: args.max_file_bytes,
+                index: Some(index.clone()),
+            },
+            Duration::from_secs(args.interval),
+        )
+    };
+    let name = match &cluster {
+        Some((_, server)) => format!("cluster {server}"),
+        None => directory().name(),
+    };
+    let handle = runtime.handle().clone();
     let setup = Setup {
         runtime,
         routes: Default::default(),
@@ -242,8 +264,21 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
+    let mut source: Box<dyn Source> = match cluster {
+        Some((client, _)) => {
+            let routes = daemon.handle();
+            let rules = move || routes.config().rules.into_iter().map(|r| r.rule).collect();
+            Box::new(ClusterSource::new(
+                client,
+                handle,
+                Box::new(rules),
+                name.clone(),
+            ))
+        }
+        None => Box::new(directory()),
+    };
     let progress = progress::Progress::start(daemon.metrics(), &name, &daemon.partitions());
-    let outcome = daemon.run(&mut source, &Stderr)?;
+    let outcome = daemon.run(source.as_mut(), &Stderr)?;
     finish(outcome, progress)
 }
 

@@ -1,7 +1,9 @@
-//! Where objects come from. For now: manifest files (YAML or JSON,
-//! multi-document, `List` kinds expanded), the way `kubectl get -o yaml`
-//! writes them, and folders of them, followed as a [`source::Source`].
+//! Where objects come from: manifest files (YAML or JSON, multi-document,
+//! `List` kinds expanded), the way `kubectl get -o yaml` writes them, and
+//! folders of them, followed as a [`source::Source`]; and the cluster
+//! itself, listed and watched ([`cluster`]).
 
+pub mod cluster;
 pub mod directory;
 pub mod manifest;
 pub mod source;

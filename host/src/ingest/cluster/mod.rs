@@ -1,0 +1,434 @@
+//! The cluster as a source: discovery finds the resources the watch rules
+//! select; a seed lists each of them, a page at a time; following, each
+//! is watched from its listing's resourceVersion, and listed again (a seed
+//! scoped to it alone) when that version is gone.
+//!
+//! The client and the watches run on the daemon's tokio runtime; listing
+//! and routing (Wasm) run on the source's own thread, which blocks on the
+//! runtime for each page and each batch of watch events, so a probe is
+//! never delayed by a policy. A watch's resourceVersion advances only once
+//! the events before it were handed to the mirror.
+//!
+//! A listing that fails (a resource the daemon may not list, a server
+//! that went away) makes the seed incomplete: nothing is pruned on its
+//! account.
+
+mod convert;
+mod select;
+mod watch;
+
+pub use convert::event_of;
+pub use select::{NOISY, Selector};
+
+use crate::ingest::source::{Context, SeedReport, Source, SourceError};
+use crate::mirror::{Listing, SeedScope};
+use crate::model::{Event, GroupResource};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::discovery::{Discovery, verbs};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
+use watch::{Watch, Watched};
+
+/// Objects asked for per page of a listing.
+const PAGE: u32 = 500;
+
+/// Watch events routed at once, at most.
+const BATCH: usize = 256;
+
+/// Why the cluster cannot be reached at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The kubeconfig could not be read or used.
+    #[error("reading the kubeconfig {path}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// The client could not be made from it.
+    #[error("making a client for {server}")]
+    Client {
+        /// The API server.
+        server: String,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A client of the cluster the kubeconfig at `path` names (its current
+/// context), with the API server's URL. Must be called on the runtime the
+/// client will run on.
+pub async fn connect(path: &Path) -> Result<(kube::Client, String), ClusterError> {
+    let kubeconfig_error = |source| ClusterError::Kubeconfig {
+        path: path.display().to_string(),
+        source,
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(kubeconfig_error)?;
+    // Its name goes into messages and commit trailers: no credentials.
+    let server = crate::model::url::redact(&config.cluster_url.to_string());
+    let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
+        server: server.clone(),
+        source,
+    })?;
+    Ok((client, server))
+}
+
+/// One resource followed.
+struct Followed {
+    resource: ApiResource,
+    /// Where its watch starts or resumes: after the last event handed on.
+    version: Option<String>,
+    /// Bumped by each listing: older watches' messages are dropped.
+    generation: u64,
+    /// Its running watch.
+    watch: Option<AbortHandle>,
+    /// The watch's last error, said once while it lasts.
+    failing: Option<String>,
+}
+
+/// The cluster, followed through List and Watch.
+pub struct ClusterSource {
+    client: kube::Client,
+    runtime: Handle,
+    rules: Box<dyn Fn() -> Vec<Value> + Send>,
+    followed: BTreeMap<GroupResource, Followed>,
+    name: String,
+}
+
+impl ClusterSource {
+    /// Follows the cluster `client` reaches, on `runtime`, selecting
+    /// resources by the rules `rules` gives at each listing; `name` is what
+    /// messages and commit trailers call it (`cluster https://…`).
+    pub fn new(
+        client: kube::Client,
+        runtime: Handle,
+        rules: Box<dyn Fn() -> Vec<Value> + Send>,
+        name: String,
+    ) -> ClusterSource {
+        ClusterSource {
+            client,
+            runtime,
+            rules,
+            followed: BTreeMap::new(),
+            name,
+        }
+    }
+
+    /// The resources the rules select now, as discovery finds them; those
+    /// followed before and selected no more stop being watched.
+    fn discover(&mut self) -> Result<(), kube::Error> {
+        let selector = Selector::of(&(self.rules)());
+        let discovery = self
+            .runtime
+            .block_on(Discovery::new(self.client.clone()).run())?;
+        let mut now = BTreeMap::new();
+        for group in discovery.groups() {
+            for (resource, capabilities) in group.recommended_resources() {
+                let listable = capabilities.supports_operation(verbs::LIST)
+                    && capabilities.supports_operation(verbs::WATCH);
+                if listable && selector.selects(&resource.group, &resource.plural) {
+                    let id = GroupResource::new(&resource.group, &resource.plural);
+                    let followed = self.followed.remove(&id).unwrap_or(Followed {
+                        resource: resource.clone(),
+                        version: None,
+                        generation: 0,
+                        watch: None,
+                        failing: None,
+                    });
+                    now.insert(
+                        id,
+                        Followed {
+                            resource,
+                            ..followed
+                        },
+                    );
+                }
+            }
+        }
+        for (_, gone) in std::mem::replace(&mut self.followed, now) {
+            if let Some(watch) = gone.watch {
+                watch.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists `id` into the mirror, a page at a time: how many objects, or
+    /// why it could not.
+    fn list(&mut self, id: &GroupResource, context: &Context) -> Result<usize, ListFailure> {
+        let followed = self
+            .followed
+            .get_mut(id)
+            .expect("listing a followed resource");
+        if let Some(watch) = followed.watch.take() {
+            watch.abort();
+        }
+        followed.generation += 1;
+        followed.version = None;
+        let resource = followed.resource.clone();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let mut params = ListParams::default().limit(PAGE);
+        let mut count = 0;
+        loop {
+            let page = self
+                .runtime
+                .block_on(api.list(&params))
+                .map_err(ListFailure::Api)?;
+            let events: Vec<Event> = page
+                .items
+                .iter()
+                .filter_map(|object| event_of(&resource, object, crate::model::Operation::Create))
+                .collect();
+            count += events.len();
+            let routing = context
+                .intake
+                .submit(&events)
+                .map_err(ListFailure::Intake)?;
+            for error in &routing.errors {
+                context.notices.error(error);
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => {
+                    let version = page.metadata.resource_version.unwrap_or_default();
+                    self.followed.get_mut(id).expect("still followed").version = Some(version);
+                    return Ok(count);
+                }
+            }
+        }
+    }
+
+    /// Starts a watch of every followed resource that has a version to
+    /// start from and no watch yet.
+    fn watch(&mut self, out: &tokio::sync::mpsc::Sender<Watched>) {
+        for followed in self.followed.values_mut() {
+            let (None, Some(version)) = (&followed.watch, &followed.version) else {
+                continue;
+            };
+            let watch = Watch {
+                api: Api::all_with(self.client.clone(), &followed.resource),
+                resource: followed.resource.clone(),
+                generation: followed.generation,
+                version: version.clone(),
+            };
+            let task = self.runtime.spawn(watch.run(out.clone()));
+            followed.watch = Some(task.abort_handle());
+        }
+    }
+
+    /// Routes a batch of watch events, then advances each resource's
+    /// version past them.
+    fn route(&mut self, batch: &mut Batch, context: &Context) -> Result<(), SourceError> {
+        if !batch.events.is_empty() {
+            let routing = context.intake.submit(&batch.events)?;
+            for error in &routing.errors {
+                context.notices.error(error);
+            }
+            context.intake.end_pass();
+        }
+        for (id, version) in batch.versions.drain() {
+            if let Some(followed) = self.followed.get_mut(&id) {
+                followed.version = Some(version);
+            }
+        }
+        batch.events.clear();
+        batch.objects.clear();
+        Ok(())
+    }
+
+    /// Takes one message of a watch into `batch`; a resource whose
+    /// version is gone is returned, to be listed again.
+    fn take(
+        &mut self,
+        message: Watched,
+        batch: &mut Batch,
+        context: &Context,
+    ) -> Result<Option<GroupResource>, SourceError> {
+        let current = |source: &Self, id: &GroupResource, generation: u64| {
+            source
+                .followed
+                .get(id)
+                .is_some_and(|f| f.generation == generation)
+        };
+        match message {
+            Watched::Event {
+                resource,
+                generation,
+                event,
+                version,
+            } if current(self, &resource, generation) => {
+                // At most one event per object in a batch: routing runs
+                // them in parallel.
+                if !batch.objects.insert(event.target.key().to_string()) {
+                    self.route(batch, context)?;
+                    batch.objects.insert(event.target.key().to_string());
+                }
+                batch.events.push(*event);
+                batch.versions.insert(resource, version);
+            }
+            Watched::Cursor {
+                resource,
+                generation,
+                version,
+            } if current(self, &resource, generation) => {
+                batch.versions.insert(resource, version);
+            }
+            Watched::Gone {
+                resource,
+                generation,
+            } if current(self, &resource, generation) => return Ok(Some(resource)),
+            Watched::Failed {
+                resource,
+                generation,
+                error,
+            } if current(self, &resource, generation) => {
+                let followed = self.followed.get_mut(&resource).expect("current");
+                if followed.failing.as_deref() != Some(&error) {
+                    context.notices.error(&format_args!(
+                        "watching {}: {error}; trying again",
+                        display(&resource)
+                    ));
+                    followed.failing = Some(error);
+                }
+            }
+            // A message of a watch that a listing replaced.
+            _ => {}
+        }
+        Ok(None)
+    }
+}
+
+/// Watch events gathered for one routing.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    objects: HashSet<String>,
+    versions: std::collections::HashMap<GroupResource, String>,
+}
+
+/// Why a resource could not be listed.
+enum ListFailure {
+    /// The API server refused or failed.
+    Api(kube::Error),
+    /// The mirror could not take what was listed.
+    Intake(crate::queue::QueueError),
+}
+
+fn display(id: &GroupResource) -> String {
+    if id.group.is_empty() {
+        id.resource.clone()
+    } else {
+        format!("{}.{}", id.resource, id.group)
+    }
+}
+
+impl Source for ClusterSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn seed(&mut self, scope: &SeedScope, context: &Context) -> Result<SeedReport, SourceError> {
+        let discovered = match self.discover() {
+            Ok(()) => true,
+            Err(error) => {
+                context.notices.error(&format_args!(
+                    "discovering the cluster's resources: {error}"
+                ));
+                false
+            }
+        };
+        let wanted: Vec<GroupResource> = self
+            .followed
+            .keys()
+            .filter(|id| scope.resources.as_ref().is_none_or(|r| r.contains(*id)))
+            .cloned()
+            .collect();
+        let seed = context.intake.begin_seed(scope)?;
+        let mut report = SeedReport {
+            from: format!("{} resource(s)", wanted.len()),
+            complete: discovered,
+            routed: true,
+            ..SeedReport::default()
+        };
+        for id in &wanted {
+            match self.list(id, context) {
+                Ok(count) => report.objects += count,
+                Err(ListFailure::Intake(error)) => return Err(error.into()),
+                Err(ListFailure::Api(error)) => {
+                    context
+                        .notices
+                        .error(&format_args!("listing {}: {error}", display(id)));
+                    report.unread += 1;
+                    report.complete = false;
+                }
+            }
+        }
+        let listing = Listing {
+            complete: report.complete,
+            held_back: Vec::new(),
+            deleted_by: None,
+        };
+        context.intake.end_seed(seed, &listing)?;
+        context.intake.end_pass();
+        Ok(report)
+    }
+
+    fn follow(&mut self, context: &Context) -> Result<(), SourceError> {
+        tracing::info!("following {}", self.name);
+        let (out, mut messages) = tokio::sync::mpsc::channel(BATCH * 4);
+        let mut batch = Batch::default();
+        let result = loop {
+            if context.control.stopped() {
+                break Ok(());
+            }
+            if let Some(scope) = context.control.take_relist()
+                && let Err(error) = self.seed(&scope, context)
+            {
+                break Err(error);
+            }
+            self.watch(&out);
+            // The timer is made on the runtime: this thread is not one of its.
+            let wait =
+                async { tokio::time::timeout(Duration::from_millis(250), messages.recv()).await };
+            let Ok(Some(first)) = self.runtime.block_on(wait) else {
+                continue;
+            };
+            let mut gone = Vec::new();
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match self.take(message, &mut batch, context) {
+                    Ok(Some(resource)) => gone.push(resource),
+                    Ok(None) => {}
+                    Err(error) => return Err(error),
+                }
+                if batch.events.len() < BATCH {
+                    next = messages.try_recv().ok();
+                }
+            }
+            if let Err(error) = self.route(&mut batch, context) {
+                break Err(error);
+            }
+            if !gone.is_empty() {
+                tracing::info!("watches expired; listing {} resource(s) again", gone.len());
+                context.control.relist(SeedScope::resources(gone));
+            }
+        };
+        for followed in self.followed.values_mut() {
+            if let Some(watch) = followed.watch.take() {
+                watch.abort();
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,116 @@
+//! The cluster as the source: `plumbline run --kubeconfig` against the test
+//! API server, whose objects are made and changed by the real `kubectl`.
+
+use crate::apiserver::ApiServer;
+use crate::support::{Daemon, GitServer, binary, git as git_in, wait_for};
+use std::path::Path;
+
+/// A repository at `url`, a destination in it, and a cluster-wide rule
+/// selecting `resources`.
+fn config(path: &Path, url: &str, resources: &str) {
+    let text = format!(
+        "apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitRepoConfig\nmetadata: {{name: gitops, namespace: plumbline}}\n\
+         spec: {{repoUrl: '{url}', allowedBranches: [main]}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitDestination\nmetadata: {{name: live, namespace: plumbline}}\n\
+         spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: live}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: ClusterWatchRule\nmetadata: {{name: everything}}\n\
+         spec:\n  destinationRef: {{name: live, namespace: plumbline}}\n  rules:\n  - {{scope: Namespaced, resources: [{resources}]}}\n"
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_cluster_is_seeded_through_its_kubeconfig_with_what_the_rules_select() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "shop", "--from-literal=colour=blue"]);
+    api.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "token",
+        "--from-literal=t=s3cret",
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let service = work.path().join("service.yaml");
+    std::fs::write(
+        &service,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
+    )
+    .unwrap();
+    api.kubectl(&["apply", "-f", service.to_str().unwrap()]);
+    let git = GitServer::start();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps, secrets");
+    let out = std::process::Command::new(binary())
+        .args(["run", "--once", "--kubeconfig"])
+        .arg(api.kubeconfig())
+        .arg("--config")
+        .arg(&rules)
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let tree = git.tree();
+    let shop = tree
+        .get("live/default/core/configmaps/shop.yaml")
+        .unwrap_or_else(|| panic!("{tree:?}\n{stderr}"));
+    assert!(shop.contains("colour: blue"), "{shop}");
+    assert!(!shop.contains("resourceVersion"), "sanitized: {shop}");
+    let token = &tree["live/default/core/secrets/token.yaml"];
+    assert!(!tree.values().any(|f| f.contains("czNjcmV0")), "{token}");
+    assert!(
+        !tree.keys().any(|p| p.contains("services")),
+        "no rule selects services: {tree:?}"
+    );
+    let message = git_in(&git.bare(), &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        message.contains(&format!("cluster {}", api.url())),
+        "the source is named in the trailers: {message}"
+    );
+}
+
+#[test]
+fn a_followed_cluster_commits_what_kubectl_creates_changes_and_deletes() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "before", "--from-literal=a=1"]);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        api.kubeconfig().as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    const BEFORE: &str = "live/default/core/configmaps/before.yaml";
+    const DURING: &str = "live/default/core/configmaps/during.yaml";
+    wait_for("the seed", || git.tree().contains_key(BEFORE).then_some(()));
+
+    api.kubectl(&["create", "configmap", "during", "--from-literal=b=2"]);
+    wait_for("the created object", || {
+        git.tree().contains_key(DURING).then_some(())
+    });
+    api.kubectl(&[
+        "patch",
+        "configmap",
+        "during",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"b":"3"}}"#,
+    ]);
+    wait_for("the change", || {
+        git.tree().get(DURING)?.contains("b: \"3\"").then_some(())
+    });
+    api.kubectl(&["delete", "configmap", "before"]);
+    wait_for("the delete", || {
+        (!git.tree().contains_key(BEFORE)).then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("error"), "{stderr}");
+}
