@@ -114,3 +114,104 @@ fn a_followed_cluster_commits_what_kubectl_creates_changes_and_deletes() {
     let stderr = daemon.stderr();
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn a_watch_that_expires_lists_its_resource_again_and_prunes_only_its_orphans() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "kept"]);
+    api.kubectl(&["create", "configmap", "unheard"]);
+    api.kubectl(&["create", "secret", "generic", "token", "--from-literal=t=x"]);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps, secrets");
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        api.kubeconfig().as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    const UNHEARD: &str = "live/default/core/configmaps/unheard.yaml";
+    const TOKEN: &str = "live/default/core/secrets/token.yaml";
+    wait_for("the seed", || {
+        git.tree().contains_key(UNHEARD).then_some(())
+    });
+
+    // The object goes while no watch hears of it, and the history is lost:
+    // the watches resume from versions that are gone.
+    let configmaps = api.store().resource("", "v1", "configmaps").unwrap();
+    api.store()
+        .delete_unheard(&configmaps, Some("default"), "unheard");
+    // The secret goes from the store too, unheard: a listing of config
+    // maps alone must not prune it (only the secrets' own listing could).
+    let secrets = api.store().resource("", "v1", "secrets").unwrap();
+    api.store()
+        .delete_unheard(&secrets, Some("default"), "token");
+    api.expire_watches("configmaps");
+    wait_for("the unheard delete", || {
+        (!git.tree().contains_key(UNHEARD)).then_some(())
+    });
+    let tree = git.tree();
+    assert!(
+        tree.contains_key("live/default/core/configmaps/kept.yaml"),
+        "{tree:?}"
+    );
+    assert!(
+        tree.contains_key(TOKEN),
+        "only the config maps were listed again: {tree:?}"
+    );
+
+    // The watches go on from the new listings.
+    api.kubectl(&["create", "configmap", "after"]);
+    wait_for("a change after the listing", || {
+        git.tree()
+            .contains_key("live/default/core/configmaps/after.yaml")
+            .then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn a_cluster_that_cannot_be_reached_prunes_nothing_and_fails_the_run() {
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let run = |kubeconfig: &Path| {
+        std::process::Command::new(binary())
+            .args(["run", "--once", "--kubeconfig"])
+            .arg(kubeconfig)
+            .arg("--config")
+            .arg(&rules)
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .output()
+            .unwrap()
+    };
+    let kubeconfig = {
+        let api = ApiServer::start();
+        api.kubectl(&["create", "configmap", "shop"]);
+        assert!(run(&api.kubeconfig()).status.success());
+        let copy = work.path().join("kubeconfig");
+        std::fs::copy(api.kubeconfig(), &copy).unwrap();
+        copy
+        // The server stops here.
+    };
+    let out = run(&kubeconfig);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("discovering the cluster's resources"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was pruned"), "{stderr}");
+    assert!(
+        git.tree()
+            .contains_key("live/default/core/configmaps/shop.yaml"),
+        "kept while the cluster cannot be read"
+    );
+}

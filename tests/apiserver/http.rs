@@ -23,6 +23,9 @@ pub struct Server {
     pub store: Store,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_every: Duration,
+    /// Ends the open watches of a resource (its plural) with 410 Gone, as
+    /// an API server whose watch cache was reset does.
+    pub expiry: broadcast::Sender<String>,
 }
 
 /// Answers one request.
@@ -531,6 +534,7 @@ fn watch(
         }
     };
     let (kind, api_version) = (resource.kind.clone(), resource.api_version());
+    let plural = resource.plural.clone();
     let mine = move |change: &Change| {
         change.key.0 == resource.group
             && change.key.1 == resource.plural
@@ -539,6 +543,7 @@ fn watch(
     };
     let first: Vec<Bytes> = initial.iter().filter(|c| mine(c)).map(event).collect();
     let every = server.bookmark_every;
+    let mut expiry = server.expiry.subscribe();
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut ticker = tokio::time::interval(every);
@@ -564,6 +569,12 @@ fn watch(
                         "metadata": {"resourceVersion": last.to_string()},
                     }});
                     if sender.send(line(&bookmark)).await.is_err() { return; }
+                }
+                expired = expiry.recv() => {
+                    if expired.is_ok_and(|p| p != plural) { continue; }
+                    let gone = ApiError::new(410, "Expired", "the watch cache was reset");
+                    let _ = sender.send(line(&json!({"type": "ERROR", "object": gone.status()}))).await;
+                    return;
                 }
                 _ = tokio::time::sleep_until(deadline) => return,
             }

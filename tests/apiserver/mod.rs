@@ -46,6 +46,7 @@ impl ApiServer {
         let server = Arc::new(http::Server {
             store: Store::new(),
             bookmark_every,
+            expiry: tokio::sync::broadcast::channel(4).0,
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -85,6 +86,11 @@ impl ApiServer {
     /// The server's URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// Ends the open watches of `plural` with 410 Gone.
+    pub fn expire_watches(&self, plural: &str) {
+        let _ = self.server.expiry.send(plural.to_owned());
     }
 
     /// The objects, for a test to look at or change without a client.

@@ -168,6 +168,17 @@ impl Store {
             .collect()
     }
 
+    /// Deletes an object no watch hears of, and forgets every change so
+    /// far, as when watches were down across an etcd compaction: only a
+    /// new listing can tell that the object went.
+    pub fn delete_unheard(&self, resource: &Resource, namespace: Option<&str>, name: &str) {
+        let mut inner = self.lock();
+        inner.objects.remove(&key(resource, namespace, name));
+        inner.rv += 1;
+        inner.compacted = inner.rv;
+        inner.history.clear();
+    }
+
     /// Forgets every change so far: a watch from an earlier position gets
     /// 410 Gone, as after etcd compacts.
     pub fn compact(&self) {

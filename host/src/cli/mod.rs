@@ -124,10 +124,28 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", causes(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: a library whose message
+/// already quotes its cause (kube's, git's) does not print it twice.
+fn causes(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if !last.contains(&said) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&said);
+        }
+        last = said;
+    }
+    text
 }
 
 fn init_logging(filter: &str) {
@@ -326,5 +344,18 @@ mod tests {
         assert_eq!(at_least_one("5"), Ok(5));
         assert!(at_least_one("0").unwrap_err().contains("0 is not allowed"));
         assert!(at_least_one("x").is_err());
+    }
+
+    #[test]
+    fn a_cause_a_message_already_quotes_is_said_once() {
+        let io = std::io::Error::other("No such file");
+        let quoting = anyhow::Error::new(io).context("failed to read kubeconfig: No such file");
+        let error = quoting.context("reaching the cluster");
+        assert_eq!(
+            causes(&error),
+            "reaching the cluster: failed to read kubeconfig: No such file"
+        );
+        let plain = anyhow::anyhow!("refused").context("pushing");
+        assert_eq!(causes(&plain), "pushing: refused");
     }
 }

@@ -199,6 +199,16 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         max_bytes: args.max_file_bytes,
     };
     let stamp = args.config.as_deref().and_then(config_file::Stamp::of);
+    // The kubeconfig first: a run that cannot reach its source creates
+    // no repository.
+    let cluster = match &args.kubeconfig {
+        Some(path) => Some(
+            runtime
+                .block_on(cluster::connect(path))
+                .context("reaching the cluster")?,
+        ),
+        None => None,
+    };
     let config = mirror_config(&args, reading)?;
     let state = args
         .state_dir
@@ -209,14 +219,6 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(address) => Some(address),
         None if args.once => None,
         None => Some(DEFAULT_LISTEN.parse().expect("a valid address")),
-    };
-    let cluster = match &args.kubeconfig {
-        Some(path) => Some(
-            runtime
-                .block_on(cluster::connect(path))
-                .context("reaching the cluster")?,
-        ),
-        None => None,
     };
     let index = directory::index_path(&state, &args.source_dir);
     let directory = || {
@@ -329,12 +331,12 @@ fn finish(outcome: Outcome, progress: progress::Progress) -> anyhow::Result<Exit
     // Say why the run fails: its exit status alone does not.
     if seed.unread > 0 {
         eprintln!(
-            "failed: {} file(s) or document(s) could not be read (above); {}",
+            "failed: {} file(s), document(s) or resource(s) could not be read (above); {}",
             seed.unread,
             if seed.complete {
                 "what they held before was kept, the rest pruned"
             } else {
-                "what they held is not known yet (no index of an earlier run), so nothing was pruned"
+                "what they held is not known, so nothing was pruned"
             }
         );
     }

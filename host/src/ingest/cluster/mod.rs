@@ -357,6 +357,7 @@ impl Source for ClusterSource {
         let seed = context.intake.begin_seed(scope)?;
         let mut report = SeedReport {
             from: format!("{} resource(s)", wanted.len()),
+            unread: usize::from(!discovered),
             complete: discovered,
             routed: true,
             ..SeedReport::default()
