@@ -30,14 +30,9 @@ fn a_cluster_is_seeded_through_its_kubeconfig_with_what_the_rules_select() {
         "token",
         "--from-literal=t=s3cret",
     ]);
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {ports: [{port: 80}]}\n";
+    assert!(api.apply_as("alice", service).status.success());
     let work = tempfile::tempdir().unwrap();
-    let service = work.path().join("service.yaml");
-    std::fs::write(
-        &service,
-        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
-    )
-    .unwrap();
-    api.kubectl(&["apply", "-f", service.to_str().unwrap()]);
     let git = GitServer::start();
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps, secrets");
@@ -214,4 +209,80 @@ fn a_cluster_that_cannot_be_reached_prunes_nothing_and_fails_the_run() {
             .contains_key("live/default/core/configmaps/shop.yaml"),
         "kept while the cluster cannot be read"
     );
+}
+
+const WIDGETS: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+
+#[test]
+fn a_crd_installed_while_following_is_followed_within_one_discovery() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "shop"]);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps, widgets");
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        api.kubeconfig().as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--discovery-interval".as_ref(),
+        "1".as_ref(),
+    ]);
+    wait_for("the seed", || {
+        git.tree()
+            .contains_key("live/default/core/configmaps/shop.yaml")
+            .then_some(())
+    });
+    let applied = api.apply_as("alice", WIDGETS);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3}\n";
+    let applied = api.apply_as("alice", widget);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let file = wait_for("the new resource's object", || {
+        git.tree()
+            .get("live/default/example.com/widgets/w1.yaml")
+            .cloned()
+    });
+    assert!(file.contains("size: 3"), "{file}");
+    // Its watch follows from the listing on.
+    api.kubectl(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":4}}"#,
+    ]);
+    wait_for("the change to the widget", || {
+        git.tree()
+            .get("live/default/example.com/widgets/w1.yaml")?
+            .contains("size: 4")
+            .then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("error"), "{stderr}");
 }

@@ -10,7 +10,7 @@ use super::{GlobalArgs, Policies, load_policies};
 use super::{config_file, progress};
 use crate::bundle::Serving;
 use crate::daemon::{Bundles, Daemon, Outcome, Setup};
-use crate::ingest::cluster::{self, ClusterSource};
+use crate::ingest::cluster::{self, ClusterOptions, ClusterSource};
 use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
 use crate::ingest::source::{SeedReport, Source};
 use crate::layout::BaseFolder;
@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// watched.
     #[arg(long, value_name = "FILE", conflicts_with = "source_dir")]
     kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig, seconds between two discoveries of the cluster's
+    /// resources: a CRD installed since is followed, one removed is not.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = super::at_least_one)]
+    discovery_interval: u64,
     /// The repository to mirror into: a local path or any URL git takes. A
     /// local path that does not exist becomes a new bare repository.
     #[arg(long, value_name = "URL", default_value = "plumbline-demo.git")]
@@ -270,12 +274,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         Some((client, _)) => {
             let routes = daemon.handle();
             let rules = move || routes.config().rules.into_iter().map(|r| r.rule).collect();
-            Box::new(ClusterSource::new(
-                client,
-                handle,
-                Box::new(rules),
-                name.clone(),
-            ))
+            let options = ClusterOptions {
+                name: name.clone(),
+                rules: Box::new(rules),
+                rediscover: Duration::from_secs(args.discovery_interval),
+            };
+            Box::new(ClusterSource::new(client, handle, options))
         }
         None => Box::new(directory()),
     };

@@ -12,6 +12,11 @@
 //! A listing that fails (a resource the daemon may not list, a server
 //! that went away) makes the seed incomplete: nothing is pruned on its
 //! account.
+//!
+//! Discovery runs again every [`ClusterOptions::rediscover`]: a resource
+//! found since (a CRD installed) is listed, as a seed of its own, and
+//! watched; one gone (a CRD removed) stops being watched, and its files
+//! stay.
 
 mod convert;
 mod select;
@@ -28,7 +33,7 @@ use kube::discovery::{Discovery, verbs};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use watch::{Watch, Watched};
@@ -97,38 +102,49 @@ struct Followed {
     failing: Option<String>,
 }
 
+/// How the cluster is followed.
+pub struct ClusterOptions {
+    /// What messages and commit trailers call it (`cluster https://…`).
+    pub name: String,
+    /// The watch rules now (in the `rule-match` plugin's format), asked at
+    /// each discovery: the rules change while the daemon runs.
+    pub rules: Box<dyn Fn() -> Vec<Value> + Send>,
+    /// How often discovery runs again.
+    pub rediscover: Duration,
+}
+
 /// The cluster, followed through List and Watch.
 pub struct ClusterSource {
     client: kube::Client,
     runtime: Handle,
-    rules: Box<dyn Fn() -> Vec<Value> + Send>,
+    options: ClusterOptions,
     followed: BTreeMap<GroupResource, Followed>,
-    name: String,
+    /// When discovery last ran.
+    discovered: Instant,
+    /// The last discovery error, said once while it lasts.
+    discovery_failing: Option<String>,
 }
 
 impl ClusterSource {
-    /// Follows the cluster `client` reaches, on `runtime`, selecting
-    /// resources by the rules `rules` gives at each listing; `name` is what
-    /// messages and commit trailers call it (`cluster https://…`).
-    pub fn new(
-        client: kube::Client,
-        runtime: Handle,
-        rules: Box<dyn Fn() -> Vec<Value> + Send>,
-        name: String,
-    ) -> ClusterSource {
+    /// Follows the cluster `client` reaches, on `runtime`, as `options`
+    /// say.
+    pub fn new(client: kube::Client, runtime: Handle, options: ClusterOptions) -> ClusterSource {
         ClusterSource {
             client,
             runtime,
-            rules,
+            options,
             followed: BTreeMap::new(),
-            name,
+            discovered: Instant::now(),
+            discovery_failing: None,
         }
     }
 
     /// The resources the rules select now, as discovery finds them; those
-    /// followed before and selected no more stop being watched.
-    fn discover(&mut self) -> Result<(), kube::Error> {
-        let selector = Selector::of(&(self.rules)());
+    /// followed before and selected no more stop being watched. Returns
+    /// those not followed before.
+    fn discover(&mut self) -> Result<Vec<GroupResource>, kube::Error> {
+        self.discovered = Instant::now();
+        let selector = Selector::of(&(self.options.rules)());
         let discovery = self
             .runtime
             .block_on(Discovery::new(self.client.clone()).run())?;
@@ -156,12 +172,46 @@ impl ClusterSource {
                 }
             }
         }
-        for (_, gone) in std::mem::replace(&mut self.followed, now) {
+        let new = now
+            .keys()
+            .filter(|id| !self.followed.contains_key(*id))
+            .cloned()
+            .collect();
+        for (id, gone) in std::mem::replace(&mut self.followed, now) {
+            tracing::info!("{} is not followed any more", display(&id));
             if let Some(watch) = gone.watch {
                 watch.abort();
             }
         }
-        Ok(())
+        Ok(new)
+    }
+
+    /// Runs discovery again if it is time: resources found since are
+    /// listed (a seed of their own) and then watched.
+    fn rediscover(&mut self, context: &Context) {
+        if self.discovered.elapsed() < self.options.rediscover {
+            return;
+        }
+        match self.discover() {
+            Ok(new) => {
+                self.discovery_failing = None;
+                if !new.is_empty() {
+                    tracing::info!("{} resource(s) found since the last discovery", new.len());
+                    context.control.relist(SeedScope::resources(new));
+                }
+            }
+            Err(error) => self.discovery_failed(&error, context),
+        }
+    }
+
+    fn discovery_failed(&mut self, error: &kube::Error, context: &Context) {
+        let error = error.to_string();
+        if self.discovery_failing.as_deref() != Some(&error) {
+            context.notices.error(&format_args!(
+                "discovering the cluster's resources: {error}"
+            ));
+            self.discovery_failing = Some(error);
+        }
     }
 
     /// Lists `id` into the mirror, a page at a time: how many objects, or
@@ -335,16 +385,26 @@ fn display(id: &GroupResource) -> String {
 
 impl Source for ClusterSource {
     fn name(&self) -> String {
-        self.name.clone()
+        self.options.name.clone()
     }
 
     fn seed(&mut self, scope: &SeedScope, context: &Context) -> Result<SeedReport, SourceError> {
         let discovered = match self.discover() {
-            Ok(()) => true,
+            Ok(new) => {
+                self.discovery_failing = None;
+                // Found now but outside this listing's scope: a listing of
+                // their own, since this one may prune only what it lists.
+                let outside: Vec<GroupResource> = new
+                    .into_iter()
+                    .filter(|id| scope.resources.as_ref().is_some_and(|r| !r.contains(id)))
+                    .collect();
+                if !outside.is_empty() {
+                    context.control.relist(SeedScope::resources(outside));
+                }
+                true
+            }
             Err(error) => {
-                context.notices.error(&format_args!(
-                    "discovering the cluster's resources: {error}"
-                ));
+                self.discovery_failed(&error, context);
                 false
             }
         };
@@ -386,7 +446,7 @@ impl Source for ClusterSource {
     }
 
     fn follow(&mut self, context: &Context) -> Result<(), SourceError> {
-        tracing::info!("following {}", self.name);
+        tracing::info!("following {}", self.options.name);
         let (out, mut messages) = tokio::sync::mpsc::channel(BATCH * 4);
         let mut batch = Batch::default();
         let result = loop {
@@ -398,6 +458,7 @@ impl Source for ClusterSource {
             {
                 break Err(error);
             }
+            self.rediscover(context);
             self.watch(&out);
             // The timer is made on the runtime: this thread is not one of its.
             let wait =
