@@ -286,3 +286,103 @@ fn a_crd_installed_while_following_is_followed_within_one_discovery() {
     let stderr = daemon.stderr();
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+/// The author of the last commit that touched `path`.
+fn author_of(git: &GitServer, path: &str) -> String {
+    git_in(
+        &git.bare(),
+        &["log", "-1", "--format=%an", "main", "--", path],
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn changes_are_authored_by_the_user_the_audit_webhook_names() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "before"]);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        api.kubeconfig().as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--audit-webhook".as_ref(),
+    ]);
+    api.send_audit_to(&format!("http://{}/audit-webhook", daemon.address()));
+    const BEFORE: &str = "live/default/core/configmaps/before.yaml";
+    const BOBS: &str = "live/default/core/configmaps/bobs.yaml";
+    wait_for("the seed", || git.tree().contains_key(BEFORE).then_some(()));
+    assert_eq!(author_of(&git, BEFORE), "Unknown actor", "listed, not made");
+
+    let made = api.kubectl_as(
+        "bob",
+        &["create", "configmap", "bobs", "--from-literal=a=1"],
+    );
+    assert!(made.status.success());
+    wait_for("bob's config map", || {
+        git.tree().contains_key(BOBS).then_some(())
+    });
+    assert_eq!(author_of(&git, BOBS), "bob", "{}", daemon.stderr());
+
+    // A dry run persists nothing: no file, and nothing said of mallory.
+    let dry = api.kubectl_as(
+        "mallory",
+        &["create", "configmap", "dry", "--dry-run=server"],
+    );
+    assert!(dry.status.success());
+    let patched = api.kubectl_as(
+        "carol",
+        &[
+            "patch",
+            "configmap",
+            "bobs",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"2"}}"#,
+        ],
+    );
+    assert!(patched.status.success());
+    wait_for("carol's change", || {
+        git.tree().get(BOBS)?.contains("a: \"2\"").then_some(())
+    });
+    assert_eq!(author_of(&git, BOBS), "carol");
+
+    let deleted = api.kubectl_as("dave", &["delete", "configmap", "before"]);
+    assert!(deleted.status.success());
+    wait_for("dave's delete", || {
+        (!git.tree().contains_key(BEFORE)).then_some(())
+    });
+    assert_eq!(author_of(&git, BEFORE), "dave");
+
+    let authors = git_in(&git.bare(), &["log", "--format=%an", "main"]);
+    assert!(!authors.contains("mallory"), "{authors}");
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("error"), "{stderr}");
+
+    // A body that is not an EventList is refused with why, and the
+    // webhook goes on.
+    let answers = crate::support::python(&format!(
+        "import urllib.request, urllib.error\n\
+         for body in [b'{{not json', b'42', b'', bytes(range(256))]:\n\
+         \x20   try:\n\
+         \x20       r = urllib.request.urlopen(urllib.request.Request('http://{}/audit-webhook', data=body, method='POST'))\n\
+         \x20       print(r.status)\n\
+         \x20   except urllib.error.HTTPError as e:\n\
+         \x20       print(e.code, e.read().decode().strip())\n",
+        daemon.address()
+    ));
+    let codes: Vec<&str> = answers.lines().map(|l| &l[..3]).collect();
+    assert_eq!(codes, ["400"; 4], "{answers}");
+    assert!(
+        answers.contains("not an audit.k8s.io/v1 EventList"),
+        "{answers}"
+    );
+    assert!(!git.tree().keys().any(|p| p.contains("dry")));
+}

@@ -26,10 +26,42 @@ pub struct Server {
     /// Ends the open watches of a resource (its plural) with 410 Gone, as
     /// an API server whose watch cache was reset does.
     pub expiry: broadcast::Sender<String>,
+    /// Where audit events of writes go.
+    pub audit: super::audit::Audit,
 }
 
-/// Answers one request.
+/// Answers one request; a write's audit event is posted after.
 pub async fn handle(State(server): State<Arc<Server>>, request: Request) -> Response {
+    let method = request.method().clone();
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return answer_request(server, request).await;
+    }
+    let uri = request.uri().to_string();
+    let user = user_of(request.headers());
+    let response = answer_request(server.clone(), request).await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let object: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    server
+        .audit
+        .write(&method, &uri, &user, parts.status.as_u16(), &object);
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Who makes a request: kubectl sends no bearer token over plain HTTP;
+/// `--as` (an impersonation header) it does send, and a real server then
+/// records the impersonated user.
+fn user_of(headers: &HeaderMap) -> String {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("impersonate-user")
+        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+        .unwrap_or("system:anonymous")
+        .to_owned()
+}
+
+async fn answer_request(server: Arc<Server>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,
@@ -72,14 +104,7 @@ struct Call {
 
 impl Call {
     fn write(&self) -> Write {
-        // kubectl sends no bearer token over plain HTTP; `--as` (an
-        // impersonation header) it does send, and a real server then
-        // records the impersonated user.
-        let header = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
-        let user = header("impersonate-user")
-            .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
-            .unwrap_or("system:anonymous")
-            .to_owned();
+        let user = user_of(&self.headers);
         let agent = self
             .headers
             .get(header::USER_AGENT)

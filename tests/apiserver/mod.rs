@@ -10,6 +10,7 @@
 //! sends over plain HTTP, unlike a bearer token) or a bearer token (a
 //! request with `Authorization: Bearer alice` is alice's).
 
+mod audit;
 mod http;
 mod openapi;
 mod protobuf;
@@ -47,6 +48,7 @@ impl ApiServer {
             store: Store::new(),
             bookmark_every,
             expiry: tokio::sync::broadcast::channel(4).0,
+            audit: Default::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -86,6 +88,12 @@ impl ApiServer {
     /// The server's URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// Posts the audit event of every write from now on to `url`
+    /// (`http://host:port/path`), as an API server with an audit webhook.
+    pub fn send_audit_to(&self, url: &str) {
+        self.server.audit.send_to(url);
     }
 
     /// Ends the open watches of `plural` with 410 Gone.

@@ -10,6 +10,7 @@ use super::{GlobalArgs, Policies, load_policies};
 use super::{config_file, progress};
 use crate::bundle::Serving;
 use crate::daemon::{Bundles, Daemon, Outcome, Setup};
+use crate::ingest::attribution::{self, Facts, FactsConfig};
 use crate::ingest::cluster::{self, ClusterOptions, ClusterSource};
 use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
 use crate::ingest::source::{SeedReport, Source};
@@ -48,6 +49,15 @@ pub struct RunArgs {
     /// watched.
     #[arg(long, value_name = "FILE", conflicts_with = "source_dir")]
     kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig: serve the API server's audit webhook at
+    /// /audit-webhook, and author each change by the user its audit event
+    /// names (watch events wait up to --attribution-grace for it).
+    #[arg(long, requires = "kubeconfig")]
+    audit_webhook: bool,
+    /// Seconds a watch event waits for the audit event that names who
+    /// made it; one that does not come in time is the visible sentinel's.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = seconds)]
+    attribution_grace: f64,
     /// With --kubeconfig, seconds between two discoveries of the cluster's
     /// resources: a CRD installed since is followed, one removed is not.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = super::at_least_one)]
@@ -128,6 +138,18 @@ pub struct RunArgs {
     listen: Option<SocketAddr>,
     #[command(flatten)]
     http: super::HttpArgs,
+}
+
+/// A duration in seconds: finite, not negative, at most a day.
+fn seconds(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if (0.0..=86_400.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not between 0 and 86400 seconds"))
+    }
 }
 
 /// A count that must be at least one.
@@ -242,9 +264,20 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         None => directory().name(),
     };
     let handle = runtime.handle().clone();
+    // The audit webhook says who made each change.
+    let facts = args.audit_webhook.then(|| {
+        Arc::new(Facts::new(FactsConfig {
+            grace: Duration::from_secs_f64(args.attribution_grace),
+            ..FactsConfig::default()
+        }))
+    });
+    let routes = match &facts {
+        Some(facts) => attribution::routes(facts.clone()),
+        None => Default::default(),
+    };
     let setup = Setup {
         runtime,
-        routes: Default::default(),
+        routes,
         policies: Serving::new(Arc::new(set), digests),
         bundles: loader.map(|loader| Bundles { loader, offline }),
         config,
@@ -278,6 +311,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 name: name.clone(),
                 rules: Box::new(rules),
                 rediscover: Duration::from_secs(args.discovery_interval),
+                facts,
             };
             Box::new(ClusterSource::new(client, handle, options))
         }

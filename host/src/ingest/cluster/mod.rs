@@ -20,22 +20,26 @@
 
 mod convert;
 mod select;
+mod waiting;
 mod watch;
 
 pub use convert::event_of;
 pub use select::{NOISY, Selector};
 
+use crate::ingest::attribution::Facts;
 use crate::ingest::source::{Context, SeedReport, Source, SourceError};
 use crate::mirror::{Listing, SeedScope};
 use crate::model::{Event, GroupResource};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::{Discovery, verbs};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
+use waiting::{Batch, Released, Waiting};
 use watch::{Watch, Watched};
 
 /// Objects asked for per page of a listing.
@@ -111,6 +115,9 @@ pub struct ClusterOptions {
     pub rules: Box<dyn Fn() -> Vec<Value> + Send>,
     /// How often discovery runs again.
     pub rediscover: Duration,
+    /// Who made which change, as the audit webhook says; none when no one
+    /// says (changes are then the visible sentinel's).
+    pub facts: Option<Arc<Facts>>,
 }
 
 /// The cluster, followed through List and Watch.
@@ -123,13 +130,17 @@ pub struct ClusterSource {
     discovered: Instant,
     /// The last discovery error, said once while it lasts.
     discovery_failing: Option<String>,
+    /// Watch events not routed yet.
+    waiting: Waiting,
 }
 
 impl ClusterSource {
     /// Follows the cluster `client` reaches, on `runtime`, as `options`
     /// say.
     pub fn new(client: kube::Client, runtime: Handle, options: ClusterOptions) -> ClusterSource {
+        let waiting = Waiting::new(options.facts.clone(), BATCH);
         ClusterSource {
+            waiting,
             client,
             runtime,
             options,
@@ -226,6 +237,7 @@ impl ClusterSource {
         }
         followed.generation += 1;
         followed.version = None;
+        self.waiting.forget(id);
         let resource = followed.resource.clone();
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
         let mut params = ListParams::default().limit(PAGE);
@@ -292,19 +304,13 @@ impl ClusterSource {
                 followed.version = Some(version);
             }
         }
-        batch.events.clear();
-        batch.objects.clear();
+        batch.clear();
         Ok(())
     }
 
-    /// Takes one message of a watch into `batch`; a resource whose
-    /// version is gone is returned, to be listed again.
-    fn take(
-        &mut self,
-        message: Watched,
-        batch: &mut Batch,
-        context: &Context,
-    ) -> Result<Option<GroupResource>, SourceError> {
+    /// Takes one message of a watch; a resource whose version is gone is
+    /// returned, to be listed again.
+    fn take(&mut self, message: Watched, context: &Context) -> Option<GroupResource> {
         let current = |source: &Self, id: &GroupResource, generation: u64| {
             source
                 .followed
@@ -318,26 +324,19 @@ impl ClusterSource {
                 event,
                 version,
             } if current(self, &resource, generation) => {
-                // At most one event per object in a batch: routing runs
-                // them in parallel.
-                if !batch.objects.insert(event.target.key().to_string()) {
-                    self.route(batch, context)?;
-                    batch.objects.insert(event.target.key().to_string());
-                }
-                batch.events.push(*event);
-                batch.versions.insert(resource, version);
+                self.waiting.push(resource, version, Some(event));
             }
             Watched::Cursor {
                 resource,
                 generation,
                 version,
             } if current(self, &resource, generation) => {
-                batch.versions.insert(resource, version);
+                self.waiting.push(resource, version, None);
             }
             Watched::Gone {
                 resource,
                 generation,
-            } if current(self, &resource, generation) => return Ok(Some(resource)),
+            } if current(self, &resource, generation) => return Some(resource),
             Watched::Failed {
                 resource,
                 generation,
@@ -355,16 +354,20 @@ impl ClusterSource {
             // A message of a watch that a listing replaced.
             _ => {}
         }
-        Ok(None)
+        None
     }
-}
 
-/// Watch events gathered for one routing.
-#[derive(Default)]
-struct Batch {
-    events: Vec<Event>,
-    objects: HashSet<String>,
-    versions: std::collections::HashMap<GroupResource, String>,
+    /// Routes what may go now: events whose author is known, or that
+    /// waited long enough.
+    fn release(&mut self, batch: &mut Batch, context: &Context) -> Result<(), SourceError> {
+        loop {
+            let released = self.waiting.release(batch, Instant::now());
+            self.route(batch, context)?;
+            if released == Released::AllThatMay {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Why a resource could not be listed.
@@ -463,22 +466,17 @@ impl Source for ClusterSource {
             // The timer is made on the runtime: this thread is not one of its.
             let wait =
                 async { tokio::time::timeout(Duration::from_millis(250), messages.recv()).await };
-            let Ok(Some(first)) = self.runtime.block_on(wait) else {
-                continue;
-            };
+            let mut next = self.runtime.block_on(wait).ok().flatten();
             let mut gone = Vec::new();
-            let mut next = Some(first);
+            let mut taken = 0;
             while let Some(message) = next.take() {
-                match self.take(message, &mut batch, context) {
-                    Ok(Some(resource)) => gone.push(resource),
-                    Ok(None) => {}
-                    Err(error) => return Err(error),
-                }
-                if batch.events.len() < BATCH {
+                gone.extend(self.take(message, context));
+                taken += 1;
+                if taken < BATCH {
                     next = messages.try_recv().ok();
                 }
             }
-            if let Err(error) = self.route(&mut batch, context) {
+            if let Err(error) = self.release(&mut batch, context) {
                 break Err(error);
             }
             if !gone.is_empty() {
