@@ -386,3 +386,79 @@ fn changes_are_authored_by_the_user_the_audit_webhook_names() {
     );
     assert!(!git.tree().keys().any(|p| p.contains("dry")));
 }
+
+#[test]
+fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "shop"]);
+    api.kubectl(&["create", "secret", "generic", "token", "--from-literal=t=x"]);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps, secrets");
+    const TOKEN: &str = "live/default/core/secrets/token.yaml";
+    const SHOP: &str = "live/default/core/configmaps/shop.yaml";
+    let once = || {
+        std::process::Command::new(binary())
+            .args(["run", "--once", "--kubeconfig"])
+            .arg(api.kubeconfig())
+            .arg("--config")
+            .arg(&rules)
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .output()
+            .unwrap()
+    };
+    assert!(once().status.success());
+    assert!(git.tree().contains_key(TOKEN));
+
+    // Secrets may not be listed now: said, and the Secret's file stays
+    // while the config map's change is mirrored.
+    api.forbid("secrets", true);
+    api.kubectl(&[
+        "patch",
+        "configmap",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"1"}}"#,
+    ]);
+    let out = once();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("listing secrets: ") && stderr.contains("403"),
+        "{stderr}"
+    );
+    let tree = git.tree();
+    assert!(tree.contains_key(TOKEN), "not pruned: {stderr}");
+    assert!(tree[SHOP].contains("a: \"1\""), "{tree:?}");
+
+    // Following, it stands in /readyz until it may be listed again.
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        api.kubeconfig().as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    let address = daemon.address();
+    let body = wait_for("the refusal in /readyz", || {
+        let (status, body) = crate::support::http_get(&address, "/readyz");
+        (status == 503 && body.contains("source secrets")).then_some(body)
+    });
+    assert!(body.contains("403"), "{body}");
+    api.forbid("secrets", false);
+    api.kubectl(&["create", "secret", "generic", "later", "--from-literal=t=y"]);
+    wait_for("the secret listed once it may be", || {
+        git.tree()
+            .contains_key("live/default/core/secrets/later.yaml")
+            .then_some(())
+    });
+    wait_for("ready again", || {
+        let (status, _) = crate::support::http_get(&address, "/readyz");
+        (status == 200).then_some(())
+    });
+}

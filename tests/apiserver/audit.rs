@@ -69,7 +69,7 @@ impl Audit {
 
 /// The objectRef of a request's path: `/api/v1/namespaces/ns/configmaps/a`,
 /// `/apis/apps/v1/deployments`, with a subresource or not.
-fn object_ref(uri: &str) -> Option<Value> {
+pub fn object_ref(uri: &str) -> Option<Value> {
     let path = uri.split('?').next()?;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segments.as_slice() {

@@ -28,6 +28,8 @@ pub struct Server {
     pub expiry: broadcast::Sender<String>,
     /// Where audit events of writes go.
     pub audit: super::audit::Audit,
+    /// Resources (plurals) no one may read, as RBAC would refuse them.
+    pub forbidden: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Answers one request; a write's audit event is posted after.
@@ -62,6 +64,17 @@ fn user_of(headers: &HeaderMap) -> String {
 }
 
 async fn answer_request(server: Arc<Server>, request: Request) -> Response {
+    let refused = super::audit::object_ref(&request.uri().to_string())
+        .and_then(|object| object["resource"].as_str().map(str::to_owned))
+        .filter(|plural| server.forbidden.lock().unwrap().contains(plural));
+    if let Some(plural) = refused {
+        let user = user_of(request.headers());
+        return failure(ApiError::new(
+            403,
+            "Forbidden",
+            format!("{plural} is forbidden: User \"{user}\" cannot list resource \"{plural}\""),
+        ));
+    }
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,

@@ -49,6 +49,7 @@ impl ApiServer {
             bookmark_every,
             expiry: tokio::sync::broadcast::channel(4).0,
             audit: Default::default(),
+            forbidden: Default::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -94,6 +95,17 @@ impl ApiServer {
     /// (`http://host:port/path`), as an API server with an audit webhook.
     pub fn send_audit_to(&self, url: &str) {
         self.server.audit.send_to(url);
+    }
+
+    /// Refuses (403) every request for `plural` from now on, or, with
+    /// `false`, no more.
+    pub fn forbid(&self, plural: &str, forbidden: bool) {
+        let mut set = self.server.forbidden.lock().unwrap();
+        if forbidden {
+            set.insert(plural.to_owned());
+        } else {
+            set.remove(plural);
+        }
     }
 
     /// Ends the open watches of `plural` with 410 Gone.

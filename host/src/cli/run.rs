@@ -312,6 +312,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 rules: Box::new(rules),
                 rediscover: Duration::from_secs(args.discovery_interval),
                 facts,
+                health: Some(daemon.health()),
             };
             Box::new(ClusterSource::new(client, handle, options))
         }

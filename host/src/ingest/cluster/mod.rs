@@ -19,6 +19,7 @@
 //! stay.
 
 mod convert;
+mod reports;
 mod select;
 mod waiting;
 mod watch;
@@ -32,6 +33,7 @@ use crate::mirror::{Listing, SeedScope};
 use crate::model::{Event, GroupResource};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::{Discovery, verbs};
+use reports::Reports;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,6 +49,9 @@ const PAGE: u32 = 500;
 
 /// Watch events routed at once, at most.
 const BATCH: usize = 256;
+
+/// How often a resource whose listing failed is listed again.
+const RELIST_FAILED: Duration = Duration::from_secs(10);
 
 /// Why the cluster cannot be reached at all.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +107,6 @@ struct Followed {
     generation: u64,
     /// Its running watch.
     watch: Option<AbortHandle>,
-    /// The watch's last error, said once while it lasts.
-    failing: Option<String>,
 }
 
 /// How the cluster is followed.
@@ -118,6 +121,8 @@ pub struct ClusterOptions {
     /// Who made which change, as the audit webhook says; none when no one
     /// says (changes are then the visible sentinel's).
     pub facts: Option<Arc<Facts>>,
+    /// Where failing parts stand until they work (`/readyz`).
+    pub health: Option<Arc<crate::telemetry::health::Health>>,
 }
 
 /// The cluster, followed through List and Watch.
@@ -128,8 +133,10 @@ pub struct ClusterSource {
     followed: BTreeMap<GroupResource, Followed>,
     /// When discovery last ran.
     discovered: Instant,
-    /// The last discovery error, said once while it lasts.
-    discovery_failing: Option<String>,
+    /// When resources whose listing failed were last listed again.
+    relisted: Instant,
+    /// What fails now.
+    reports: Reports,
     /// Watch events not routed yet.
     waiting: Waiting,
 }
@@ -141,12 +148,13 @@ impl ClusterSource {
         let waiting = Waiting::new(options.facts.clone(), BATCH);
         ClusterSource {
             waiting,
+            reports: Reports::new(options.health.clone()),
+            relisted: Instant::now(),
             client,
             runtime,
             options,
             followed: BTreeMap::new(),
             discovered: Instant::now(),
-            discovery_failing: None,
         }
     }
 
@@ -171,7 +179,6 @@ impl ClusterSource {
                         version: None,
                         generation: 0,
                         watch: None,
-                        failing: None,
                     });
                     now.insert(
                         id,
@@ -190,6 +197,7 @@ impl ClusterSource {
             .collect();
         for (id, gone) in std::mem::replace(&mut self.followed, now) {
             tracing::info!("{} is not followed any more", display(&id));
+            self.reports.working(&part(&id));
             if let Some(watch) = gone.watch {
                 watch.abort();
             }
@@ -205,7 +213,7 @@ impl ClusterSource {
         }
         match self.discover() {
             Ok(new) => {
-                self.discovery_failing = None;
+                self.reports.working(DISCOVERY);
                 if !new.is_empty() {
                     tracing::info!("{} resource(s) found since the last discovery", new.len());
                     context.control.relist(SeedScope::resources(new));
@@ -216,12 +224,30 @@ impl ClusterSource {
     }
 
     fn discovery_failed(&mut self, error: &kube::Error, context: &Context) {
-        let error = error.to_string();
-        if self.discovery_failing.as_deref() != Some(&error) {
-            context.notices.error(&format_args!(
-                "discovering the cluster's resources: {error}"
-            ));
-            self.discovery_failing = Some(error);
+        let message = format!("discovering the cluster's resources: {error}");
+        self.reports.failing(
+            DISCOVERY,
+            message,
+            !self.followed.is_empty(),
+            context.notices,
+        );
+    }
+
+    /// Lists again, every [`RELIST_FAILED`], the resources whose listing
+    /// failed: they are watched once it works.
+    fn relist_failed(&mut self, context: &Context) {
+        if self.relisted.elapsed() < RELIST_FAILED {
+            return;
+        }
+        self.relisted = Instant::now();
+        let failed: Vec<GroupResource> = self
+            .followed
+            .iter()
+            .filter(|(_, f)| f.version.is_none() && f.watch.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !failed.is_empty() {
+            context.control.relist(SeedScope::resources(failed));
         }
     }
 
@@ -324,6 +350,7 @@ impl ClusterSource {
                 event,
                 version,
             } if current(self, &resource, generation) => {
+                self.reports.working(&part(&resource));
                 self.waiting.push(resource, version, Some(event));
             }
             Watched::Cursor {
@@ -331,6 +358,7 @@ impl ClusterSource {
                 generation,
                 version,
             } if current(self, &resource, generation) => {
+                self.reports.working(&part(&resource));
                 self.waiting.push(resource, version, None);
             }
             Watched::Gone {
@@ -342,14 +370,9 @@ impl ClusterSource {
                 generation,
                 error,
             } if current(self, &resource, generation) => {
-                let followed = self.followed.get_mut(&resource).expect("current");
-                if followed.failing.as_deref() != Some(&error) {
-                    context.notices.error(&format_args!(
-                        "watching {}: {error}; trying again",
-                        display(&resource)
-                    ));
-                    followed.failing = Some(error);
-                }
+                let message = format!("watching {}: {error}; trying again", display(&resource));
+                self.reports
+                    .failing(&part(&resource), message, true, context.notices);
             }
             // A message of a watch that a listing replaced.
             _ => {}
@@ -378,6 +401,14 @@ enum ListFailure {
     Intake(crate::queue::QueueError),
 }
 
+/// The readiness part of the discovery.
+const DISCOVERY: &str = "source discovery";
+
+/// The readiness part of a resource.
+fn part(id: &GroupResource) -> String {
+    format!("source {}", display(id))
+}
+
 fn display(id: &GroupResource) -> String {
     if id.group.is_empty() {
         id.resource.clone()
@@ -394,7 +425,7 @@ impl Source for ClusterSource {
     fn seed(&mut self, scope: &SeedScope, context: &Context) -> Result<SeedReport, SourceError> {
         let discovered = match self.discover() {
             Ok(new) => {
-                self.discovery_failing = None;
+                self.reports.working(DISCOVERY);
                 // Found now but outside this listing's scope: a listing of
                 // their own, since this one may prune only what it lists.
                 let outside: Vec<GroupResource> = new
@@ -427,12 +458,19 @@ impl Source for ClusterSource {
         };
         for id in &wanted {
             match self.list(id, context) {
-                Ok(count) => report.objects += count,
+                Ok(count) => {
+                    self.reports.working(&part(id));
+                    report.objects += count;
+                }
                 Err(ListFailure::Intake(error)) => return Err(error.into()),
                 Err(ListFailure::Api(error)) => {
-                    context
-                        .notices
-                        .error(&format_args!("listing {}: {error}", display(id)));
+                    let message = format!(
+                        "listing {}: {error}; nothing is pruned on its account, and it is listed again every {} s",
+                        display(id),
+                        RELIST_FAILED.as_secs()
+                    );
+                    self.reports
+                        .failing(&part(id), message, false, context.notices);
                     report.unread += 1;
                     report.complete = false;
                 }
@@ -462,6 +500,7 @@ impl Source for ClusterSource {
                 break Err(error);
             }
             self.rediscover(context);
+            self.relist_failed(context);
             self.watch(&out);
             // The timer is made on the runtime: this thread is not one of its.
             let wait =
