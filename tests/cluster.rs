@@ -462,3 +462,130 @@ fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_i
         (status == 200).then_some(())
     });
 }
+
+/// The README's CEL recipes, one destination each: what a rule's
+/// condition lets through, against objects that match and objects that
+/// do not.
+const RECIPES: [(&str, &str); 5] = [
+    (
+        "not-controller-owned",
+        "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)",
+    ),
+    (
+        "not-ignored",
+        "!has(object.metadata.labels) || !('plumbline.dev/ignore' in object.metadata.labels)",
+    ),
+    (
+        "not-kube-namespaces",
+        "!has(object.metadata.namespace) || !object.metadata.namespace.matches('^kube-')",
+    ),
+    (
+        "not-by-flux",
+        "!has(event.username) || !event.username.startsWith('system:serviceaccount:flux-system:')",
+    ),
+    (
+        "tier-two",
+        "has(object.metadata.labels) && 'tier' in object.metadata.labels && object.metadata.labels['tier'] == 'two'",
+    ),
+];
+
+#[test]
+fn the_readmes_cel_recipes_each_let_through_what_they_say() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "plain"]);
+    let objects = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: default\n  ownerReferences:\n  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-1, uid: 5d2a1c9e-0000-4000-8000-000000000001, controller: true}\n---\n\
+        apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ignored, namespace: default, labels: {plumbline.dev/ignore: 'true'}}\n---\n\
+        apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tier-two, namespace: default, labels: {tier: two}}\n---\n\
+        apiVersion: v1\nkind: ConfigMap\nmetadata: {name: system, namespace: kube-system}\n";
+    let applied = api.apply_as("alice", objects);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let git = GitServer::start();
+    let mut text = format!(
+        "apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitRepoConfig\nmetadata: {{name: gitops, namespace: plumbline}}\n\
+         spec: {{repoUrl: '{}', allowedBranches: [main]}}\n",
+        git.url()
+    );
+    for (name, condition) in RECIPES {
+        text.push_str(&format!(
+            "---\napiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitDestination\nmetadata: {{name: {name}, namespace: plumbline}}\n\
+             spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: {name}}}\n---\n\
+             apiVersion: mirror.plumbline.dev/v1alpha1\nkind: ClusterWatchRule\nmetadata: {{name: {name}}}\n\
+             spec:\n  destinationRef: {{name: {name}, namespace: plumbline}}\n  rules:\n\
+             \x20 - {{scope: Namespaced, resources: [configmaps], condition: \"{condition}\"}}\n"
+        ));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    std::fs::write(&rules, text).unwrap();
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        api.kubeconfig().as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--audit-webhook".as_ref(),
+    ]);
+    api.send_audit_to(&format!("http://{}/audit-webhook", daemon.address()));
+    wait_for("the seed", || {
+        git.tree()
+            .contains_key("tier-two/default/core/configmaps/tier-two.yaml")
+            .then_some(())
+    });
+    // A change by Flux's controller, which would loop back otherwise.
+    let flux = "system:serviceaccount:flux-system:kustomize-controller";
+    assert!(
+        api.kubectl_as(flux, &["create", "configmap", "by-flux"])
+            .status
+            .success()
+    );
+    // The other destinations show it; then every commit is in.
+    wait_for("the change by Flux", || {
+        let tree = git.tree();
+        RECIPES
+            .iter()
+            .filter(|(name, _)| !["not-by-flux", "tier-two"].contains(name))
+            .all(|(name, _)| {
+                tree.contains_key(&format!("{name}/default/core/configmaps/by-flux.yaml"))
+            })
+            .then_some(())
+    });
+    let tree = git.tree();
+    let names = |folder: &str| -> Vec<String> {
+        let mut names: Vec<String> = tree
+            .keys()
+            .filter_map(|path| path.strip_prefix(&format!("{folder}/")))
+            .map(|rest| {
+                rest.rsplit('/')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(".yaml")
+                    .to_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names("not-controller-owned"),
+        ["by-flux", "ignored", "plain", "system", "tier-two"]
+    );
+    assert_eq!(
+        names("not-ignored"),
+        ["by-flux", "owned", "plain", "system", "tier-two"]
+    );
+    assert_eq!(
+        names("not-kube-namespaces"),
+        ["by-flux", "ignored", "owned", "plain", "tier-two"]
+    );
+    assert_eq!(
+        names("not-by-flux"),
+        ["ignored", "owned", "plain", "system", "tier-two"]
+    );
+    assert_eq!(names("tier-two"), ["tier-two"]);
+}
