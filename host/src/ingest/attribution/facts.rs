@@ -123,12 +123,15 @@ impl Facts {
             (Some(uid), Some(rv)) => inner.by.get(&Key::Version(uid.clone(), rv.clone())),
             _ => None,
         };
-        let name = Key::Name(
-            target.group.clone(),
-            target.resource.clone(),
-            target.namespace.clone(),
-            target.name.clone(),
-        );
+        // Built only when the exact key found nothing: most lookups end there.
+        let name = || {
+            Key::Name(
+                target.group.clone(),
+                target.resource.clone(),
+                target.namespace.clone(),
+                target.name.clone(),
+            )
+        };
         let deleted = || {
             if event.operation != Operation::Delete {
                 return None;
@@ -139,7 +142,7 @@ impl Facts {
                 .map(|uid| Key::Deleted(Box::new(Key::Uid(uid))));
             by_uid
                 .and_then(|key| inner.by.get(&key))
-                .or_else(|| inner.by.get(&Key::Deleted(Box::new(name.clone()))))
+                .or_else(|| inner.by.get(&Key::Deleted(Box::new(name()))))
         };
         let found = exact
             .or_else(deleted)
@@ -147,7 +150,7 @@ impl Facts {
                 let uid = event.uid.clone()?;
                 inner.by.get(&Key::Uid(uid)).filter(near)
             })
-            .or_else(|| inner.by.get(&name).filter(near))
+            .or_else(|| inner.by.get(&name()).filter(near))
             .or_else(|| {
                 let collection = Key::Collection(
                     target.group.clone(),
