@@ -15,7 +15,7 @@ mod http;
 mod openapi;
 mod protobuf;
 mod resources;
-mod store;
+pub mod store;
 mod tests;
 
 pub use store::Store;
