@@ -56,7 +56,9 @@ pub struct RunArgs {
     audit_webhook: bool,
     /// Seconds a watch event waits for the audit event that names who
     /// made it; one that does not come in time is the visible sentinel's.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = seconds)]
+    /// The API server sends a batch every --audit-webhook-batch-max-wait
+    /// (30 s by default): set that to 1s, or raise this (at most 60).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = grace_seconds)]
     attribution_grace: f64,
     /// With --kubeconfig, seconds between two discoveries of the cluster's
     /// resources: a CRD installed since is followed, one removed is not.
@@ -140,15 +142,16 @@ pub struct RunArgs {
     http: super::HttpArgs,
 }
 
-/// A duration in seconds: finite, not negative, at most a day.
-fn seconds(text: &str) -> Result<f64, String> {
+/// A grace window in seconds: not negative, and no longer than a fact is
+/// kept (60 s), or the fact would be gone before its event gave up.
+fn grace_seconds(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if (0.0..=86_400.0).contains(&value) {
+    if (0.0..=60.0).contains(&value) {
         Ok(value)
     } else {
-        Err(format!("{value} is not between 0 and 86400 seconds"))
+        Err(format!("{value} is not between 0 and 60 seconds"))
     }
 }
 

@@ -82,6 +82,8 @@ struct ObjectRef {
     #[serde(default)]
     resource: String,
     #[serde(default)]
+    subresource: Option<String>,
+    #[serde(default)]
     namespace: Option<String>,
     #[serde(default)]
     name: Option<String>,
@@ -112,6 +114,13 @@ fn fact_of(event: Event) -> Option<Fact> {
         return None;
     }
     let object = event.object_ref?;
+    // A write to a subresource that does not change its object (a token
+    // request, a proxy, a binding) attributes nothing; status and scale
+    // do change it.
+    let subresource = object.subresource.as_deref().unwrap_or_default();
+    if !["", "status", "scale"].contains(&subresource) {
+        return None;
+    }
     let username = event
         .impersonated_user
         .map(|u| u.username)
@@ -296,5 +305,19 @@ mod tests {
             }
             let _ = facts(&mangled);
         }
+    }
+
+    #[test]
+    fn a_write_to_a_subresource_that_changes_nothing_attributes_nothing() {
+        let token = serde_json::json!({"items": [
+            {"stage": "ResponseComplete", "verb": "create", "user": {"username": "system:node:n1"},
+             "objectRef": {"resource": "serviceaccounts", "namespace": "shop", "name": "web", "subresource": "token"},
+             "responseStatus": {"code": 201}},
+        ]});
+        assert!(
+            facts(&serde_json::to_vec(&token).unwrap())
+                .unwrap()
+                .is_empty()
+        );
     }
 }

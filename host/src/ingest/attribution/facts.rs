@@ -104,6 +104,13 @@ impl Facts {
                     username: fact.username.clone(),
                     at: now,
                 };
+                match key {
+                    // A version is made once: a later fact of the same
+                    // version is a no-op write (an apply that changed
+                    // nothing), which must not take the author's place.
+                    Key::Version(..) if inner.by.contains_key(&key) => continue,
+                    _ => {}
+                }
                 inner.by.insert(key.clone(), kept);
                 inner.order.push_back((now, key));
             }
@@ -140,9 +147,11 @@ impl Facts {
                 .uid
                 .clone()
                 .map(|uid| Key::Deleted(Box::new(Key::Uid(uid))));
+            // By name only within the grace window: the name may have been
+            // another object's, deleted a minute ago by someone else.
             by_uid
                 .and_then(|key| inner.by.get(&key))
-                .or_else(|| inner.by.get(&Key::Deleted(Box::new(name()))))
+                .or_else(|| inner.by.get(&Key::Deleted(Box::new(name()))).filter(near))
         };
         let found = exact
             .or_else(deleted)
@@ -275,6 +284,39 @@ mod tests {
         let third = event(Operation::Update, "a", "u1", "12");
         assert_eq!(facts.lookup(&third, now), None);
         assert_eq!(facts.counts(), (2, 1));
+    }
+
+    #[test]
+    fn a_no_op_write_of_the_same_version_does_not_take_the_authors_place() {
+        let facts = Facts::new(FactsConfig::default());
+        facts.record(vec![
+            fact("alice", Some("a"), Some("u1"), Some("10")),
+            fact("ci", Some("a"), Some("u1"), Some("10")),
+        ]);
+        let made = event(Operation::Update, "a", "u1", "10");
+        assert_eq!(
+            facts.lookup(&made, Instant::now()).as_deref(),
+            Some("alice")
+        );
+    }
+
+    #[test]
+    fn a_delete_found_by_name_only_is_found_within_the_grace_window_only() {
+        let facts = Facts::new(FactsConfig::default());
+        let mut deletion = fact("frank", Some("a"), None, None);
+        deletion.deletion = true;
+        facts.record(vec![deletion]);
+        let later = event(Operation::Delete, "a", "u9", "99");
+        let far = Instant::now() + Duration::from_secs(30);
+        assert_eq!(
+            facts.lookup(&later, far),
+            None,
+            "another object of that name"
+        );
+        assert_eq!(
+            facts.lookup(&later, Instant::now()).as_deref(),
+            Some("frank")
+        );
     }
 
     #[test]

@@ -35,7 +35,16 @@ pub fn routes(facts: Arc<Facts>) -> Router {
 }
 
 async fn audit_webhook(State(facts): State<Arc<Facts>>, body: Bytes) -> (StatusCode, String) {
-    match audit::facts(&body) {
+    // A batch can be tens of MiB: read off the runtime's threads, which
+    // serve the probes.
+    let read = tokio::task::spawn_blocking(move || audit::facts(&body)).await;
+    let Ok(read) = read else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading the batch failed\n".into(),
+        );
+    };
+    match read {
         Ok(found) => {
             facts.record(found);
             (StatusCode::OK, "{}".into())

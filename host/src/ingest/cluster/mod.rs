@@ -19,6 +19,7 @@
 //! stay.
 
 mod convert;
+mod discover;
 mod reports;
 mod select;
 mod waiting;
@@ -32,7 +33,7 @@ use crate::ingest::source::{Context, SeedReport, Source, SourceError};
 use crate::mirror::{Listing, SeedScope};
 use crate::model::{Event, GroupResource};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::discovery::{Discovery, verbs};
+use kube::discovery::verbs;
 use reports::Reports;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -137,6 +138,8 @@ pub struct ClusterSource {
     relisted: Instant,
     /// What fails now.
     reports: Reports,
+    /// The last generation given to a listing.
+    generations: u64,
     /// Watch events not routed yet.
     waiting: Waiting,
 }
@@ -149,6 +152,7 @@ impl ClusterSource {
         ClusterSource {
             waiting,
             reports: Reports::new(options.health.clone()),
+            generations: 0,
             relisted: Instant::now(),
             client,
             runtime,
@@ -159,26 +163,33 @@ impl ClusterSource {
     }
 
     /// The resources the rules select now, as discovery finds them; those
-    /// followed before and selected no more stop being watched. Returns
-    /// those not followed before.
-    fn discover(&mut self) -> Result<Vec<GroupResource>, kube::Error> {
+    /// followed before and selected no more stop being watched, except
+    /// those of a group that did not answer, which stay as they were.
+    /// Returns those not followed before; a group that did not answer is
+    /// said, and counted.
+    fn discover(&mut self, context: &Context) -> Result<Discovered, kube::Error> {
         self.discovered = Instant::now();
         let selector = Selector::of(&(self.options.rules)());
-        let discovery = self
+        let found = self
             .runtime
-            .block_on(Discovery::new(self.client.clone()).run())?;
+            .block_on(discover::groups(&self.client, &selector))?;
         let mut now = BTreeMap::new();
-        for group in discovery.groups() {
+        let mut new = Vec::new();
+        for group in &found.groups {
+            self.reports.working(&group_part(group.name()));
             for (resource, capabilities) in group.recommended_resources() {
                 let listable = capabilities.supports_operation(verbs::LIST)
                     && capabilities.supports_operation(verbs::WATCH);
                 if listable && selector.selects(&resource.group, &resource.plural) {
                     let id = GroupResource::new(&resource.group, &resource.plural);
-                    let followed = self.followed.remove(&id).unwrap_or(Followed {
-                        resource: resource.clone(),
-                        version: None,
-                        generation: 0,
-                        watch: None,
+                    let followed = self.followed.remove(&id).unwrap_or_else(|| {
+                        new.push(id.clone());
+                        Followed {
+                            resource: resource.clone(),
+                            version: None,
+                            generation: 0,
+                            watch: None,
+                        }
                     });
                     now.insert(
                         id,
@@ -190,11 +201,25 @@ impl ClusterSource {
                 }
             }
         }
-        let new = now
+        let unanswered: Vec<&str> = found.failed.iter().map(|(g, _)| g.as_str()).collect();
+        let kept: Vec<GroupResource> = self
+            .followed
             .keys()
-            .filter(|id| !self.followed.contains_key(*id))
+            .filter(|id| unanswered.contains(&id.group.as_str()))
             .cloned()
             .collect();
+        for id in kept {
+            let followed = self.followed.remove(&id).expect("listed above");
+            now.insert(id, followed);
+        }
+        for (group, error) in &found.failed {
+            let message = format!(
+                "discovering the API group {}: {error}; its resources are not listed anew, and nothing is pruned on their account",
+                if group.is_empty() { "core" } else { group }
+            );
+            self.reports
+                .failing(&group_part(group), message, true, context.notices);
+        }
         for (id, gone) in std::mem::replace(&mut self.followed, now) {
             tracing::info!("{} is not followed any more", display(&id));
             self.reports.working(&part(&id));
@@ -202,7 +227,10 @@ impl ClusterSource {
                 watch.abort();
             }
         }
-        Ok(new)
+        Ok(Discovered {
+            new,
+            unanswered: found.failed.len(),
+        })
     }
 
     /// Runs discovery again if it is time: resources found since are
@@ -211,8 +239,8 @@ impl ClusterSource {
         if self.discovered.elapsed() < self.options.rediscover {
             return;
         }
-        match self.discover() {
-            Ok(new) => {
+        match self.discover(context) {
+            Ok(Discovered { new, .. }) => {
                 self.reports.working(DISCOVERY);
                 if !new.is_empty() {
                     tracing::info!("{} resource(s) found since the last discovery", new.len());
@@ -261,7 +289,10 @@ impl ClusterSource {
         if let Some(watch) = followed.watch.take() {
             watch.abort();
         }
-        followed.generation += 1;
+        // One counter for the whole source: a resource dropped and followed
+        // again must not reuse a generation its old watch still sends.
+        self.generations += 1;
+        followed.generation = self.generations;
         followed.version = None;
         self.waiting.forget(id);
         let resource = followed.resource.clone();
@@ -404,6 +435,23 @@ enum ListFailure {
 /// The readiness part of the discovery.
 const DISCOVERY: &str = "source discovery";
 
+/// What a discovery found beyond the resources it follows.
+#[derive(Default)]
+struct Discovered {
+    /// Resources not followed before.
+    new: Vec<GroupResource>,
+    /// API groups that did not answer.
+    unanswered: usize,
+}
+
+/// The readiness part of an API group's discovery.
+fn group_part(group: &str) -> String {
+    format!(
+        "source API group {}",
+        if group.is_empty() { "core" } else { group }
+    )
+}
+
 /// The readiness part of a resource.
 fn part(id: &GroupResource) -> String {
     format!("source {}", display(id))
@@ -423,8 +471,20 @@ impl Source for ClusterSource {
     }
 
     fn seed(&mut self, scope: &SeedScope, context: &Context) -> Result<SeedReport, SourceError> {
-        let discovered = match self.discover() {
-            Ok(new) => {
+        // A listing of a few resources (a watch that expired, a listing
+        // that failed) needs no discovery: the periodic one finds what
+        // is new.
+        let discovery = match scope.resources {
+            None => self.discover(context),
+            Some(_) => Ok(Discovered::default()),
+        };
+        let mut unanswered = 0;
+        let discovered = match discovery {
+            Ok(Discovered {
+                new,
+                unanswered: groups,
+            }) => {
+                unanswered = groups;
                 self.reports.working(DISCOVERY);
                 // Found now but outside this listing's scope: a listing of
                 // their own, since this one may prune only what it lists.
@@ -451,8 +511,8 @@ impl Source for ClusterSource {
         let seed = context.intake.begin_seed(scope)?;
         let mut report = SeedReport {
             from: format!("{} resource(s)", wanted.len()),
-            unread: usize::from(!discovered),
-            complete: discovered,
+            unread: usize::from(!discovered) + unanswered,
+            complete: discovered && unanswered == 0,
             routed: true,
             ..SeedReport::default()
         };

@@ -85,6 +85,20 @@ impl Selector {
     }
 }
 
+impl Selector {
+    /// Whether any resource of `group` could be selected: the groups
+    /// worth asking discovery about.
+    pub fn may_select_group(&self, group: &str) -> bool {
+        self.rules.iter().any(|(groups, resources)| {
+            let group_ok = groups
+                .as_ref()
+                .is_none_or(|g| g.iter().any(|g| g == "*" || g == group));
+            let named = resources.iter().any(|r| r != "*");
+            group_ok && (named || !NOISY_GROUPS.contains(&group))
+        })
+    }
+}
+
 /// Whether `*` passes the resource by.
 pub fn is_noisy(group: &str, resource: &str) -> bool {
     NOISY_GROUPS.contains(&group) || NOISY.contains(&(group, resource))
@@ -123,6 +137,19 @@ mod tests {
         assert!(!selector.selects("flowcontrol.apiserver.k8s.io", "flowschemas"));
         let pods = [json!({"resources": ["*"]}), json!({"resources": ["pods"]})];
         assert!(Selector::of(&pods).selects("", "pods"));
+    }
+
+    #[test]
+    fn only_groups_a_rule_could_select_are_asked_about() {
+        let apps = Selector::of(&[json!({"apiGroups": ["apps"], "resources": ["deployments"]})]);
+        assert!(apps.may_select_group("apps"));
+        assert!(!apps.may_select_group(""));
+        let everything = Selector::of(&[json!({"resources": ["*"]})]);
+        assert!(everything.may_select_group(""));
+        assert!(
+            !everything.may_select_group("metrics.k8s.io"),
+            "noisy, reached only by *"
+        );
     }
 
     #[test]

@@ -102,14 +102,15 @@ impl Watch {
                     continue;
                 }
             };
-            backoff = Duration::from_secs(1);
             let mut stream = std::pin::pin!(stream);
+            let mut failed = false;
             while let Some(item) = stream.next().await {
                 let (operation, object) = match item {
                     Ok(WatchEvent::Added(object)) => (Operation::Create, object),
                     Ok(WatchEvent::Modified(object)) => (Operation::Update, object),
                     Ok(WatchEvent::Deleted(object)) => (Operation::Delete, object),
                     Ok(WatchEvent::Bookmark(bookmark)) => {
+                        backoff = Duration::from_secs(1);
                         self.version = bookmark.metadata.resource_version;
                         let cursor = Watched::Cursor {
                             resource: self.id(),
@@ -128,15 +129,20 @@ impl Watch {
                         if !self.failed(&out, status.to_string()).await {
                             return;
                         }
+                        failed = true;
                         break;
                     }
                     Err(error) => {
                         if !self.failed(&out, error.to_string()).await {
                             return;
                         }
+                        failed = true;
                         break;
                     }
                 };
+                // Only a watch that delivers is a watch that works: one
+                // answered with an error at once must not be retried at once.
+                backoff = Duration::from_secs(1);
                 if let Some(version) = &object.metadata.resource_version {
                     self.version.clone_from(version);
                 }
@@ -152,6 +158,12 @@ impl Watch {
                 if out.send(message).await.is_err() {
                     return;
                 }
+            }
+            // The server ended the watch: again from the last version at
+            // once; after an error, after a pause that grows.
+            if failed {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
