@@ -68,6 +68,7 @@ pub struct Facts {
     inner: Mutex<Inner>,
     hits: AtomicU64,
     misses: AtomicU64,
+    refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +179,11 @@ impl Facts {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         found
+    }
+
+    /// Counts a webhook body that was refused: how many so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// How many lookups found a fact, and how many did not.

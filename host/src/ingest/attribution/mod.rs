@@ -50,7 +50,12 @@ async fn audit_webhook(State(facts): State<Arc<Facts>>, body: Bytes) -> (StatusC
             (StatusCode::OK, "{}".into())
         }
         Err(error) => {
-            tracing::warn!(%error, "an audit webhook body was refused");
+            // Said at the 1st, 2nd, 4th, 8th… refusal: anyone who can
+            // reach the port must not be able to flood the log.
+            let refused = facts.refused();
+            if refused.is_power_of_two() {
+                tracing::warn!(%error, refused, "an audit webhook body was refused");
+            }
             (StatusCode::BAD_REQUEST, format!("{error}\n"))
         }
     }
