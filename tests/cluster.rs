@@ -394,6 +394,16 @@ fn changes_are_authored_by_the_user_the_audit_webhook_names() {
         answers.contains("not an audit.k8s.io/v1 EventList"),
         "{answers}"
     );
+    // Said at the 1st, 2nd and 4th refusal, not at each: a flood of bad
+    // bodies must not flood the log.
+    let said = wait_for("the refusals said", || {
+        let n = daemon
+            .stderr()
+            .matches("an audit webhook body was refused")
+            .count();
+        (n >= 3).then_some(n)
+    });
+    assert_eq!(said, 3);
     assert!(!git.tree().keys().any(|p| p.contains("dry")));
 }
 
