@@ -609,3 +609,37 @@ fn the_readmes_cel_recipes_each_let_through_what_they_say() {
     );
     assert_eq!(names("tier-two"), ["tier-two"]);
 }
+
+#[test]
+fn in_cluster_outside_a_pod_says_so_and_creates_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo.git");
+    let out = std::process::Command::new(binary())
+        .args(["run", "--once", "--in-cluster", "--repo"])
+        .arg(&repo)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("reading the in-cluster configuration"),
+        "{stderr}"
+    );
+    assert!(
+        !repo.exists(),
+        "nothing is created for a run that cannot start"
+    );
+    // The audit webhook is the cluster source's: refused without one.
+    let out = std::process::Command::new(binary())
+        .args(["run", "--once", "--audit-webhook"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--kubeconfig") && stderr.contains("--in-cluster"),
+        "{stderr}"
+    );
+}

@@ -47,12 +47,21 @@ pub struct RunArgs {
     /// Mirror the cluster this kubeconfig's current context names instead
     /// of a folder: the resources the watch rules select are listed, then
     /// watched.
-    #[arg(long, value_name = "FILE", conflicts_with = "source_dir")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "source_dir",
+        group = "cluster"
+    )]
     kubeconfig: Option<PathBuf>,
-    /// With --kubeconfig: serve the API server's audit webhook at
+    /// Mirror the cluster this daemon runs in, as a pod reaches it (its
+    /// service account), instead of a folder.
+    #[arg(long, conflicts_with_all = ["source_dir", "kubeconfig"], group = "cluster")]
+    in_cluster: bool,
+    /// With --kubeconfig or --in-cluster: serve the API server's audit webhook at
     /// /audit-webhook, and author each change by the user its audit event
     /// names (watch events wait up to --attribution-grace for it).
-    #[arg(long, requires = "kubeconfig")]
+    #[arg(long, requires = "cluster")]
     audit_webhook: bool,
     /// Seconds a watch event waits for the audit event that names who
     /// made it; one that does not come in time is the visible sentinel's.
@@ -60,7 +69,7 @@ pub struct RunArgs {
     /// (30 s by default): set that to 1s, or raise this (at most 60).
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = grace_seconds)]
     attribution_grace: f64,
-    /// With --kubeconfig, seconds between two discoveries of the cluster's
+    /// Following a cluster, seconds between two discoveries of the cluster's
     /// resources: a CRD installed since is followed, one removed is not.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = super::at_least_one)]
     discovery_interval: u64,
@@ -230,10 +239,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let stamp = args.config.as_deref().and_then(config_file::Stamp::of);
     // The kubeconfig first: a run that cannot reach its source creates
     // no repository.
-    let cluster = match &args.kubeconfig {
-        Some(path) => Some(
+    let reach = match (&args.kubeconfig, args.in_cluster) {
+        (Some(path), _) => Some(cluster::Reach::Kubeconfig(path)),
+        (None, true) => Some(cluster::Reach::InCluster),
+        (None, false) => None,
+    };
+    let cluster = match reach {
+        Some(reach) => Some(
             runtime
-                .block_on(cluster::connect(path))
+                .block_on(cluster::connect(reach))
                 .context("reaching the cluster")?,
         ),
         None => None,

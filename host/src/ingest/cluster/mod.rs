@@ -66,6 +66,9 @@ pub enum ClusterError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// The pod's own configuration (its service account) could not be read.
+    #[error("reading the in-cluster configuration (is this a pod with a service account?)")]
+    InCluster(#[source] kube::config::InClusterError),
     /// The client could not be made from it.
     #[error("making a client for {server}")]
     Client {
@@ -77,19 +80,33 @@ pub enum ClusterError {
     },
 }
 
-/// A client of the cluster the kubeconfig at `path` names (its current
-/// context), with the API server's URL. Must be called on the runtime the
-/// client will run on.
-pub async fn connect(path: &Path) -> Result<(kube::Client, String), ClusterError> {
-    let kubeconfig_error = |source| ClusterError::Kubeconfig {
-        path: path.display().to_string(),
-        source,
+/// How the cluster is reached.
+#[derive(Debug, Clone, Copy)]
+pub enum Reach<'a> {
+    /// As the kubeconfig at this path says (its current context).
+    Kubeconfig(&'a Path),
+    /// As a pod reaches its own cluster: its service account's token and
+    /// the `KUBERNETES_SERVICE_*` environment.
+    InCluster,
+}
+
+/// A client of the cluster `reach` names, with the API server's URL. Must
+/// be called on the runtime the client will run on.
+pub async fn connect(reach: Reach<'_>) -> Result<(kube::Client, String), ClusterError> {
+    let config = match reach {
+        Reach::Kubeconfig(path) => {
+            let kubeconfig_error = |source| ClusterError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            let options = kube::config::KubeConfigOptions::default();
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(kubeconfig_error)?
+        }
+        Reach::InCluster => kube::Config::incluster().map_err(ClusterError::InCluster)?,
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
-    let options = kube::config::KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .map_err(kubeconfig_error)?;
     // Its name goes into messages and commit trailers: no credentials.
     let server = crate::model::url::redact(&config.cluster_url.to_string());
     let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
