@@ -19,6 +19,22 @@ fn config(path: &Path, url: &str, resources: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// `plumbline run` following the cluster `api` by `rules`, with `extra`
+/// flags.
+fn follow(api: &ApiServer, rules: &Path, state: &Path, extra: &[&str]) -> Daemon {
+    let kubeconfig = api.kubeconfig();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    Daemon::start(&args)
+}
+
 #[test]
 fn a_cluster_is_seeded_through_its_kubeconfig_with_what_the_rules_select() {
     let api = ApiServer::start();
@@ -75,14 +91,7 @@ fn a_followed_cluster_commits_what_kubectl_creates_changes_and_deletes() {
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps");
     let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        api.kubeconfig().as_os_str(),
-        "--config".as_ref(),
-        rules.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-    ]);
+    let daemon = follow(&api, &rules, &state, &[]);
     const BEFORE: &str = "live/default/core/configmaps/before.yaml";
     const DURING: &str = "live/default/core/configmaps/during.yaml";
     wait_for("the seed", || git.tree().contains_key(BEFORE).then_some(()));
@@ -121,14 +130,7 @@ fn a_watch_that_expires_lists_its_resource_again_and_prunes_only_its_orphans() {
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps, secrets");
     let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        api.kubeconfig().as_os_str(),
-        "--config".as_ref(),
-        rules.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-    ]);
+    let daemon = follow(&api, &rules, &state, &[]);
     const UNHEARD: &str = "live/default/core/configmaps/unheard.yaml";
     const TOKEN: &str = "live/default/core/secrets/token.yaml";
     wait_for("the seed", || {
@@ -244,16 +246,7 @@ fn a_crd_installed_while_following_is_followed_within_one_discovery() {
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps, widgets");
     let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        api.kubeconfig().as_os_str(),
-        "--config".as_ref(),
-        rules.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--discovery-interval".as_ref(),
-        "1".as_ref(),
-    ]);
+    let daemon = follow(&api, &rules, &state, &["--discovery-interval", "1"]);
     wait_for("the seed", || {
         git.tree()
             .contains_key("live/default/core/configmaps/shop.yaml")
@@ -316,15 +309,7 @@ fn changes_are_authored_by_the_user_the_audit_webhook_names() {
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps");
     let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        api.kubeconfig().as_os_str(),
-        "--config".as_ref(),
-        rules.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--audit-webhook".as_ref(),
-    ]);
+    let daemon = follow(&api, &rules, &state, &["--audit-webhook"]);
     api.send_audit_to(&format!("http://{}/audit-webhook", daemon.address()));
     const BEFORE: &str = "live/default/core/configmaps/before.yaml";
     const BOBS: &str = "live/default/core/configmaps/bobs.yaml";
@@ -487,14 +472,7 @@ fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_i
 
     // Following, it stands in /readyz until it may be listed again.
     let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        api.kubeconfig().as_os_str(),
-        "--config".as_ref(),
-        rules.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-    ]);
+    let daemon = follow(&api, &rules, &state, &[]);
     let address = daemon.address();
     let body = wait_for("the refusal in /readyz", || {
         let (status, body) = crate::support::http_get(&address, "/readyz");
@@ -573,15 +551,7 @@ fn the_readmes_cel_recipes_each_let_through_what_they_say() {
     let rules = work.path().join("rules.yaml");
     std::fs::write(&rules, text).unwrap();
     let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        api.kubeconfig().as_os_str(),
-        "--config".as_ref(),
-        rules.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--audit-webhook".as_ref(),
-    ]);
+    let daemon = follow(&api, &rules, &state, &["--audit-webhook"]);
     api.send_audit_to(&format!("http://{}/audit-webhook", daemon.address()));
     wait_for("the seed", || {
         git.tree()

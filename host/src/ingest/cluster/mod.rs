@@ -6,8 +6,8 @@
 //! The client and the watches run on the daemon's tokio runtime; listing
 //! and routing (Wasm) run on the source's own thread, which blocks on the
 //! runtime for each page and each batch of watch events, so a probe is
-//! never delayed by a policy. A watch's resourceVersion advances only once
-//! the events before it were handed to the mirror.
+//! never delayed by a policy. Versions are kept in memory only: a restart
+//! lists everything again (storing them with the queue is still to do).
 //!
 //! A listing that fails (a resource the daemon may not list, a server
 //! that went away) makes the seed incomplete: nothing is pruned on its

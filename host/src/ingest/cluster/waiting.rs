@@ -4,8 +4,8 @@
 //! watch event often comes first. Without the webhook, no event waits.
 //!
 //! Order is kept whole: an event that waits holds back those behind it,
-//! and a resource's version advances only past events handed on, so a
-//! daemon stopped at any moment resumes before anything it did not route.
+//! and a resource's version (in memory) advances only past events handed
+//! on.
 
 use crate::ingest::attribution::Facts;
 use crate::model::{Event, GroupResource};
