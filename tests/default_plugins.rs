@@ -412,3 +412,98 @@ fn the_binary_mirrors_owners_not_what_they_control() {
         "the metrics group is still skipped: {all:?}"
     );
 }
+
+/// The default sanitize chain, as the daemon loads it.
+fn default_sanitize() -> plumbline::policy::chain::PolicySet {
+    plumbline::policy::config::PolicyConfig::builtin()
+        .load(&runtime())
+        .unwrap()
+}
+
+#[test]
+fn the_default_chain_redacts_a_secret_however_its_kind_is_spelled() {
+    let set = default_sanitize();
+    let chain = set.chain(Decision::Sanitize);
+    for kind in ["Secret", "secret", " SECRET "] {
+        let secret = json!({"apiVersion": "v1", "kind": kind,
+            "metadata": {"name": "s", "namespace": "a"}, "data": {"password": "aHVudGVyMg=="}});
+        let out = chain.sanitize(&secret.to_string()).unwrap().expect("kept");
+        assert!(!out.contains("aHVudGVyMg=="), "{kind}: {out}");
+    }
+    // A config map goes through neat only: the redaction step is for
+    // Secrets, and says so.
+    let only = chain.kinds_of(1).expect("redact-secrets is for Secrets");
+    assert!(only.admits("Secret") && !only.admits("ConfigMap"));
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "a", "uid": "u"}, "data": {"k": "v"}});
+    let out: Value =
+        serde_json::from_str(&chain.sanitize(&cm.to_string()).unwrap().unwrap()).unwrap();
+    assert_eq!(out["data"]["k"], "v");
+    assert!(out["metadata"].get("uid").is_none(), "neat ran: {out}");
+}
+
+const KINDS_CONFIG: &str = r#"
+decisions:
+  sanitize:
+    steps:
+      - cel:
+          name: no-secrets
+          expression: "false"
+        kinds: [Secret]
+      - cel:
+          name: no-team-search
+          expression: "!has(object.metadata.labels) || object.metadata.labels.team != 'search'"
+"#;
+
+#[test]
+fn a_step_with_kinds_sees_only_objects_of_those_kinds() {
+    let set = plumbline::policy::config::PolicyConfig::from_yaml(
+        KINDS_CONFIG,
+        std::path::Path::new("kinds.yaml"),
+    )
+    .unwrap()
+    .load(&runtime())
+    .unwrap();
+    let chain = set.chain(Decision::Sanitize);
+    let object = |kind: &str, team: &str| {
+        json!({"apiVersion": "v1", "kind": kind,
+            "metadata": {"name": "x", "labels": {"team": team}}})
+        .to_string()
+    };
+    assert_eq!(chain.sanitize(&object("secret", "payments")).unwrap(), None);
+    let cm = object("ConfigMap", "payments");
+    assert_eq!(chain.sanitize(&cm).unwrap().as_deref(), Some(cm.as_str()));
+    // The step without kinds still sees every kind.
+    assert_eq!(
+        chain.sanitize(&object("ConfigMap", "search")).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn kinds_on_a_step_that_sees_no_object_or_naming_nothing_is_refused() {
+    let text = r#"
+decisions:
+  gate:
+    steps:
+      - cel: {name: g, expression: "true"}
+        kinds: [Secret]
+  sanitize:
+    steps:
+      - plugin: neat
+        kinds: []
+"#;
+    let error = plumbline::policy::config::PolicyConfig::from_yaml(text, "k.yaml".as_ref())
+        .unwrap()
+        .load(&runtime())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("decisions.gate.steps[0]: `kinds` belongs to match and sanitize steps"),
+        "{error}"
+    );
+    assert!(
+        error.contains("decisions.sanitize.steps[0]: `kinds` needs at least one kind"),
+        "{error}"
+    );
+}

@@ -36,7 +36,7 @@ use super::builtin;
 use super::bundled::{BundleContent, BundleStepKind};
 use super::capability::Grants;
 use super::cel::{CelLimits, CelPolicy, CelSource, RawCel};
-use super::chain::{Chain, PolicySet, Step};
+use super::chain::{Chain, KindSet, PolicySet, Step};
 use super::error::PolicyError;
 pub use super::raw::{RawBundle, RawChain, RawConfig, RawLimits, RawStep};
 use super::runtime::{PluginSource, Runtime, RuntimeConfig};
@@ -201,12 +201,16 @@ impl PolicyConfig {
                 if let Some(name) = &step.bundle {
                     used.insert(name.clone());
                 }
-                match self.load_step(runtime, decision, step, bundles) {
-                    Ok(loaded) => steps.extend(loaded),
+                let loaded = kinds_of(decision, step)
+                    .and_then(|only| Ok((self.load_step(runtime, decision, step, bundles)?, only)));
+                match loaded {
+                    Ok((loaded, only)) => {
+                        steps.extend(loaded.into_iter().map(|s| (s, only.clone())));
+                    }
                     Err(e) => errors.push(format!("decisions.{decision}.steps[{i}]: {e}")),
                 }
             }
-            chains.push(Chain::new(decision, raw.failure, steps));
+            chains.push(Chain::with_kinds(decision, raw.failure, steps));
         }
         for name in self.raw.bundles.keys().filter(|n| !used.contains(*n)) {
             errors.push(format!("bundles.{name}: no `bundle: {name}` step uses it"));
@@ -403,4 +407,21 @@ impl PolicyConfig {
             .map(Step::Cel)
             .map_err(|e| e.to_string())
     }
+}
+
+/// A step's `kinds:`, checked: only match and sanitize steps see objects,
+/// and a step for no kind at all would be a step for nothing.
+fn kinds_of(decision: Decision, step: &RawStep) -> Result<Option<KindSet>, String> {
+    let Some(kinds) = &step.kinds else {
+        return Ok(None);
+    };
+    if !matches!(decision, Decision::Match | Decision::Sanitize) {
+        return Err(format!(
+            "`kinds` belongs to match and sanitize steps; a {decision} step sees no object"
+        ));
+    }
+    if kinds.is_empty() || kinds.iter().any(|k| k.trim().is_empty()) {
+        return Err("`kinds` needs at least one kind, none of them empty".into());
+    }
+    Ok(Some(KindSet::new(kinds.iter().cloned())))
 }

@@ -90,4 +90,8 @@ pub struct RawStep {
     pub cel_file: Option<PathBuf>,
     /// The steps of this decision from the bundle of that name.
     pub bundle: Option<String>,
+    /// Only objects of these kinds go through the step (match and sanitize
+    /// steps); others skip it. Compared trimmed and without regard to
+    /// case, in any API group.
+    pub kinds: Option<Vec<String>>,
 }

@@ -20,10 +20,14 @@ pub fn run(global: &GlobalArgs, args: PolicyCheckArgs) -> anyhow::Result<ExitCod
     let (runtime, policies) = (loaded.runtime, loaded.set);
     for chain in policies.chains() {
         println!("{} (fail-{:?}):", chain.decision(), chain.failure_mode());
-        for step in chain.steps() {
+        for (index, step) in chain.steps().iter().enumerate() {
+            let only = chain
+                .kinds_of(index)
+                .map(|k| format!(" (only {})", k.kinds().join(", ")))
+                .unwrap_or_default();
             match step {
-                Step::Plugin(p) => println!("  - plugin {} {}", p.name(), p.digest()),
-                Step::Cel(c) => println!("  - cel {}: {}", c.name(), c.expression()),
+                Step::Plugin(p) => println!("  - plugin {} {}{only}", p.name(), p.digest()),
+                Step::Cel(c) => println!("  - cel {}: {}{only}", c.name(), c.expression()),
             }
         }
     }

@@ -167,9 +167,13 @@ impl Remote {
     /// Merges the local repository's packs geometrically (each persisted
     /// batch is a pack of its own), so that their number stays logarithmic
     /// in the objects at a cost linear in them. Local, but through the
-    /// program too: gix has no repack.
+    /// program too: gix has no repack. No delta search (`--window=0`): the
+    /// objects it merges were pushed already, so deltas found here would
+    /// serve no push, and the search was most of a repack's time (a
+    /// 100,000-object seed: 2.7 s of repacks became 1.0 s); a push still
+    /// finds deltas for what it sends.
     pub fn repack(&self) -> Result<(), GitError> {
-        let out = self.git_output(["repack", "-d", "-q", "--geometric=2"])?;
+        let out = self.git_output(["repack", "-d", "-q", "--geometric=2", "--window=0"])?;
         if out.status.success() {
             Ok(())
         } else {
