@@ -424,6 +424,168 @@ fn changes_are_authored_by_the_user_the_audit_webhook_names() {
 }
 
 #[test]
+fn changes_are_authored_by_the_user_the_admission_webhook_names() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "before"]);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let state = work.path().join("state");
+    let daemon = follow(&api, &rules, &state, &["--admission-webhook"]);
+    let webhook = format!("http://{}/process-validating-webhook", daemon.address());
+    api.send_admission_to(&webhook);
+    const BEFORE: &str = "live/default/core/configmaps/before.yaml";
+    const BOBS: &str = "live/default/core/configmaps/bobs.yaml";
+    wait_for("the seed", || git.tree().contains_key(BEFORE).then_some(()));
+
+    let made = api.kubectl_as(
+        "bob",
+        &["create", "configmap", "bobs", "--from-literal=a=1"],
+    );
+    assert!(made.status.success());
+    wait_for("bob's config map", || {
+        git.tree().contains_key(BOBS).then_some(())
+    });
+    assert_eq!(author_of(&git, BOBS), "bob", "{}", daemon.stderr());
+
+    let dry = api.kubectl_as(
+        "mallory",
+        &["create", "configmap", "dry", "--dry-run=server"],
+    );
+    assert!(dry.status.success());
+    let patch = [
+        "patch",
+        "configmap",
+        "bobs",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ];
+    assert!(api.kubectl_as("carol", &patch).status.success());
+    wait_for("carol's change", || {
+        git.tree().get(BOBS)?.contains("a: \"2\"").then_some(())
+    });
+    assert_eq!(author_of(&git, BOBS), "carol");
+
+    // A deletecollection is reviewed item by item, each without a name in
+    // the request; an owner's delete takes its dependents with it, the
+    // garbage collector's doing.
+    for name in ["tmp-a", "tmp-b"] {
+        api.kubectl(&["create", "configmap", name]);
+        api.kubectl(&["label", "configmap", name, "tmp=yes"]);
+    }
+    let owner = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner, namespace: default}\n";
+    assert!(api.apply_as("alice", owner).status.success());
+    let uid = api.kubectl(&[
+        "get",
+        "configmap",
+        "owner",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let child = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: child, namespace: default, \
+         ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}}}]}}\n"
+    );
+    assert!(api.apply_as("alice", &child).status.success());
+    let path = |name: &str| format!("live/default/core/configmaps/{name}.yaml");
+    wait_for("the child", || {
+        git.tree().contains_key(&path("child")).then_some(())
+    });
+    let swept = api.kubectl_as("erin", &["delete", "configmap", "-l", "tmp=yes"]);
+    assert!(swept.status.success());
+    assert!(
+        api.kubectl_as("dave", &["delete", "configmap", "owner"])
+            .status
+            .success()
+    );
+    wait_for("the deletes", || {
+        let tree = git.tree();
+        ["tmp-a", "tmp-b", "owner", "child"]
+            .iter()
+            .all(|n| !tree.contains_key(&path(n)))
+            .then_some(())
+    });
+    let deleted_by = |name: &str| {
+        git_in(
+            &git.bare(),
+            &[
+                "log",
+                "-1",
+                "--diff-filter=D",
+                "--format=%an",
+                "main",
+                "--",
+                &path(name),
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(deleted_by("tmp-a"), "erin");
+    assert_eq!(deleted_by("tmp-b"), "erin");
+    assert_eq!(deleted_by("owner"), "dave");
+    assert_eq!(
+        deleted_by("child"),
+        "system:serviceaccount:kube-system:generic-garbage-collector"
+    );
+    let authors = git_in(&git.bare(), &["log", "--format=%an", "main"]);
+    assert!(!authors.contains("mallory"), "{authors}");
+    assert!(!git.tree().keys().any(|p| p.contains("dry")));
+
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("error"), "{stderr}");
+    let (_, metrics) = crate::support::http_get(&daemon.address(), "/metrics");
+    assert!(
+        metrics.contains("plumbline_attribution_hits_total{source=\"admission\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("plumbline_attribution_evictions_total"),
+        "{metrics}"
+    );
+
+    // What is no AdmissionReview gets a 400 that says why; 2,000 random
+    // and mangled bodies from 8 connections: each a 4xx, none dropped.
+    let answered = crate::support::python(&format!(
+        "import urllib.request, urllib.error, concurrent.futures, random, json, collections\n\
+         random.seed(11)\n\
+         real = json.dumps({{'kind': 'AdmissionReview', 'request': {{'uid': 'u', 'operation': 'CREATE',\n\
+         \x20   'resource': {{'resource': 'configmaps'}}, 'name': 'n', 'userInfo': {{'username': 'x'}}, 'object': {{'a': 1}}}}}}).encode()\n\
+         def body(i):\n\
+         \x20   if i % 2: return bytes(random.getrandbits(8) for _ in range(random.randrange(300)))\n\
+         \x20   b = bytearray(real)\n\
+         \x20   for _ in range(1 + i % 5): b[random.randrange(len(b))] = random.getrandbits(8)\n\
+         \x20   return bytes(b[:random.randrange(len(b) + 1)])\n\
+         def post(b):\n\
+         \x20   try:\n\
+         \x20       return urllib.request.urlopen(urllib.request.Request('{webhook}', data=b, method='POST'), timeout=30).status\n\
+         \x20   except urllib.error.HTTPError as e:\n\
+         \x20       return e.code\n\
+         \x20   except Exception as e:\n\
+         \x20       return type(e).__name__\n\
+         with concurrent.futures.ThreadPoolExecutor(8) as pool:\n\
+         \x20   counts = collections.Counter(pool.map(post, [body(i) for i in range(2000)]))\n\
+         r = urllib.request.Request('{webhook}', data=b'{{}}', method='POST')\n\
+         try: urllib.request.urlopen(r)\n\
+         except urllib.error.HTTPError as e: print(e.code, e.read().decode().strip())\n\
+         print(json.dumps({{str(k): v for k, v in counts.items()}}))\n"
+    ));
+    let (said, counted) = answered.trim().rsplit_once('\n').unwrap();
+    assert!(
+        said.starts_with("400 an AdmissionReview without a request"),
+        "{said}"
+    );
+    let counts: std::collections::BTreeMap<String, u64> = serde_json::from_str(counted).unwrap();
+    assert!(
+        counts.keys().all(|c| c.starts_with('4') || c == "200"),
+        "{answered}"
+    );
+    assert_eq!(counts.values().sum::<u64>(), 2_000, "{answered}");
+}
+
+#[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();
     api.kubectl(&["create", "configmap", "shop"]);

@@ -175,6 +175,7 @@ fn fill(api: &ApiServer, count: usize) {
         user: "bench".into(),
         dry_run: false,
         manager: "bench".into(),
+        named: true,
     };
     let namespaces = store.resource("", "v1", "namespaces").unwrap();
     for n in 0..50 {
@@ -243,6 +244,7 @@ fn change(api: &ApiServer, i: usize, value: &str) {
         user: "bench".into(),
         dry_run: false,
         manager: "bench".into(),
+        named: true,
     };
     store
         .update(&resource, Some(&namespace), &name, object, false, &write)

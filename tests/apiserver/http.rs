@@ -132,6 +132,7 @@ impl Call {
                 .get("fieldManager")
                 .cloned()
                 .unwrap_or_else(|| agent.to_owned()),
+            named: true,
         }
     }
 
@@ -321,6 +322,11 @@ async fn resource(
         (&Method::DELETE, None) => {
             let keep = selector(&call.query)?;
             let (items, _, _) = store.list(resource, namespace, None, None, &keep);
+            // Each item is reviewed without a name, as a real server does.
+            let write = Write {
+                named: false,
+                ..write
+            };
             for item in &items {
                 let name = item["metadata"]["name"].as_str().unwrap_or_default();
                 let ns = item["metadata"]["namespace"].as_str();

@@ -10,6 +10,7 @@
 //! sends over plain HTTP, unlike a bearer token) or a bearer token (a
 //! request with `Authorization: Bearer alice` is alice's).
 
+mod admission;
 mod audit;
 mod http;
 mod openapi;
@@ -95,6 +96,13 @@ impl ApiServer {
     /// (`http://host:port/path`), as an API server with an audit webhook.
     pub fn send_audit_to(&self, url: &str) {
         self.server.audit.send_to(url);
+    }
+
+    /// Posts the AdmissionReview of every write, before it persists, from
+    /// now on to `url` (`http://host:port/path`), as an API server with a
+    /// ValidatingWebhookConfiguration (failurePolicy Ignore) does.
+    pub fn send_admission_to(&self, url: &str) {
+        self.server.store.admission.send_to(url);
     }
 
     /// Refuses (403) every request for `plural` from now on, or, with

@@ -7,6 +7,7 @@
 //! `generateName`, finalizers, owner-reference cascades, the status
 //! subresource, CRDs that add resources.
 
+use super::admission::{Admission, Review};
 use super::resources::{Resource, builtins};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -91,6 +92,10 @@ pub struct Write {
     pub dry_run: bool,
     /// `?fieldManager=`, else the client's name.
     pub manager: String,
+    /// The request's path names the object (not a create with
+    /// generateName, not an item of a deletecollection): its admission
+    /// review says the name.
+    pub named: bool,
 }
 
 struct Inner {
@@ -107,6 +112,8 @@ struct Inner {
 pub struct Store {
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Change>,
+    /// Where writes are reviewed before they persist.
+    pub admission: Admission,
 }
 
 impl Store {
@@ -122,6 +129,7 @@ impl Store {
                 compacted: 0,
             }),
             changes: broadcast::channel(100_000).0,
+            admission: Admission::default(),
         };
         let namespaces = store.resource("", "v1", "namespaces").unwrap();
         for name in ["default", "kube-system", "kube-public"] {
@@ -300,6 +308,10 @@ impl Store {
             .ok_or_else(|| ApiError::new(400, "BadRequest", "metadata is required"))?;
         inner.serial += 1;
         let serial = inner.serial;
+        let generated = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
         if meta
             .get("name")
             .and_then(Value::as_str)
@@ -381,6 +393,18 @@ impl Store {
             meta.insert("generation".into(), json!(1));
         }
         managed(meta, &write.manager, "Update", &resource.api_version());
+        let named = if generated { "" } else { name.as_str() };
+        self.admission.review(Review {
+            operation: "CREATE",
+            resource,
+            subresource: "",
+            namespace: object["metadata"]["namespace"].as_str(),
+            name: named,
+            object: Some(&object),
+            old_object: None,
+            user: &write.user,
+            dry_run: write.dry_run,
+        });
         if write.dry_run {
             return Ok(object);
         }
@@ -486,6 +510,17 @@ impl Store {
             operation,
             &resource.api_version(),
         );
+        self.admission.review(Review {
+            operation: "UPDATE",
+            resource,
+            subresource: if status { "status" } else { "" },
+            namespace,
+            name,
+            object: Some(&next),
+            old_object: Some(&current),
+            user: &write.user,
+            dry_run: write.dry_run,
+        });
         if write.dry_run {
             return Ok(next);
         }
@@ -515,6 +550,17 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(resource, name))?;
+        self.admission.review(Review {
+            operation: "DELETE",
+            resource,
+            subresource: "",
+            namespace,
+            name: if write.named { name } else { "" },
+            object: None,
+            old_object: Some(&current),
+            user: &write.user,
+            dry_run: write.dry_run,
+        });
         if write.dry_run {
             return Ok(current);
         }
@@ -554,13 +600,27 @@ impl Store {
             })
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
+        let collector = "system:serviceaccount:kube-system:generic-garbage-collector";
         for (key, object) in dependents {
-            self.remove(
-                inner,
-                key,
-                object,
-                "system:serviceaccount:kube-system:generic-garbage-collector",
-            );
+            let resource = inner
+                .resources
+                .iter()
+                .find(|r| r.group == key.0 && r.plural == key.1)
+                .cloned();
+            if let Some(resource) = resource {
+                self.admission.review(Review {
+                    operation: "DELETE",
+                    resource: &resource,
+                    subresource: "",
+                    namespace: Some(key.2.as_str()).filter(|n| !n.is_empty()),
+                    name: &key.3,
+                    object: None,
+                    old_object: Some(&object),
+                    user: collector,
+                    dry_run: false,
+                });
+            }
+            self.remove(inner, key, object, collector);
         }
         deleted
     }

@@ -9,8 +9,10 @@
 use super::{GlobalArgs, Policies, load_policies};
 use super::{config_file, progress};
 use crate::bundle::Serving;
-use crate::daemon::{Bundles, Daemon, Outcome, Setup};
-use crate::ingest::attribution::{self, Facts, FactsConfig};
+use crate::daemon::{Bundles, Daemon, Export, Outcome, Setup};
+use crate::ingest::attribution::{
+    self, Admissions, AdmittedConfig, Attribution, Facts, FactsConfig,
+};
 use crate::ingest::cluster::{self, ClusterOptions, ClusterSource};
 use crate::ingest::directory::{self, DirectorySource, SourceOptions, walk};
 use crate::ingest::source::{SeedReport, Source};
@@ -23,6 +25,7 @@ use crate::telemetry::notices::Stderr;
 use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +66,22 @@ pub struct RunArgs {
     /// names (watch events wait up to --attribution-grace for it).
     #[arg(long, requires = "cluster")]
     audit_webhook: bool,
+    /// With --kubeconfig or --in-cluster: serve a validating admission
+    /// webhook at /process-validating-webhook (always allowing), and
+    /// author each change by the user its AdmissionReview names, for
+    /// clusters whose audit flags cannot be set. With --audit-webhook too,
+    /// the audit event wins.
+    #[arg(long, requires = "cluster")]
+    admission_webhook: bool,
+    /// Most admission facts kept waiting for the watch event of their
+    /// change; beyond it, the least recent go (each counted in
+    /// plumbline_attribution_evictions_total).
+    #[arg(long, value_name = "COUNT", default_value_t = NonZeroUsize::new(10_000).unwrap())]
+    admission_capacity: NonZeroUsize,
+    /// Seconds an admission fact waits for the watch event of its change
+    /// (a write rejected after admission makes none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = super::at_least_one)]
+    admission_ttl: u64,
     /// Seconds a watch event waits for the audit event that names who
     /// made it; one that does not come in time is the visible sentinel's.
     /// The API server sends a batch every --audit-webhook-batch-max-wait
@@ -281,17 +300,26 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         None => directory().name(),
     };
     let handle = runtime.handle().clone();
-    // The audit webhook says who made each change.
+    // The webhooks say who made each change.
     let facts = args.audit_webhook.then(|| {
         Arc::new(Facts::new(FactsConfig {
             grace: Duration::from_secs_f64(args.attribution_grace),
             ..FactsConfig::default()
         }))
     });
-    let routes = match &facts {
-        Some(facts) => attribution::routes(facts.clone()),
-        None => Default::default(),
-    };
+    let admissions = args.admission_webhook.then(|| {
+        Arc::new(Admissions::new(AdmittedConfig {
+            ttl: Duration::from_secs(args.admission_ttl),
+            capacity: args.admission_capacity,
+        }))
+    });
+    let routes = attribution::routes(facts.clone(), admissions.clone());
+    let attribution = (facts.is_some() || admissions.is_some())
+        .then(|| Arc::new(Attribution::new(facts, admissions)));
+    let mut export: Vec<Export> = Vec::new();
+    if let Some(attribution) = attribution.clone() {
+        export.push(Box::new(move |registry| attribution.register(registry)));
+    }
     let setup = Setup {
         runtime,
         routes,
@@ -303,6 +331,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         sink: sink_options(&args, &name),
         listen: listen.map(|address| (address, args.http.limits())),
         once: args.once,
+        export,
     };
     let daemon = Daemon::start(setup, &name)?;
     if let Some(bound) = daemon.address() {
@@ -328,7 +357,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 name: name.clone(),
                 rules: Box::new(rules),
                 rediscover: Duration::from_secs(args.discovery_interval),
-                facts,
+                attribution,
                 health: Some(daemon.health()),
             };
             Box::new(ClusterSource::new(client, handle, options))

@@ -28,6 +28,7 @@ use crate::queue::{Partition, Queue, QueueError, disk::DiskQueue};
 use crate::sink::worker::{SinkOptions, SyncReport};
 use crate::telemetry::health::Status;
 use crate::telemetry::{Health, Metrics, Notices};
+use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -61,7 +62,13 @@ pub struct Setup {
     pub listen: Option<(SocketAddr, ServerLimits)>,
     /// Seed, push everything, and stop, instead of following.
     pub once: bool,
+    /// Metrics other stages export (the webhooks' attribution counters),
+    /// registered beside the daemon's own.
+    pub export: Vec<Export>,
 }
+
+/// Registers a stage's metrics in the daemon's registry.
+pub type Export = Box<dyn FnOnce(&mut Registry) + Send>;
 
 /// Policy bundles, followed while the daemon runs.
 pub struct Bundles {
@@ -158,7 +165,10 @@ impl Daemon {
     pub fn start(mut setup: Setup, source: &str) -> Result<Daemon, DaemonError> {
         let policies = setup.policies.set();
         Pipeline::check_policies(&policies, &setup.config).map_err(DaemonError::Rules)?;
-        let (metrics, registry) = Metrics::new();
+        let (metrics, mut registry) = Metrics::new();
+        for export in std::mem::take(&mut setup.export) {
+            export(&mut registry);
+        }
         let health = Arc::new(Health::default());
         health.set("policies", Status::Ready);
         let address = match setup.listen {

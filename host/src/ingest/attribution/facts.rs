@@ -66,8 +66,6 @@ struct Kept {
 pub struct Facts {
     config: FactsConfig,
     inner: Mutex<Inner>,
-    hits: AtomicU64,
-    misses: AtomicU64,
     refused: AtomicU64,
 }
 
@@ -154,7 +152,7 @@ impl Facts {
                 .and_then(|key| inner.by.get(&key))
                 .or_else(|| inner.by.get(&Key::Deleted(Box::new(name()))).filter(near))
         };
-        let found = exact
+        exact
             .or_else(deleted)
             .or_else(|| {
                 let uid = event.uid.clone()?;
@@ -171,27 +169,12 @@ impl Facts {
                     .then(|| inner.by.get(&collection).filter(near))
                     .flatten()
             })
-            .map(|kept| kept.username.clone());
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+            .map(|kept| kept.username.clone())
     }
 
     /// Counts a webhook body that was refused: how many so far.
     pub fn refused(&self) -> u64 {
         self.refused.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// How many lookups found a fact, and how many did not.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
     }
 
     fn expire(&self, inner: &mut Inner, now: Instant) {
@@ -289,7 +272,6 @@ mod tests {
         // A version no fact names yet: not the last change's author.
         let third = event(Operation::Update, "a", "u1", "12");
         assert_eq!(facts.lookup(&third, now), None);
-        assert_eq!(facts.counts(), (2, 1));
     }
 
     #[test]
@@ -356,7 +338,6 @@ mod tests {
             Some("carol"),
             "by namespace and name"
         );
-        assert_eq!(facts.counts(), (1, 1));
     }
 
     #[test]

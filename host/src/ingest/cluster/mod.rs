@@ -28,7 +28,7 @@ mod watch;
 pub use convert::event_of;
 pub use select::{NOISY, Selector};
 
-use crate::ingest::attribution::Facts;
+use crate::ingest::attribution::Attribution;
 use crate::ingest::source::{Context, SeedReport, Source, SourceError};
 use crate::mirror::{Listing, SeedScope};
 use crate::model::{Event, GroupResource};
@@ -136,9 +136,9 @@ pub struct ClusterOptions {
     pub rules: Box<dyn Fn() -> Vec<Value> + Send>,
     /// How often discovery runs again.
     pub rediscover: Duration,
-    /// Who made which change, as the audit webhook says; none when no one
+    /// Who made which change, as the webhooks say; none when no one
     /// says (changes are then the visible sentinel's).
-    pub facts: Option<Arc<Facts>>,
+    pub attribution: Option<Arc<Attribution>>,
     /// Where failing parts stand until they work (`/readyz`).
     pub health: Option<Arc<crate::telemetry::health::Health>>,
 }
@@ -165,7 +165,7 @@ impl ClusterSource {
     /// Follows the cluster `client` reaches, on `runtime`, as `options`
     /// say.
     pub fn new(client: kube::Client, runtime: Handle, options: ClusterOptions) -> ClusterSource {
-        let waiting = Waiting::new(options.facts.clone(), BATCH);
+        let waiting = Waiting::new(options.attribution.clone(), BATCH);
         ClusterSource {
             waiting,
             reports: Reports::new(options.health.clone()),

@@ -1,13 +1,14 @@
 //! Watch events on their way to routing, in the order they came. Each
 //! waits, up to the grace window, for the audit fact that says who made
 //! it: the API server sends its audit batch after the write, and the
-//! watch event often comes first. Without the webhook, no event waits.
+//! watch event often comes first. Without the audit webhook, no event
+//! waits (an admission fact is told before the write persists).
 //!
 //! Order is kept whole: an event that waits holds back those behind it,
 //! and a resource's version (in memory) advances only past events handed
 //! on.
 
-use crate::ingest::attribution::Facts;
+use crate::ingest::attribution::{Attribution, Found};
 use crate::model::{Event, GroupResource};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -56,18 +57,18 @@ pub enum Released {
 /// The watch messages not routed yet.
 pub struct Waiting {
     items: VecDeque<Item>,
-    facts: Option<Arc<Facts>>,
+    attribution: Option<Arc<Attribution>>,
     /// Most events in one batch.
     limit: usize,
 }
 
 impl Waiting {
-    /// Events joined with `facts` (none: nobody says who made changes),
-    /// batched `limit` at a time.
-    pub fn new(facts: Option<Arc<Facts>>, limit: usize) -> Waiting {
+    /// Events joined by `attribution` (none: nobody says who made
+    /// changes), batched `limit` at a time.
+    pub fn new(attribution: Option<Arc<Attribution>>, limit: usize) -> Waiting {
         Waiting {
             items: VecDeque::new(),
-            facts,
+            attribution,
             limit,
         }
     }
@@ -110,15 +111,13 @@ impl Waiting {
             if batch.objects.contains(&key) {
                 return Released::BatchFull;
             }
-            if let Some(facts) = &self.facts {
-                match facts.lookup(event, item.arrived) {
-                    Some(username) => event.username = Some(username),
+            if let Some(attribution) = &self.attribution {
+                match attribution.lookup(event, item.arrived, now) {
+                    Found::By(username) => event.username = Some(username),
                     // Still within the grace window: it, and all behind
                     // it, wait for the fact.
-                    None if now.saturating_duration_since(item.arrived) < facts.config().grace => {
-                        return Released::AllThatMay;
-                    }
-                    None => {}
+                    Found::Wait => return Released::AllThatMay,
+                    Found::Unknown => {}
                 }
             }
             let item = self.items.pop_front().expect("looked at");
@@ -133,8 +132,8 @@ impl Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::attribution::FactsConfig;
     use crate::ingest::attribution::audit::{Fact, Subject};
+    use crate::ingest::attribution::{Facts, FactsConfig};
     use crate::model::{Operation, Target};
     use std::time::Duration;
 
@@ -153,6 +152,10 @@ mod tests {
             resource_version: Some(rv.into()),
             ..Event::new(Operation::Update, target, "{}".into())
         })
+    }
+
+    fn audit(facts: &Arc<Facts>) -> Arc<Attribution> {
+        Arc::new(Attribution::new(Some(facts.clone()), None))
     }
 
     fn configmaps() -> GroupResource {
@@ -192,7 +195,7 @@ mod tests {
     #[test]
     fn an_event_waits_for_its_fact_and_holds_back_those_behind_it() {
         let facts = Arc::new(Facts::new(FactsConfig::default()));
-        let mut waiting = Waiting::new(Some(facts.clone()), 10);
+        let mut waiting = Waiting::new(Some(audit(&facts)), 10);
         waiting.push(configmaps(), "5".into(), Some(event("a", "5")));
         waiting.push(configmaps(), "6".into(), None);
         let mut batch = Batch::default();
@@ -212,7 +215,7 @@ mod tests {
     #[test]
     fn an_event_whose_fact_never_comes_goes_unattributed_after_the_grace_window() {
         let facts = Arc::new(Facts::new(FactsConfig::default()));
-        let mut waiting = Waiting::new(Some(facts), 10);
+        let mut waiting = Waiting::new(Some(audit(&facts)), 10);
         waiting.push(configmaps(), "5".into(), Some(event("a", "5")));
         let mut batch = Batch::default();
         let later = Instant::now() + Duration::from_secs(4);
