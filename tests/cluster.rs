@@ -585,6 +585,185 @@ fn changes_are_authored_by_the_user_the_admission_webhook_names() {
     assert_eq!(counts.values().sum::<u64>(), 2_000, "{answered}");
 }
 
+/// Asks the daemon at `address` over HTTPS, trusting `ca.pem` of `dir`,
+/// with the client certificate `client` (a stem of `dir`) if any: each
+/// request's status and body, or the name of the error that ended it, one
+/// a line.
+fn https(
+    dir: &Path,
+    address: &str,
+    client: Option<&str>,
+    requests: &[(&str, &str, &str)],
+) -> Vec<String> {
+    std::fs::write(
+        dir.join("requests.json"),
+        serde_json::to_string(requests).unwrap(),
+    )
+    .unwrap();
+    let client = match client {
+        Some(stem) => format!("ctx.load_cert_chain('{stem}.pem', '{stem}.key')"),
+        None => String::new(),
+    };
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let out = crate::support::python_in(
+        dir,
+        &format!(
+            "import http.client, json, ssl\n\
+             ctx = ssl.create_default_context(cafile='ca.pem')\n\
+             {client}\n\
+             for method, path, body in json.load(open('requests.json')):\n\
+             \x20   try:\n\
+             \x20       c = http.client.HTTPSConnection('{host}', {port}, context=ctx, timeout=20)\n\
+             \x20       c.request(method, path, body=body.encode() or None, headers={{'Content-Type': 'application/json'}})\n\
+             \x20       r = c.getresponse()\n\
+             \x20       print(r.status, r.read().decode().strip().replace(chr(10), ' ')[:200])\n\
+             \x20   except Exception as e:\n\
+             \x20       print(type(e).__name__)\n"
+        ),
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_webhooks_serve_tls_and_the_audit_one_takes_only_the_api_servers_certificate() {
+    let api = ApiServer::start();
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let certs = work.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    crate::support::python_in(
+        &certs,
+        &std::fs::read_to_string(crate::support::root().join("tests/tools/certs.py")).unwrap(),
+    );
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+    let (cert, key, ca) = (file("tls.pem"), file("tls.key"), file("ca.pem"));
+    std::fs::copy(certs.join("server.pem"), &cert).unwrap();
+    std::fs::copy(certs.join("server.key"), &key).unwrap();
+    let daemon = follow(
+        &api,
+        &rules,
+        &work.path().join("state"),
+        &[
+            "--audit-webhook",
+            "--admission-webhook",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--audit-client-ca",
+            &ca,
+        ],
+    );
+    let address = daemon.address();
+    assert!(
+        daemon.stderr().contains("on https://"),
+        "{}",
+        daemon.stderr()
+    );
+    let events = r#"{"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": []}"#;
+    let review = r#"{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+        "request": {"uid": "u-1", "operation": "CREATE", "resource": {"resource": "configmaps"},
+        "name": "a", "userInfo": {"username": "x"}, "object": {"metadata": {"name": "a"}}}}"#;
+    let requests = [
+        ("GET", "/healthz", ""),
+        ("POST", "/audit-webhook", events),
+        ("POST", "/process-validating-webhook", review),
+    ];
+    // Without a client certificate: the probes and the admission webhook
+    // answer; the audit webhook says what it wants.
+    let answers = https(&certs, &address, None, &requests);
+    assert!(answers[0].starts_with("200"), "{answers:?}");
+    assert!(
+        answers[1].starts_with("401 the audit webhook takes requests with a client certificate"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[2].starts_with(r#"200 {"apiVersion":"admission.k8s.io/v1""#)
+            && answers[2].contains(r#""allowed":true"#)
+            && answers[2].contains("u-1"),
+        "{answers:?}"
+    );
+    // With the certificate the CA signed, the audit webhook takes the batch.
+    let answers = https(&certs, &address, Some("client"), &requests[1..2]);
+    assert!(answers[0].starts_with("200"), "{answers:?}");
+    // A certificate another CA signed ends the handshake.
+    let answers = https(&certs, &address, Some("rogue"), &requests[..1]);
+    assert!(!answers[0].starts_with("200"), "{answers:?}");
+    // Plain HTTP to the TLS port is no request; the server goes on.
+    if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+        use std::io::{Read as _, Write as _};
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buffer = Vec::new();
+        let _ = stream.read_to_end(&mut buffer);
+        assert!(!String::from_utf8_lossy(&buffer).contains("200 OK"));
+    }
+    // A renewed certificate serves from the next connection, no restart;
+    // a half-written renewal keeps the old pair serving.
+    let port = address.rsplit_once(':').unwrap().1.to_owned();
+    let served = || {
+        crate::support::python_in(
+            &certs,
+            &format!(
+                "import ssl, hashlib\n\
+                 pem = ssl.get_server_certificate(('127.0.0.1', {port}), ca_certs='ca.pem')\n\
+                 print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest())\n"
+            ),
+        )
+    };
+    let before = served();
+    std::fs::write(&key, "not a key").unwrap();
+    assert_eq!(served(), before, "the old pair serves on");
+    std::fs::copy(certs.join("server2.pem"), &cert).unwrap();
+    std::fs::copy(certs.join("server2.key"), &key).unwrap();
+    wait_for("the renewed certificate", || {
+        (served() != before).then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("does not load; the old one serves on"),
+        "{stderr}"
+    );
+    assert!(https(&certs, &address, None, &requests[..1])[0].starts_with("200"));
+}
+
+#[test]
+fn a_certificate_that_does_not_load_stops_the_start_and_names_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (cert, key) = (work.path().join("tls.pem"), work.path().join("tls.key"));
+    std::fs::write(&cert, "-----BEGIN NOTHING-----\n").unwrap();
+    std::fs::write(&key, "").unwrap();
+    let source = work.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["run", "--once", "--listen", "127.0.0.1:0", "--source-dir"])
+        .arg(&source)
+        .arg("--repo")
+        .arg(work.path().join("repo.git"))
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: no PEM certificate in it", cert.display())),
+        "{stderr}"
+    );
+    assert!(
+        !work.path().join("repo.git").exists(),
+        "nothing was started"
+    );
+}
+
 #[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();

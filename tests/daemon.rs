@@ -447,6 +447,7 @@ fn the_daemon_runs_from_the_library_and_its_supervisor_follows_the_destinations(
         listen: Some(("127.0.0.1:0".parse().unwrap(), ServerLimits::default())),
         once: false,
         export: Vec::new(),
+        tls: None,
     };
     let daemon = daemon::Daemon::start(setup, "library").unwrap();
     let (handle, address) = (daemon.handle(), daemon.address().unwrap().to_string());

@@ -288,7 +288,9 @@ impl Daemon {
     pub fn address(&self) -> String {
         wait_for("the daemon to serve HTTP", || {
             let text = self.stderr();
-            let (_, rest) = text.split_once(" on http://")?;
+            let (_, rest) = text
+                .split_once(" on http://")
+                .or_else(|| text.split_once(" on https://"))?;
             Some(rest.split_whitespace().next()?.to_owned())
         })
     }

@@ -20,8 +20,14 @@
 //!   wait in the kernel's backlog, costing no descriptor;
 //! - an `accept` that fails (out of file descriptors, most often) is retried
 //!   with back-off: the listener works again as soon as descriptors free up.
+//!
+//! With [`tls`], every connection is TLS, its handshake within the read
+//! timeout too; what the handshake learnt of the client reaches the routes
+//! as a [`tls::Peer`] request extension.
 
-use axum::Router;
+pub mod tls;
+
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
@@ -65,6 +71,7 @@ pub fn serve(
     runtime: &Handle,
     address: SocketAddr,
     limits: ServerLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
 ) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(address)?;
@@ -74,12 +81,18 @@ pub fn serve(
         let _inside = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    runtime.spawn(accept_loop(listener, app, limits));
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    runtime.spawn(accept_loop(listener, app, limits, tls));
     Ok(bound)
 }
 
 /// Accepts for ever: an error is waited out, never the end.
-async fn accept_loop(listener: tokio::net::TcpListener, app: Router, limits: ServerLimits) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
@@ -103,19 +116,46 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, limits: Ser
                 continue;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
+        let (app, tls) = (app.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
-                Ok(Ok(())) => {}
-                // A client that went away or timed out: its business.
-                Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
-                Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
-            }
+            let Some(tls) = tls else {
+                return serve_connection(
+                    stream,
+                    app.layer(Extension(tls::Peer::default())),
+                    limits,
+                )
+                .await;
+            };
+            // The handshake is part of the request's headers' time.
+            let stream = match tokio::time::timeout(limits.read_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!("TLS handshake timed out"),
+            };
+            // A certificate the handshake took was verified against the
+            // client CA; without a CA, none is asked for.
+            let peer = tls::Peer {
+                client_certified: stream.get_ref().1.peer_certificates().is_some(),
+            };
+            serve_connection(stream, app.layer(Extension(peer)), limits).await;
         });
+    }
+}
+
+/// Serves one connection's requests, for at most [`CONNECTION_LIFETIME`].
+async fn serve_connection<S>(stream: S, app: Router, limits: ServerLimits)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+        Ok(Ok(())) => {}
+        // A client that went away or timed out: its business.
+        Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
+        Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
     }
 }

@@ -232,6 +232,14 @@ pub struct HttpArgs {
     /// Keep it well below the open-file limit (`ulimit -n`).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = at_least_one)]
     http_max_connections: u64,
+    /// Serve HTTPS with this certificate chain (PEM, the server's own
+    /// first); read again when the file changes. An API server calls an
+    /// admission webhook over HTTPS only.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 impl HttpArgs {
@@ -241,6 +249,28 @@ impl HttpArgs {
             read_timeout: std::time::Duration::from_secs(self.http_read_timeout),
             max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
         }
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// The server's TLS, if asked for, checking client certificates
+    /// against `client_ca`; a file that does not load is the error.
+    pub fn tls(
+        &self,
+        client_ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let files = crate::api::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: client_ca.map(ToOwned::to_owned),
+        };
+        Ok(Some(crate::api::tls::server_config(&files)?))
     }
 }
 

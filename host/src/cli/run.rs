@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// the audit event wins.
     #[arg(long, requires = "cluster")]
     admission_webhook: bool,
+    /// With --audit-webhook and --tls-cert: the audit webhook takes only
+    /// requests that present a client certificate this CA (PEM) signed,
+    /// as the API server's audit kubeconfig can. Other routes (the
+    /// probes, the admission webhook) ask for none.
+    #[arg(long, value_name = "FILE", requires_all = ["audit_webhook", "tls_cert"])]
+    audit_client_ca: Option<PathBuf>,
     /// Most admission facts kept waiting for the watch event of their
     /// change; beyond it, the least recent go (each counted in
     /// plumbline_attribution_evictions_total).
@@ -256,8 +262,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         max_bytes: args.max_file_bytes,
     };
     let stamp = args.config.as_deref().and_then(config_file::Stamp::of);
-    // The kubeconfig first: a run that cannot reach its source creates
-    // no repository.
+    // The certificate and the kubeconfig first: a run that cannot serve
+    // or reach its source creates no repository.
+    let tls = args.http.tls(args.audit_client_ca.as_deref())?;
     let reach = match (&args.kubeconfig, args.in_cluster) {
         (Some(path), _) => Some(cluster::Reach::Kubeconfig(path)),
         (None, true) => Some(cluster::Reach::InCluster),
@@ -313,7 +320,10 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             capacity: args.admission_capacity,
         }))
     });
-    let routes = attribution::routes(facts.clone(), admissions.clone());
+    let routes = attribution::routes(
+        facts.clone().map(|f| (f, args.audit_client_ca.is_some())),
+        admissions.clone(),
+    );
     let attribution = (facts.is_some() || admissions.is_some())
         .then(|| Arc::new(Attribution::new(facts, admissions)));
     let mut export: Vec<Export> = Vec::new();
@@ -330,12 +340,18 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         queue_capacity: args.queue_capacity,
         sink: sink_options(&args, &name),
         listen: listen.map(|address| (address, args.http.limits())),
+        tls,
         once: args.once,
         export,
     };
     let daemon = Daemon::start(setup, &name)?;
     if let Some(bound) = daemon.address() {
-        eprintln!("serving /healthz, /readyz and /metrics on http://{bound}");
+        let scheme = if args.http.serves_tls() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!("serving /healthz, /readyz and /metrics on {scheme}://{bound}");
     }
     if !args.once {
         stop_on_signals(&daemon)?;

@@ -60,6 +60,8 @@ pub struct Setup {
     pub sink: SinkOptions,
     /// Where to serve HTTP, if anywhere.
     pub listen: Option<(SocketAddr, ServerLimits)>,
+    /// TLS for every connection of the HTTP server, if any.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Seed, push everything, and stop, instead of following.
     pub once: bool,
     /// Metrics other stages export (the webhooks' attribution counters),
@@ -175,8 +177,14 @@ impl Daemon {
             Some((address, limits)) => {
                 let app = std::mem::take(&mut setup.routes)
                     .merge(crate::telemetry::http::routes(registry, health.clone()));
-                let bound = crate::api::serve(setup.runtime.handle(), address, limits, app)
-                    .map_err(|source| DaemonError::Http { address, source })?;
+                let bound = crate::api::serve(
+                    setup.runtime.handle(),
+                    address,
+                    limits,
+                    setup.tls.take(),
+                    app,
+                )
+                .map_err(|source| DaemonError::Http { address, source })?;
                 Some(bound)
             }
             None => None,

@@ -24,7 +24,9 @@ pub mod facts;
 pub use admitted::{Admissions, AdmittedConfig};
 pub use facts::{Facts, FactsConfig};
 
+use crate::api::tls::Peer;
 use crate::model::Event;
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -145,17 +147,18 @@ impl Attribution {
     }
 }
 
-/// The webhooks' routes: the audit one recording into `audit`, the
-/// admission one into `admission`, each only if given.
-pub fn routes(audit: Option<Arc<Facts>>, admission: Option<Arc<Admissions>>) -> Router {
+/// The webhooks' routes: the audit one recording into `audit` (with
+/// `true`, only from clients whose certificate the server's client CA
+/// signed), the admission one into `admission`, each only if given.
+pub fn routes(audit: Option<(Arc<Facts>, bool)>, admission: Option<Arc<Admissions>>) -> Router {
     let mut router = Router::new();
-    if let Some(facts) = audit {
+    if let Some((facts, certified)) = audit {
         router = router.merge(
             Router::new()
                 .route("/audit-webhook", post(audit_webhook))
                 .route("/audit-webhook/{cluster}", post(audit_webhook))
                 .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
-                .with_state(facts),
+                .with_state(AuditState { facts, certified }),
         );
     }
     if let Some(admissions) = admission {
@@ -169,7 +172,30 @@ pub fn routes(audit: Option<Arc<Facts>>, admission: Option<Arc<Admissions>>) -> 
     router
 }
 
-async fn audit_webhook(State(facts): State<Arc<Facts>>, body: Bytes) -> (StatusCode, String) {
+#[derive(Clone)]
+struct AuditState {
+    facts: Arc<Facts>,
+    /// Only clients with a certificate the client CA signed.
+    certified: bool,
+}
+
+async fn audit_webhook(
+    State(AuditState { facts, certified }): State<AuditState>,
+    peer: Option<Extension<Peer>>,
+    body: Bytes,
+) -> (StatusCode, String) {
+    if certified && !peer.is_some_and(|Extension(p)| p.client_certified) {
+        refused(
+            "an audit webhook body",
+            &"no client certificate",
+            facts.refused(),
+        );
+        return (
+            StatusCode::UNAUTHORIZED,
+            "the audit webhook takes requests with a client certificate the configured CA signed\n"
+                .into(),
+        );
+    }
     // A batch can be tens of MiB: read off the runtime's threads, which
     // serve the probes.
     let read = tokio::task::spawn_blocking(move || audit::facts(&body)).await;
