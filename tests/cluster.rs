@@ -764,6 +764,209 @@ fn a_certificate_that_does_not_load_stops_the_start_and_names_the_file() {
     );
 }
 
+/// Each file's history under `live/default/core/configmaps/`, oldest
+/// first: the value of its `v` after each commit that changed it, `None`
+/// where a commit deleted it.
+fn histories(git: &GitServer) -> std::collections::BTreeMap<String, Vec<Option<u32>>> {
+    let log = git_in(
+        &git.bare(),
+        &[
+            "log",
+            "--reverse",
+            "-p",
+            "--no-renames",
+            "--format=commit %H",
+            "main",
+            "--",
+            "live/default/core/configmaps/",
+        ],
+    );
+    let mut histories: std::collections::BTreeMap<String, Vec<Option<u32>>> = Default::default();
+    let mut file = String::new();
+    for line in log.lines() {
+        if let Some(path) = line.strip_prefix("diff --git a/") {
+            file = path
+                .split(' ')
+                .next()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned();
+        } else if line.starts_with("deleted file mode") {
+            histories.entry(file.clone()).or_default().push(None);
+        } else if let Some(value) = line.strip_prefix("+  v: \"") {
+            let value = value.trim_end_matches('"').parse().unwrap();
+            histories.entry(file.clone()).or_default().push(Some(value));
+        }
+    }
+    histories
+}
+
+#[test]
+fn a_restarted_daemon_resumes_its_watches_and_commits_what_changed_while_it_was_down() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "a", "--from-literal=v=1"]);
+    api.kubectl(&["create", "configmap", "b", "--from-literal=v=1"]);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let state = work.path().join("state");
+    let path = |name: &str| format!("live/default/core/configmaps/{name}.yaml");
+    let mut daemon = follow(&api, &rules, &state, &[]);
+    wait_for("the seed", || {
+        git.tree().contains_key(&path("b")).then_some(())
+    });
+    daemon.signal("TERM");
+    daemon.exited();
+
+    // While it is down: a change, two changes of one object, a delete, a
+    // create.
+    let patch = |name: &str, v: u32| {
+        let body = format!(r#"{{"data":{{"v":"{v}"}}}}"#);
+        api.kubectl(&["patch", "configmap", name, "--type=merge", "-p", &body]);
+    };
+    patch("a", 2);
+    patch("a", 3);
+    api.kubectl(&["delete", "configmap", "b"]);
+    api.kubectl(&["create", "configmap", "c", "--from-literal=v=1"]);
+
+    let daemon = follow(&api, &rules, &state, &["--log", "info"]);
+    wait_for("what changed while it was down", || {
+        let tree = git.tree();
+        (tree.get(&path("a"))?.contains("v: \"3\"")
+            && !tree.contains_key(&path("b"))
+            && tree.contains_key(&path("c")))
+        .then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("resuming watches from the versions saved"),
+        "{stderr}"
+    );
+    // Nothing was listed: what changed came as the watch's events.
+    assert!(stderr.contains("seeded from cluster"), "{stderr}");
+    assert!(stderr.contains("objects=0"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let history = histories(&git);
+    assert_eq!(history["b.yaml"], [Some(1), None], "{history:?}");
+    assert_eq!(history["a.yaml"].last(), Some(&Some(3)), "{history:?}");
+
+    // Another configuration is another scope: everything is listed.
+    drop(daemon);
+    let text = std::fs::read_to_string(&rules)
+        .unwrap()
+        .replace("configmaps", "configmaps, secrets");
+    std::fs::write(&rules, text).unwrap();
+    let daemon = follow(&api, &rules, &state, &["--log", "info"]);
+    wait_for("the listing", || {
+        let stderr = daemon.stderr();
+        stderr.contains("seeded from cluster").then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("resuming"), "{stderr}");
+    assert!(stderr.contains("objects=2"), "a and c listed: {stderr}");
+}
+
+#[test]
+fn a_daemon_killed_at_random_moments_under_a_stream_of_changes_commits_each_change_once() {
+    use crate::apiserver::store::Write;
+    let api = ApiServer::start();
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let state = work.path().join("state");
+    // Random moments, reproducible from the seed printed on failure.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut random = seed;
+    let mut next = move |below: u64| {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random % below
+    };
+    let store = api.store();
+    let configmaps = store.resource("", "v1", "configmaps").unwrap();
+    let write = Write {
+        user: "alice".into(),
+        dry_run: false,
+        manager: "kubectl".into(),
+        named: true,
+    };
+    // 40 objects, each created at 1, raised to 5, and two in three then
+    // deleted; never made again, never lowered: a history that goes back
+    // was a change committed twice.
+    const OBJECTS: u32 = 40;
+    let object = |i: u32, v: u32| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}"), "namespace": "default"},
+            "data": {"v": v.to_string()}})
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for step in 0..6 {
+                for i in 0..OBJECTS {
+                    let name = format!("cm-{i}");
+                    let ns = Some("default");
+                    match step {
+                        0 => drop(store.create(&configmaps, ns, object(i, 1), &write).unwrap()),
+                        1..=4 => drop(
+                            store
+                                .update(&configmaps, ns, &name, object(i, step + 1), false, &write)
+                                .unwrap(),
+                        ),
+                        _ if i % 3 != 0 => {
+                            drop(store.delete(&configmaps, ns, &name, &write).unwrap())
+                        }
+                        _ => {}
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(15));
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut kills = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut daemon = follow(&api, &rules, &state, &[]);
+            std::thread::sleep(std::time::Duration::from_millis(300 + next(1200)));
+            daemon.kill();
+            kills += 1;
+        }
+        assert!(kills >= 2, "seed {seed}: the stream outran the kills");
+    });
+    let daemon = follow(&api, &rules, &state, &[]);
+    let path = |i: u32| format!("live/default/core/configmaps/cm-{i}.yaml");
+    wait_for("Git to converge", || {
+        let tree = git.tree();
+        (0..OBJECTS)
+            .all(|i| match i % 3 {
+                0 => tree.get(&path(i)).is_some_and(|t| t.contains("v: \"5\"")),
+                _ => !tree.contains_key(&path(i)),
+            })
+            .then_some(())
+    });
+    for (file, history) in histories(&git) {
+        let values: Vec<u32> = history.iter().map_while(|v| *v).collect();
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "seed {seed}: {file} went {history:?}"
+        );
+        assert!(
+            history.len() <= values.len() + 1,
+            "seed {seed}: {file} came back after its delete: {history:?}"
+        );
+    }
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("error"), "seed {seed}: {stderr}");
+}
+
 #[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();

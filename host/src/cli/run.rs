@@ -368,10 +368,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut source: Box<dyn Source> = match cluster {
         Some((client, _)) => {
             let routes = daemon.handle();
+            let current = routes.clone();
             let rules = move || routes.config().rules.into_iter().map(|r| r.rule).collect();
+            let config = move || current.config().fingerprint();
             let options = ClusterOptions {
                 name: name.clone(),
                 rules: Box::new(rules),
+                config: Box::new(config),
                 rediscover: Duration::from_secs(args.discovery_interval),
                 attribution,
                 health: Some(daemon.health()),

@@ -62,6 +62,23 @@ pub struct MirrorConfig {
 }
 
 impl MirrorConfig {
+    /// A text that tells configurations apart: what the destinations and
+    /// rules say (not how they were loaded).
+    pub fn fingerprint(&self) -> String {
+        let mut text = String::new();
+        for d in &self.destinations {
+            text.push_str(&format!("{d:?}\n"));
+        }
+        for r in &self.rules {
+            let condition = r.condition.as_ref().map(|c| c.expression());
+            text.push_str(&format!(
+                "{} {} {} {condition:?}\n",
+                r.name, r.rule, r.destination
+            ));
+        }
+        text
+    }
+
     /// Pairs of destinations that write one branch of one repository in
     /// folders one of which holds the other: each would take the other's
     /// files for orphans and prune them. Said as errors naming both, in

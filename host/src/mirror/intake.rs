@@ -12,7 +12,7 @@
 
 use super::router::Routing;
 use crate::model::{Event, GroupResource, Target};
-use crate::queue::QueueError;
+use crate::queue::{Cursors, QueueError};
 use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -109,6 +109,16 @@ pub trait Intake: Send + Sync {
     /// One look at the source is over: what the policies made of its
     /// events goes to readiness.
     fn end_pass(&self);
+
+    /// Where each feed of the source resumes (a watch's resourceVersion,
+    /// by resource), as it last saved them, kept with the queue.
+    fn cursors(&self) -> Result<Cursors, QueueError>;
+
+    /// Saves (`Some`) or forgets (`None`) the source's cursors, durably.
+    /// Call it only after the events before them were submitted: a
+    /// restart then resumes from them losing nothing, and replays at most
+    /// what was submitted since the last save.
+    fn save_cursors(&self, changes: &[(String, Option<String>)]) -> Result<(), QueueError>;
 }
 
 /// How the daemon steers a source that follows.

@@ -16,7 +16,7 @@
 use super::intake::{Intake, Listing, Seed, SeedScope};
 use super::pipeline::{MirrorError, Pipeline};
 use crate::model::{Event, Target};
-use crate::queue::{Entry, FileChange, Partition, Queue, QueueError};
+use crate::queue::{Cursors, Entry, FileChange, Partition, Queue, QueueError};
 use crate::telemetry::health::PassOutcome;
 use crate::telemetry::metrics::SourceLabels;
 use crate::telemetry::{Health, Metrics};
@@ -279,6 +279,14 @@ impl Intake for Router {
     fn end_pass(&self) {
         let pass = std::mem::take(&mut *self.pass.lock().unwrap_or_else(PoisonError::into_inner));
         self.health.record_pass(&pass);
+    }
+
+    fn cursors(&self) -> Result<Cursors, QueueError> {
+        self.queue.cursors(&self.source.source)
+    }
+
+    fn save_cursors(&self, changes: &[(String, Option<String>)]) -> Result<(), QueueError> {
+        self.queue.save_cursors(&self.source.source, changes)
     }
 }
 

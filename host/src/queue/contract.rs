@@ -175,3 +175,35 @@ fn a_partition_token_is_safe_as_a_subject_and_a_file_name() {
     }
     assert_ne!(partition("main").token(), partition("other").token());
 }
+
+#[test]
+fn cursors_are_kept_per_source_and_forgotten_on_request() {
+    each(10, |queue| {
+        let set = |key: &str, value: Option<&str>| (key.to_owned(), value.map(str::to_owned));
+        queue
+            .save_cursors(
+                "cluster a",
+                &[set("configmaps", Some("5")), set("secrets", Some("7"))],
+            )
+            .unwrap();
+        queue
+            .save_cursors("cluster b", &[set("configmaps", Some("900"))])
+            .unwrap();
+        queue
+            .save_cursors(
+                "cluster a",
+                &[set("configmaps", Some("6")), set("secrets", None)],
+            )
+            .unwrap();
+        let a = queue.cursors("cluster a").unwrap();
+        assert_eq!(
+            a.into_iter().collect::<Vec<_>>(),
+            [("configmaps".to_owned(), "6".to_owned())]
+        );
+        assert_eq!(queue.cursors("cluster b").unwrap()["configmaps"], "900");
+        assert!(
+            queue.cursors("cluster").unwrap().is_empty(),
+            "no prefix match"
+        );
+    });
+}

@@ -7,7 +7,7 @@
 //! kept beside them, written in the same transactions, so a restart knows
 //! exactly where every reader resumes.
 
-use super::{Claim, Claims, Entry, Partition, Position, Queue, QueueError};
+use super::{Claim, Claims, Cursors, Entry, Partition, Position, Queue, QueueError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ use std::time::Duration;
 const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_entries");
 /// Per partition: (last appended, last acknowledged).
 const POSITIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queue_positions");
+/// Per (source, key): where that feed of the source resumes.
+const CURSORS: TableDefinition<(&str, &str), &str> = TableDefinition::new("source_cursors");
 
 /// Where a partition stands: its sequence numbers, which are this
 /// queue's own and handed out as opaque [`Position`]s.
@@ -74,6 +76,7 @@ impl DiskQueue {
             let txn = db.begin_write().map_err(|e| store_error(path, e))?;
             {
                 txn.open_table(ENTRIES).map_err(|e| store_error(path, e))?;
+                txn.open_table(CURSORS).map_err(|e| store_error(path, e))?;
                 let table = txn
                     .open_table(POSITIONS)
                     .map_err(|e| store_error(path, e))?;
@@ -268,6 +271,44 @@ impl Queue for DiskQueue {
     fn claim(&self, partition: &Partition) -> Result<Claim, QueueError> {
         self.claims.take(partition)
     }
+
+    fn cursors(&self, source: &str) -> Result<Cursors, QueueError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(CURSORS).map_err(|e| self.error(e))?;
+        let mut cursors = Cursors::new();
+        let rows = table.range((source, "")..).map_err(|e| self.error(e))?;
+        for row in rows {
+            let (key, value) = row.map_err(|e| self.error(e))?;
+            let (owner, key) = key.value();
+            if owner != source {
+                break;
+            }
+            cursors.insert(key.to_owned(), value.value().to_owned());
+        }
+        Ok(cursors)
+    }
+
+    fn save_cursors(
+        &self,
+        source: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<(), QueueError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut table = txn.open_table(CURSORS).map_err(|e| self.error(e))?;
+            for (key, value) in changes {
+                match value {
+                    Some(value) => table.insert((source, key.as_str()), value.as_str()),
+                    None => table.remove((source, key.as_str())),
+                }
+                .map_err(|e| self.error(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
 }
 
 #[cfg(test)]
@@ -306,5 +347,21 @@ mod tests {
         drop(queue);
         let queue = DiskQueue::open(&path, 100).unwrap();
         assert!(queue.append(&p, &[change(4)]).unwrap() > last);
+    }
+
+    #[test]
+    fn cursors_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.redb");
+        {
+            let queue = DiskQueue::open(&path, 100).unwrap();
+            let saved = [("configmaps".to_owned(), Some("812".to_owned()))];
+            queue.save_cursors("cluster https://a", &saved).unwrap();
+        }
+        let queue = DiskQueue::open(&path, 100).unwrap();
+        assert_eq!(
+            queue.cursors("cluster https://a").unwrap()["configmaps"],
+            "812"
+        );
     }
 }

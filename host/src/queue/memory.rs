@@ -3,7 +3,7 @@
 //! tests of what consumes a queue, and for a mirror that can list its
 //! source again after a restart instead of keeping a state folder.
 
-use super::{Claim, Claims, Entry, Partition, Position, Queue, QueueError};
+use super::{Claim, Claims, Cursors, Entry, Partition, Position, Queue, QueueError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -19,6 +19,8 @@ pub struct MemoryQueue {
     claims: Claims,
     /// Appends waiting for room.
     waiting: AtomicUsize,
+    /// Each source's cursors.
+    cursors: Mutex<HashMap<String, Cursors>>,
 }
 
 /// One partition's entries not acknowledged, and where it stands.
@@ -39,6 +41,7 @@ impl MemoryQueue {
             changed: Condvar::new(),
             claims: Claims::default(),
             waiting: AtomicUsize::new(0),
+            cursors: Mutex::default(),
         }
     }
 
@@ -132,5 +135,26 @@ impl Queue for MemoryQueue {
 
     fn claim(&self, partition: &Partition) -> Result<Claim, QueueError> {
         self.claims.take(partition)
+    }
+
+    fn cursors(&self, source: &str) -> Result<Cursors, QueueError> {
+        let cursors = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(cursors.get(source).cloned().unwrap_or_default())
+    }
+
+    fn save_cursors(
+        &self,
+        source: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<(), QueueError> {
+        let mut cursors = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+        let saved = cursors.entry(source.to_owned()).or_default();
+        for (key, value) in changes {
+            match value {
+                Some(value) => saved.insert(key.clone(), value.clone()),
+                None => saved.remove(key),
+            };
+        }
+        Ok(())
     }
 }

@@ -219,7 +219,24 @@ pub trait Queue: Send + Sync {
     /// Claims `partition` for the caller, who writes to its branch while
     /// the claim is held; [`QueueError::Claimed`] while another holds it.
     fn claim(&self, partition: &Partition) -> Result<Claim, QueueError>;
+
+    /// Where each feed of `source` resumes (a watch's resourceVersion, by
+    /// resource), as [`Queue::save_cursors`] left it.
+    fn cursors(&self, source: &str) -> Result<Cursors, QueueError>;
+
+    /// Sets (`Some`) or forgets (`None`) cursors of `source`, durably. A
+    /// source saves a cursor only once the events before it were
+    /// appended, so a restart that resumes from it loses nothing, and
+    /// replays at most the events appended since the last save.
+    fn save_cursors(
+        &self,
+        source: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<(), QueueError>;
 }
+
+/// A source's cursors, by key.
+pub type Cursors = std::collections::BTreeMap<String, String>;
 
 /// The claims of a queue whose consumers all live in this process.
 #[derive(Debug, Default, Clone)]

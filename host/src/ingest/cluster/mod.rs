@@ -6,8 +6,8 @@
 //! The client and the watches run on the daemon's tokio runtime; listing
 //! and routing (Wasm) run on the source's own thread, which blocks on the
 //! runtime for each page and each batch of watch events, so a probe is
-//! never delayed by a policy. Versions are kept in memory only: a restart
-//! lists everything again (storing them with the queue is still to do).
+//! never delayed by a policy. Each resource's version is saved with the
+//! queue ([`cursors`]): a restart resumes each watch where it was.
 //!
 //! A listing that fails (a resource the daemon may not list, a server
 //! that went away) makes the seed incomplete: nothing is pruned on its
@@ -19,6 +19,7 @@
 //! stay.
 
 mod convert;
+pub mod cursors;
 mod discover;
 mod reports;
 mod select;
@@ -32,6 +33,7 @@ use crate::ingest::attribution::Attribution;
 use crate::ingest::source::{Context, SeedReport, Source, SourceError};
 use crate::mirror::{Listing, SeedScope};
 use crate::model::{Event, GroupResource};
+use cursors::SavedVersions;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::verbs;
 use reports::Reports;
@@ -134,6 +136,10 @@ pub struct ClusterOptions {
     /// The watch rules now (in the `rule-match` plugin's format), asked at
     /// each discovery: the rules change while the daemon runs.
     pub rules: Box<dyn Fn() -> Vec<Value> + Send>,
+    /// A text that changes whenever the mirror's configuration does
+    /// (destinations and rules): versions saved under another are not
+    /// resumed from.
+    pub config: Box<dyn Fn() -> String + Send>,
     /// How often discovery runs again.
     pub rediscover: Duration,
     /// Who made which change, as the webhooks say; none when no one
@@ -159,6 +165,8 @@ pub struct ClusterSource {
     generations: u64,
     /// Watch events not routed yet.
     waiting: Waiting,
+    /// The versions saved with the queue; read at the first seed.
+    saved: Option<SavedVersions>,
 }
 
 impl ClusterSource {
@@ -168,6 +176,7 @@ impl ClusterSource {
         let waiting = Waiting::new(options.attribution.clone(), BATCH);
         ClusterSource {
             waiting,
+            saved: None,
             reports: Reports::new(options.health.clone()),
             generations: 0,
             relisted: Instant::now(),
@@ -373,12 +382,66 @@ impl ClusterSource {
             }
             context.intake.end_pass();
         }
+        // The events before these versions are in the queue now.
+        if let Some(saved) = &mut self.saved {
+            let now = batch.versions.iter().map(|(id, v)| (id, Some(v.as_str())));
+            saved.save(context.intake, now, None)?;
+        }
         for (id, version) in batch.versions.drain() {
             if let Some(followed) = self.followed.get_mut(&id) {
                 followed.version = Some(version);
             }
         }
         batch.clear();
+        Ok(())
+    }
+
+    /// The digest of the configuration and the resources followed now.
+    fn scope_digest(&self) -> String {
+        cursors::scope_digest(&(self.options.config)(), self.followed.keys())
+    }
+
+    /// At the first seed of everything: the resources whose watch resumes
+    /// from the version saved before a restart, each set to resume.
+    fn resume(&mut self, context: &Context) -> Result<Vec<GroupResource>, SourceError> {
+        let saved = SavedVersions::load(context.intake)?;
+        let resumable = saved.resumable(&self.scope_digest(), self.followed.keys());
+        self.saved = Some(saved);
+        for (id, version) in &resumable {
+            self.generations += 1;
+            let followed = self.followed.get_mut(id).expect("followed");
+            followed.generation = self.generations;
+            followed.version = Some(version.clone());
+        }
+        if !resumable.is_empty() {
+            tracing::info!(
+                resources = resumable.len(),
+                "resuming watches from the versions saved before the restart"
+            );
+        }
+        Ok(resumable.into_keys().collect())
+    }
+
+    /// After a seed: the versions its listings reached, and, after one of
+    /// everything, the scope they hold for; resources not followed any
+    /// more are forgotten.
+    fn save_seed(
+        &mut self,
+        listed: &[GroupResource],
+        everything: bool,
+        context: &Context,
+    ) -> Result<(), SourceError> {
+        let digest = everything.then(|| self.scope_digest());
+        let followed: Vec<GroupResource> = self.followed.keys().cloned().collect();
+        let Some(saved) = &mut self.saved else {
+            return Ok(());
+        };
+        let now = listed.iter().filter_map(|id| {
+            let version = self.followed.get(id)?.version.as_deref()?;
+            Some((id, Some(version)))
+        });
+        saved.save(context.intake, now, digest.as_deref())?;
+        saved.keep_only(context.intake, &followed)?;
         Ok(())
     }
 
@@ -519,15 +582,37 @@ impl Source for ClusterSource {
                 false
             }
         };
+        let everything = scope.resources.is_none() && scope.destinations.is_none();
+        // Versions saved before a restart are trusted only at the first
+        // seed, of everything, with every group answering.
+        let first = self.saved.is_none();
+        let resumed = match (first, everything && discovered && unanswered == 0) {
+            (true, true) => self.resume(context)?,
+            (true, false) => {
+                self.saved = Some(SavedVersions::load(context.intake)?);
+                Vec::new()
+            }
+            (false, _) => Vec::new(),
+        };
         let wanted: Vec<GroupResource> = self
             .followed
             .keys()
             .filter(|id| scope.resources.as_ref().is_none_or(|r| r.contains(*id)))
+            .filter(|id| !resumed.contains(id))
             .cloned()
             .collect();
-        let seed = context.intake.begin_seed(scope)?;
+        // What resumes is not listed, and none of its files may be pruned.
+        let listed = if resumed.is_empty() {
+            scope.clone()
+        } else {
+            SeedScope::resources(wanted.iter().cloned())
+        };
+        let seed = context.intake.begin_seed(&listed)?;
         let mut report = SeedReport {
-            from: format!("{} resource(s)", wanted.len()),
+            from: match resumed.len() {
+                0 => format!("{} resource(s)", wanted.len()),
+                n => format!("{} resource(s) listed, {n} resumed", wanted.len()),
+            },
             unread: usize::from(!discovered) + unanswered,
             complete: discovered && unanswered == 0,
             routed: true,
@@ -560,6 +645,7 @@ impl Source for ClusterSource {
         };
         context.intake.end_seed(seed, &listing)?;
         context.intake.end_pass();
+        self.save_seed(&wanted, everything && discovered, context)?;
         Ok(report)
     }
 
