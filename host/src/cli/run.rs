@@ -375,6 +375,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 name: name.clone(),
                 rules: Box::new(rules),
                 config: Box::new(config),
+                resume: !args.once,
                 rediscover: Duration::from_secs(args.discovery_interval),
                 attribution,
                 health: Some(daemon.health()),

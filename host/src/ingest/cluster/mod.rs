@@ -140,6 +140,10 @@ pub struct ClusterOptions {
     /// (destinations and rules): versions saved under another are not
     /// resumed from.
     pub config: Box<dyn Fn() -> String + Send>,
+    /// Whether the first seed may resume watches from the versions saved
+    /// before a restart instead of listing: only when following (a run
+    /// that lists once and stops must list).
+    pub resume: bool,
     /// How often discovery runs again.
     pub rediscover: Duration,
     /// Who made which change, as the webhooks say; none when no one
@@ -586,7 +590,8 @@ impl Source for ClusterSource {
         // Versions saved before a restart are trusted only at the first
         // seed, of everything, with every group answering.
         let first = self.saved.is_none();
-        let resumed = match (first, everything && discovered && unanswered == 0) {
+        let resumable = self.options.resume && everything && discovered && unanswered == 0;
+        let resumed = match (first, resumable) {
             (true, true) => self.resume(context)?,
             (true, false) => {
                 self.saved = Some(SavedVersions::load(context.intake)?);
