@@ -967,6 +967,184 @@ fn a_daemon_killed_at_random_moments_under_a_stream_of_changes_commits_each_chan
     assert!(!stderr.contains("error"), "seed {seed}: {stderr}");
 }
 
+/// Plumbline's CRDs, installed in `api` as an operator would.
+fn install_crds(api: &ApiServer) {
+    let crds = std::process::Command::new(binary())
+        .arg("crds")
+        .output()
+        .unwrap();
+    assert!(crds.status.success());
+    let applied = api.apply_as("alice", &String::from_utf8(crds.stdout).unwrap());
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
+/// The `Ready` condition of a resource: (status, reason, message).
+fn ready(api: &ApiServer, what: &[&str]) -> (String, String, String) {
+    let mut args = vec!["get"];
+    args.extend(what);
+    args.extend(["-o", "json"]);
+    let object: serde_json::Value = serde_json::from_str(&api.kubectl(&args)).unwrap();
+    let conditions = object["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(ready) = conditions.iter().find(|c| c["type"] == "Ready") else {
+        return Default::default();
+    };
+    let text = |f: &str| ready[f].as_str().unwrap_or_default().to_owned();
+    (text("status"), text("reason"), text("message"))
+}
+
+#[test]
+fn the_clusters_own_resources_configure_the_mirror_each_with_its_status_and_followed_live() {
+    let api = ApiServer::start();
+    install_crds(&api);
+    let git = GitServer::start();
+    api.kubectl(&["create", "namespace", "plumbline"]);
+    api.kubectl(&["create", "configmap", "shop", "--from-literal=a=1"]);
+    api.kubectl(&["create", "secret", "generic", "token", "--from-literal=t=x"]);
+    let resources = format!(
+        "apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitRepoConfig\nmetadata: {{name: gitops, namespace: plumbline}}\n\
+         spec: {{repoUrl: '{}', allowedBranches: [main]}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitDestination\nmetadata: {{name: live, namespace: plumbline}}\n\
+         spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: live}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitDestination\nmetadata: {{name: dev, namespace: plumbline}}\n\
+         spec: {{repoRef: {{name: gitops}}, branch: dev, baseFolder: dev}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: WatchRule\nmetadata: {{name: to-dev, namespace: plumbline}}\n\
+         spec: {{destinationRef: {{name: dev}}, rules: [{{resources: [configmaps]}}]}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: ClusterWatchRule\nmetadata: {{name: everything}}\n\
+         spec:\n  destinationRef: {{name: live, namespace: plumbline}}\n  rules:\n  - {{scope: Namespaced, resources: [configmaps, secrets]}}\n",
+        git.url()
+    );
+    assert!(api.apply_as("alice", &resources).status.success());
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig();
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    const SHOP: &str = "live/default/core/configmaps/shop.yaml";
+    const TOKEN: &str = "live/default/core/secrets/token.yaml";
+    wait_for("the seed", || {
+        let tree = git.tree();
+        (tree.contains_key(SHOP) && tree.contains_key(TOKEN)).then_some(())
+    });
+    assert!(
+        daemon.stderr().contains(
+            "5 mirror.plumbline.dev/v1alpha1 resource(s) read from the cluster, 2 not ready"
+        ),
+        "{}",
+        daemon.stderr()
+    );
+    // Each resource says whether it takes effect, and why not.
+    let accepted = |what: &[&str]| {
+        let (status, reason, _) = ready(&api, what);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "Accepted"),
+            "{what:?}"
+        );
+    };
+    accepted(&["gitrepoconfig", "gitops", "-n", "plumbline"]);
+    accepted(&["gitdestination", "live", "-n", "plumbline"]);
+    accepted(&["clusterwatchrule", "everything"]);
+    let (status, reason, message) = ready(&api, &["gitdestination", "dev", "-n", "plumbline"]);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "BranchNotAllowed")
+    );
+    assert!(message.contains("branch `dev` is not among"), "{message}");
+    let (status, reason, _) = ready(&api, &["watchrule", "to-dev", "-n", "plumbline"]);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ReferenceNotReady")
+    );
+    let events = api.kubectl(&["get", "events", "-n", "plumbline", "-o", "json"]);
+    assert!(
+        events.contains("BranchNotAllowed") && events.contains("\"Warning\""),
+        "{events}"
+    );
+    // Nothing was written for what is not ready.
+    let branches = git_in(&git.bare(), &["branch", "--list"]);
+    assert!(!branches.contains("dev"), "{branches}");
+
+    // The rule narrowed while the daemon runs: the secrets' files go, in
+    // one commit.
+    let commits = || {
+        git_in(&git.bare(), &["rev-list", "--count", "main"])
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let before = commits();
+    api.kubectl(&[
+        "patch",
+        "clusterwatchrule",
+        "everything",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"rules":[{"scope":"Namespaced","resources":["configmaps"]}]}}"#,
+    ]);
+    wait_for("the orphans pruned", || {
+        (!git.tree().contains_key(TOKEN)).then_some(())
+    });
+    assert!(git.tree().contains_key(SHOP));
+    assert_eq!(commits(), before + 1, "one commit for the orphans");
+
+    // The branch allowed: the destination becomes ready, and writes.
+    api.kubectl(&[
+        "patch",
+        "gitrepoconfig",
+        "gitops",
+        "-n",
+        "plumbline",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"allowedBranches":["main","dev"]}}"#,
+    ]);
+    // A WatchRule sees its own namespace only.
+    api.kubectl(&["create", "configmap", "settings", "-n", "plumbline"]);
+    wait_for("the dev branch", || {
+        if git_in(&git.bare(), &["branch", "--list", "dev"]).is_empty() {
+            return None;
+        }
+        let files = git_in(&git.bare(), &["ls-tree", "-r", "--name-only", "dev"]);
+        files
+            .contains("dev/plumbline/core/configmaps/settings.yaml")
+            .then_some(())
+    });
+    let (status, reason, _) = ready(&api, &["gitdestination", "dev", "-n", "plumbline"]);
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Accepted"));
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn a_cluster_without_plumblines_crds_says_how_to_install_them() {
+    let api = ApiServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["run", "--once", "--kubeconfig"])
+        .arg(api.kubeconfig())
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("plumbline crds | kubectl apply -f -"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();

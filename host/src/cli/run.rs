@@ -278,7 +278,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let config = mirror_config(&args, reading)?;
+    // Without --config, a cluster's rules are its own custom resources.
+    let from_cluster = match (&cluster, &args.config) {
+        (Some((client, _)), None) => Some(client.clone()),
+        _ => None,
+    };
+    let config = match &from_cluster {
+        Some(client) => cluster_rules(client, &runtime, reading)?,
+        None => mirror_config(&args, reading)?,
+    };
     let state = args
         .state_dir
         .clone()
@@ -355,6 +363,23 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.once {
         stop_on_signals(&daemon)?;
+        if let Some(client) = from_cluster {
+            let handle = daemon.handle();
+            let apply = move |config: MirrorConfig| -> Result<(), String> {
+                let config = prepared(config).map_err(|e| format!("{e:#}"))?;
+                handle.set_config(config).map_err(|e| e.to_string())
+            };
+            cluster::rules::follow(
+                client,
+                daemon.runtime().clone(),
+                reading.cel,
+                Duration::from_secs(args.interval),
+                daemon.handle().config().fingerprint(),
+                Box::new(apply),
+                daemon.health(),
+            )
+            .context("starting the thread that follows the cluster's rules")?;
+        }
         if let Some(path) = &args.config {
             config_file::follow(
                 path.clone(),
@@ -488,6 +513,30 @@ fn summarize(seed: &SeedReport, partition: &Partition, report: &SyncReport) {
             String::new()
         }
     );
+}
+
+/// The rules of the cluster's custom resources, their statuses written.
+fn cluster_rules(
+    client: &kube::Client,
+    runtime: &tokio::runtime::Runtime,
+    reading: config_file::Reading,
+) -> anyhow::Result<MirrorConfig> {
+    let rules = runtime.block_on(cluster::rules::read(client, reading.cel))?;
+    runtime.block_on(rules.report(client));
+    let (read, refused) = rules.counts();
+    eprintln!(
+        "rules: {read} {} resource(s) read from the cluster, {refused} not ready (their status says why)",
+        cluster::rules::API_VERSION
+    );
+    prepared(rules.config)
+}
+
+/// `config` with each local repository made ready.
+fn prepared(mut config: MirrorConfig) -> anyhow::Result<MirrorConfig> {
+    for destination in &mut config.destinations {
+        destination.repo_url = prepare_repo(destination.repo_url.as_str(), &destination.branch)?;
+    }
+    Ok(config)
 }
 
 /// The destinations and rules: from `--config`, or one destination from

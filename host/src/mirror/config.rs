@@ -85,6 +85,12 @@ impl MirrorConfig {
     /// the order they were given. A folder is looked up with each of its
     /// ancestors, so many destinations cost their count times their depth.
     pub fn overlaps(&self) -> Vec<String> {
+        self.overlapping().into_iter().map(|(_, _, m)| m).collect()
+    }
+
+    /// [`MirrorConfig::overlaps`], with the indices of both destinations
+    /// of each pair.
+    pub fn overlapping(&self) -> Vec<(usize, usize, String)> {
         // One repository however its URL is spelled (with or without
         // credentials, a trailing `.git`): two spellings would also be two
         // workers pushing one branch.
@@ -111,7 +117,7 @@ impl MirrorConfig {
             .into_iter()
             .map(|(i, j)| {
                 let (a, b) = (&self.destinations[i], &self.destinations[j]);
-                format!(
+                let message = format!(
                     "GitDestination {} (base folder `{}`) and {} (`{}`) both write {} ({}) in one folder: \
                      each would prune the other's files; give them folders apart",
                     a.name,
@@ -120,7 +126,8 @@ impl MirrorConfig {
                     b.base_folder.as_str(),
                     a.repo_url,
                     a.branch
-                )
+                );
+                (i, j, message)
             })
             .collect()
     }

@@ -18,6 +18,10 @@ use plumbline_crd::mirror::{
     ClusterWatchRuleSpec, GitDestinationSpec as DestinationSpec, GitRepoConfigSpec as RepoSpec,
     WatchRuleSpec,
 };
+use plumbline_crd::status::reason::{
+    BASE_FOLDER_ESCAPES, BRANCH_NOT_ALLOWED, INVALID_CONDITION, INVALID_SPEC,
+    OVERLAPPING_DESTINATION, REFERENCE_NOT_READY, UNKNOWN_REFERENCE,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -116,35 +120,87 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
              leave a GitRepoConfig and no GitDestination)"
         )]);
     }
-    let mut errors = Vec::new();
+    let documents = documents
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| (format!("{origin}#{}", i + 1), d));
+    let (config, problems) = assemble(documents, limits);
+    let errors: Vec<String> = problems
+        .into_iter()
+        .filter(|p| p.said)
+        .map(|p| p.message)
+        .collect();
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What is wrong with one resource (or one document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The resource's kind and `namespace/name`; none for a document that
+    /// is no resource at all.
+    pub resource: Option<(String, String)>,
+    /// The `reason` of its `Ready` condition (`plumbline_crd::status::reason`).
+    pub reason: &'static str,
+    /// What is wrong, naming where.
+    pub message: String,
+    /// Whether a file reader says it: a resource refused because what it
+    /// names was refused is not said again (the cause is), but its status
+    /// says so.
+    pub said: bool,
+}
+
+/// Reads resources, each `(where, document)`, into the configuration of
+/// those that are sound, and the problem of each that is not: a resource
+/// refused takes out what names it (a repository its destinations, a
+/// destination its rules), and nothing else. A `where` left empty names
+/// the resource by its kind and name alone.
+pub fn assemble(
+    documents: impl IntoIterator<Item = (String, Value)>,
+    limits: CelLimits,
+) -> (MirrorConfig, Vec<Problem>) {
+    let mut problems = Problems::default();
     let mut defined: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut repos = BTreeMap::new();
     let mut destinations: Vec<(String, DestinationSpec)> = Vec::new();
     let mut rules: Vec<(String, Option<String>, bool, RuleSpec)> = Vec::new();
-    for (i, document) in documents.into_iter().enumerate() {
-        let at = format!("{origin}#{}", i + 1);
+    for (at, document) in documents {
         let resource: Resource = match serde_json::from_value(document) {
             Ok(r) => r,
             Err(e) => {
-                errors.push(format!("{at}: {e}"));
+                problems.document(format!("{at}: {e}"));
                 continue;
             }
         };
         let id = qualified(&resource.metadata.namespace, &resource.metadata.name);
-        let at = format!("{at} ({} {id})", resource.kind);
-        if let Some(first) = defined.insert((resource.kind.clone(), id.clone()), at.clone()) {
-            errors.push(format!(
-                "{at}: defined again (first as {first}); a name is one resource"
-            ));
+        let who = (resource.kind.clone(), id.clone());
+        let at = if at.is_empty() {
+            format!("{} {id}", resource.kind)
+        } else {
+            format!("{at} ({} {id})", resource.kind)
+        };
+        if let Some(first) = defined.insert(who.clone(), at.clone()) {
+            problems.push(
+                &who,
+                INVALID_SPEC,
+                format!("{at}: defined again (first as {first}); a name is one resource"),
+            );
             continue;
         }
         if let Some(version) = resource.api_version.as_deref()
             && !API_VERSIONS.contains(&version)
         {
-            errors.push(format!(
-                "{at}: apiVersion `{version}` is not one this file reads ({})",
-                API_VERSIONS.join(", ")
-            ));
+            problems.push(
+                &who,
+                INVALID_SPEC,
+                format!(
+                    "{at}: apiVersion `{version}` is not one this file reads ({})",
+                    API_VERSIONS.join(", ")
+                ),
+            );
             continue;
         }
         let spec = resource.spec;
@@ -155,32 +211,34 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
                         repos.insert(id, Some(repo));
                     }
                     Err(e) => {
-                        errors.push(format!("{at}: spec.commit: {e}"));
+                        problems.push(&who, INVALID_SPEC, format!("{at}: spec.commit: {e}"));
                         repos.insert(id, None);
                     }
                 },
                 Err(e) => {
-                    errors.push(format!("{at}: spec: {e}"));
+                    problems.push(&who, INVALID_SPEC, format!("{at}: spec: {e}"));
                     // Known, but refused: what names it is not an error too.
                     repos.insert(id, None);
                 }
             },
             "GitDestination" => match serde_json::from_value::<DestinationSpec>(spec) {
                 Ok(d) => destinations.push((id, d)),
-                Err(e) => errors.push(format!("{at}: spec: {e}")),
+                Err(e) => problems.push(&who, INVALID_SPEC, format!("{at}: spec: {e}")),
             },
             kind @ ("WatchRule" | "ClusterWatchRule") => {
                 let cluster = kind == "ClusterWatchRule";
                 if !cluster && resource.metadata.namespace.is_none() {
-                    errors.push(format!("{at}: a WatchRule is namespaced; give metadata.namespace"));
+                    problems.push(&who, INVALID_SPEC, format!(
+                        "{at}: a WatchRule is namespaced; give metadata.namespace"
+                    ));
                     continue;
                 }
                 match RuleSpec::read(spec, cluster) {
                     Ok(r) => rules.push((id, resource.metadata.namespace.clone(), cluster, r)),
-                    Err(e) => errors.push(format!("{at}: spec: {e}")),
+                    Err(e) => problems.push(&who, INVALID_SPEC, format!("{at}: spec: {e}")),
                 }
             }
-            other => errors.push(format!(
+            other => problems.push(&who, INVALID_SPEC, format!(
                 "{at}: unknown kind `{other}` (known: GitRepoConfig, GitDestination, WatchRule, ClusterWatchRule)"
             )),
         }
@@ -192,18 +250,51 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
     let mut destination_index = BTreeMap::new();
     let mut refused = std::collections::BTreeSet::new();
     for (id, spec) in destinations {
+        let who = ("GitDestination".to_owned(), id.clone());
         match destination(&id, spec, &repos) {
             Ok(d) => {
                 destination_index.insert(id, config.destinations.len());
                 config.destinations.push(d);
             }
-            Err(e) => {
-                if let Some(e) = e {
-                    errors.push(format!("GitDestination {id}: {e}"));
+            Err((reason, message)) => {
+                let message = format!("GitDestination {id}: {message}");
+                if reason == REFERENCE_NOT_READY {
+                    problems.unsaid(&who, reason, message);
+                } else {
+                    problems.push(&who, reason, message);
                 }
                 refused.insert(id);
             }
         }
+    }
+    // Destinations that would prune each other's files: both refused.
+    let overlapping = config.overlapping();
+    for (i, j, message) in &overlapping {
+        let who = |k: usize| {
+            (
+                "GitDestination".to_owned(),
+                config.destinations[k].name.clone(),
+            )
+        };
+        // Said once, of the pair; each one's status says it.
+        problems.push(&who(*i), OVERLAPPING_DESTINATION, message.clone());
+        problems.unsaid(&who(*j), OVERLAPPING_DESTINATION, message.clone());
+    }
+    let dropped: std::collections::BTreeSet<usize> =
+        overlapping.iter().flat_map(|(i, j, _)| [*i, *j]).collect();
+    if !dropped.is_empty() {
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut config.destinations)
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| dropped.contains(i));
+        refused.extend(gone.into_iter().map(|(_, d)| d.name));
+        config.destinations = kept.into_iter().map(|(_, d)| d).collect();
+        destination_index = config
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect();
     }
     for (id, namespace, cluster, spec) in rules {
         let kind = if cluster {
@@ -215,27 +306,82 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
             &spec.destination_ref.namespace.clone().or(namespace.clone()),
             &spec.destination_ref.name,
         );
+        let who = (kind.to_owned(), id.clone());
         let Some(&index) = destination_index.get(&target) else {
             // A destination refused above is said once, there.
-            if !refused.contains(&target) {
-                errors.push(format!(
-                    "{kind} {id}: destinationRef `{target}` names no GitDestination"
-                ));
+            if refused.contains(&target) {
+                problems.unsaid(
+                    &who,
+                    REFERENCE_NOT_READY,
+                    format!("{kind} {id}: GitDestination {target} is not ready"),
+                );
+            } else {
+                problems.push(
+                    &who,
+                    UNKNOWN_REFERENCE,
+                    format!("{kind} {id}: destinationRef `{target}` names no GitDestination"),
+                );
             }
             continue;
         };
+        // A rule is taken whole or not at all: half its rules would
+        // mirror less than it says, and prune the rest.
+        let mut taken = Vec::new();
+        let mut broken = false;
         for (i, raw) in spec.rules.into_iter().enumerate() {
             match watch_rule(&id, i, raw, namespace.as_deref(), cluster, index, limits) {
-                Ok(rule) => config.rules.push(rule),
-                Err(e) => errors.push(format!("{kind} {id}: rules[{i}]: {e}")),
+                Ok(rule) => taken.push(rule),
+                Err(e) => {
+                    broken = true;
+                    problems.push(
+                        &who,
+                        INVALID_CONDITION,
+                        format!("{kind} {id}: rules[{i}]: {e}"),
+                    );
+                }
             }
         }
+        if !broken {
+            config.rules.extend(taken);
+        }
     }
-    errors.extend(config.overlaps());
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors)
+    (config, problems.0)
+}
+
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// A problem of the resource `who`.
+    fn push(&mut self, who: &(String, String), reason: &'static str, message: String) {
+        self.0.push(Problem {
+            resource: Some(who.clone()),
+            reason,
+            message,
+            said: true,
+        });
+    }
+
+    /// A resource refused because what it names was: its status says
+    /// so; a file's errors name only the cause.
+    fn unsaid(&mut self, who: &(String, String), reason: &'static str, message: String) {
+        self.0.push(Problem {
+            resource: Some(who.clone()),
+            reason,
+            message,
+            said: false,
+        });
+    }
+
+    /// A document that is no resource.
+    fn document(&mut self, message: String) {
+        self.0.push(Problem {
+            resource: None,
+            reason: INVALID_SPEC,
+            message,
+            said: true,
+        });
     }
 }
 
@@ -246,13 +392,13 @@ fn qualified(namespace: &Option<String>, name: &str) -> String {
     }
 }
 
-/// The destination `id`, or why not; `Err(None)` when its repository
-/// was refused, which is said there.
+/// The destination `id`, or why not (the reason of its `Ready`
+/// condition, and the message).
 fn destination(
     id: &str,
     spec: DestinationSpec,
     repos: &BTreeMap<String, Option<RepoSpec>>,
-) -> Result<Destination, Option<String>> {
+) -> Result<Destination, (&'static str, String)> {
     let namespace = id.split_once('/').map(|(ns, _)| ns.to_owned());
     let repo_id = qualified(
         &spec.repo_ref.namespace.clone().or(namespace),
@@ -260,23 +406,33 @@ fn destination(
     );
     let repo = repos
         .get(&repo_id)
-        .ok_or_else(|| Some(format!("repoRef `{repo_id}` names no GitRepoConfig")))?
+        .ok_or_else(|| {
+            let message = format!("repoRef `{repo_id}` names no GitRepoConfig");
+            (UNKNOWN_REFERENCE, message)
+        })?
         .as_ref()
-        .ok_or(None)?;
+        .ok_or_else(|| {
+            let message = format!("GitRepoConfig {repo_id} is not ready");
+            (REFERENCE_NOT_READY, message)
+        })?;
     if !repo.allowed_branches.is_empty()
         && !repo.allowed_branches.iter().any(|b| glob(b, &spec.branch))
     {
-        return Err(Some(format!(
-            "branch `{}` is not among GitRepoConfig {repo_id}'s allowedBranches ({})",
-            spec.branch,
-            repo.allowed_branches.join(", ")
-        )));
+        return Err((
+            BRANCH_NOT_ALLOWED,
+            format!(
+                "branch `{}` is not among GitRepoConfig {repo_id}'s allowedBranches ({})",
+                spec.branch,
+                repo.allowed_branches.join(", ")
+            ),
+        ));
     }
     Ok(Destination {
         name: id.to_owned(),
         repo_url: repo.repo_url.as_str().into(),
         branch: spec.branch,
-        base_folder: BaseFolder::new(&spec.base_folder).map_err(|e| Some(e.to_string()))?,
+        base_folder: BaseFolder::new(&spec.base_folder)
+            .map_err(|e| (BASE_FOLDER_ESCAPES, e.to_string()))?,
         prune: spec.prune,
         commit: repo.commit.clone().unwrap_or_default(),
     })

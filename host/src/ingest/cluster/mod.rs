@@ -22,6 +22,7 @@ mod convert;
 pub mod cursors;
 mod discover;
 mod reports;
+pub mod rules;
 mod select;
 mod waiting;
 mod watch;
