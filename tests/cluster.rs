@@ -19,6 +19,20 @@ fn config(path: &Path, url: &str, resources: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// `plumbline run --once` of the cluster `kubeconfig` by `rules`, its
+/// state in `state`.
+fn run_once(kubeconfig: &Path, rules: &Path, state: &Path) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(["run", "--once", "--kubeconfig"])
+        .arg(kubeconfig)
+        .arg("--config")
+        .arg(rules)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap()
+}
+
 /// `plumbline run` following the cluster `api` by `rules`, with `extra`
 /// flags.
 fn follow(api: &ApiServer, rules: &Path, state: &Path, extra: &[&str]) -> Daemon {
@@ -52,15 +66,7 @@ fn a_cluster_is_seeded_through_its_kubeconfig_with_what_the_rules_select() {
     let git = GitServer::start();
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps, secrets");
-    let out = std::process::Command::new(binary())
-        .args(["run", "--once", "--kubeconfig"])
-        .arg(api.kubeconfig())
-        .arg("--config")
-        .arg(&rules)
-        .arg("--state-dir")
-        .arg(work.path().join("state"))
-        .output()
-        .unwrap();
+    let out = run_once(&api.kubeconfig(), &rules, &work.path().join("state"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let tree = git.tree();
@@ -188,17 +194,7 @@ fn a_cluster_that_cannot_be_reached_prunes_nothing_and_fails_the_run() {
     let work = tempfile::tempdir().unwrap();
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps");
-    let run = |kubeconfig: &Path| {
-        std::process::Command::new(binary())
-            .args(["run", "--once", "--kubeconfig"])
-            .arg(kubeconfig)
-            .arg("--config")
-            .arg(&rules)
-            .arg("--state-dir")
-            .arg(work.path().join("state"))
-            .output()
-            .unwrap()
-    };
+    let run = |kubeconfig: &Path| run_once(kubeconfig, &rules, &work.path().join("state"));
     let kubeconfig = {
         let api = ApiServer::start();
         api.kubectl(&["create", "configmap", "shop"]);
@@ -1146,6 +1142,83 @@ fn a_cluster_without_plumblines_crds_says_how_to_install_them() {
 }
 
 #[test]
+fn the_desired_state_preset_follows_what_a_team_writes_and_not_what_runs() {
+    let api = ApiServer::start();
+    api.kubectl(&["create", "configmap", "settings"]);
+    // Written straight into the server: kubectl validates apps and RBAC
+    // objects against OpenAPI documents the test server does not serve.
+    let store = api.store();
+    let write = crate::apiserver::store::Write {
+        user: "alice".into(),
+        manager: "kubectl".into(),
+        named: true,
+        ..Default::default()
+    };
+    for (group, version, plural, object) in [
+        (
+            "apps",
+            "v1",
+            "deployments",
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+        ),
+        (
+            "",
+            "v1",
+            "pods",
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "debug", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        ),
+        (
+            "",
+            "v1",
+            "serviceaccounts",
+            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "builder", "namespace": "default"}}),
+        ),
+        (
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "lock", "namespace": "default"}}),
+        ),
+    ] {
+        let resource = store.resource(group, version, plural).unwrap();
+        store
+            .create(&resource, Some("default"), object, &write)
+            .unwrap();
+    }
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "'@desired-state'");
+    let out = run_once(&api.kubeconfig(), &rules, &work.path().join("state"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let files: Vec<String> = git.tree().into_keys().collect();
+    for wanted in [
+        "live/default/core/configmaps/settings.yaml",
+        "live/default/apps/deployments/web.yaml",
+        "live/default/core/serviceaccounts/builder.yaml",
+    ] {
+        assert!(
+            files.iter().any(|f| f == wanted),
+            "{wanted} not in {files:?}"
+        );
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains("/pods/") || f.contains("/leases/")),
+        "{files:?}"
+    );
+}
+
+#[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();
     api.kubectl(&["create", "configmap", "shop"]);
@@ -1156,17 +1229,7 @@ fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_i
     config(&rules, &git.url(), "configmaps, secrets");
     const TOKEN: &str = "live/default/core/secrets/token.yaml";
     const SHOP: &str = "live/default/core/configmaps/shop.yaml";
-    let once = || {
-        std::process::Command::new(binary())
-            .args(["run", "--once", "--kubeconfig"])
-            .arg(api.kubeconfig())
-            .arg("--config")
-            .arg(&rules)
-            .arg("--state-dir")
-            .arg(work.path().join("state"))
-            .output()
-            .unwrap()
-    };
+    let once = || run_once(&api.kubeconfig(), &rules, &work.path().join("state"));
     assert!(once().status.success());
     assert!(git.tree().contains_key(TOKEN));
 

@@ -10,6 +10,8 @@
 //! filed as one and passed through as something else. So both use this
 //! crate, which has no dependencies and builds for `wasm32-wasip2` too.
 
+pub mod scope;
+
 /// A built-in kind, as the API server's discovery lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuiltIn {

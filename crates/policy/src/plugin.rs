@@ -98,6 +98,11 @@ impl Plugin {
         &self.inner.identity.plugin
     }
 
+    /// The settings it is given (JSON text).
+    pub fn settings(&self) -> &str {
+        &self.inner.settings
+    }
+
     /// The decision it answers.
     pub fn decision(&self) -> Decision {
         self.inner.identity.decision

@@ -396,10 +396,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             let current = routes.clone();
             let rules = move || routes.config().rules.into_iter().map(|r| r.rule).collect();
             let config = move || current.config().fingerprint();
+            let policies = daemon.policies();
+            let skip = move || skip_of(&policies.set());
             let options = ClusterOptions {
                 name: name.clone(),
                 rules: Box::new(rules),
                 config: Box::new(config),
+                skip: Box::new(skip),
                 resume: !args.once,
                 rediscover: Duration::from_secs(args.discovery_interval),
                 attribution,
@@ -513,6 +516,24 @@ fn summarize(seed: &SeedReport, partition: &Partition, report: &SyncReport) {
             String::new()
         }
     );
+}
+
+/// What `*` leaves out under `policies`: the settings of the match
+/// chain's `rule-match` step (the default's when there is none, or they
+/// do not read: the plugin refused them when it loaded).
+fn skip_of(policies: &crate::policy::chain::PolicySet) -> plumbline_kinds::scope::Skip {
+    use crate::policy::chain::Step;
+    policies
+        .chain(crate::policy::Decision::Match)
+        .steps()
+        .iter()
+        .find_map(|step| match step {
+            Step::Plugin(p) if p.name() == "rule-match" => {
+                plumbline_kinds::scope::Skip::from_settings(p.settings()).ok()
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The rules of the cluster's custom resources, their statuses written.

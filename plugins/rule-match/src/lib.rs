@@ -40,133 +40,30 @@
 //! group for the core group (`events` is the core group's,
 //! `events.events.k8s.io` the other).
 
+use plumbline_kinds::scope::strings;
+pub use plumbline_kinds::scope::{
+    DESIRED_STATE, DESIRED_STATE_PRESET, NOISY_GROUPS, NOISY_RESOURCES, Skip, is_desired_state,
+    is_resource,
+};
 use serde_json::Value;
 
-/// Resources that are not desired state: runtime instances, records the
-/// cluster keeps about itself, and objects components register or compute.
-/// `resource.group`, no group for the core group.
-pub const NOISY_RESOURCES: &[&str] = &[
-    "pods",
-    "events",
-    "events.events.k8s.io",
-    "endpoints",
-    "endpointslices.discovery.k8s.io",
-    "nodes",
-    "componentstatuses",
-    "leases.coordination.k8s.io",
-    "leasecandidates.coordination.k8s.io",
-    "controllerrevisions.apps",
-    "csinodes.storage.k8s.io",
-    "csistoragecapacities.storage.k8s.io",
-    "volumeattachments.storage.k8s.io",
-    "ipaddresses.networking.k8s.io",
-    "resourceslices.resource.k8s.io",
-];
-
-/// API groups whose objects are measurements or the API server's own
-/// bookkeeping.
-pub const NOISY_GROUPS: &[&str] = &[
-    "metrics.k8s.io",
-    "custom.metrics.k8s.io",
-    "external.metrics.k8s.io",
-    "flowcontrol.apiserver.k8s.io",
-];
-
-/// What a wildcard leaves out: the plugin's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skip {
-    /// `resource.group` (core: `resource`).
-    pub resources: Vec<String>,
-    /// API groups.
-    pub api_groups: Vec<String>,
-    /// Objects with an `ownerReferences` entry with `controller: true`.
-    pub controlled: bool,
-}
-
-impl Default for Skip {
-    fn default() -> Skip {
-        let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
-        Skip {
-            resources: owned(NOISY_RESOURCES),
-            api_groups: owned(NOISY_GROUPS),
-            controlled: true,
-        }
+/// Whether `subject`, selected by `rule`, is left out by `skip`.
+fn skips(skip: &Skip, rule: &Rule, subject: &Subject<'_>, object: &mut Object<'_>) -> bool {
+    let named_resource = rule.resources.iter().any(|r| {
+        r.split_once('/')
+            .map_or(r.as_str(), |(resource, _)| resource)
+            == subject.resource
+            || (r == DESIRED_STATE_PRESET && is_desired_state(subject.group, subject.resource))
+    });
+    let named_group = rule.api_groups.iter().any(|g| g == subject.group);
+    let noisy = |name: &String| is_resource(name, subject.group, subject.resource);
+    if !named_resource && skip.resources.iter().any(noisy) {
+        return true;
     }
-}
-
-impl Skip {
-    /// Reads the plugin's settings (JSON text; empty or `{}` is the
-    /// default); the message names the setting at fault.
-    pub fn from_settings(text: &str) -> Result<Skip, String> {
-        let mut skip = Skip::default();
-        if text.trim().is_empty() {
-            return Ok(skip);
-        }
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("settings are not JSON: {e}"))?;
-        let map = value.as_object().ok_or("settings must be a JSON object")?;
-        for (key, value) in map {
-            if key != "skip" {
-                return Err(format!("unknown setting `{key}` (known: `skip`)"));
-            }
-            let fields = value.as_object().ok_or("`skip` must be an object")?;
-            for (field, value) in fields {
-                let path = format!("skip.{field}");
-                match field.as_str() {
-                    "resources" => skip.resources = names(value, &path)?,
-                    "apiGroups" => skip.api_groups = strings(value, &path)?,
-                    "controlled" => {
-                        skip.controlled = value
-                            .as_bool()
-                            .ok_or(format!("`{path}` must be true or false"))?
-                    }
-                    other => {
-                        return Err(format!(
-                            "unknown setting `skip.{other}` (known: resources, apiGroups, controlled)"
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(skip)
+    if !named_group && skip.api_groups.iter().any(|g| g == subject.group) {
+        return true;
     }
-
-    /// Whether `subject`, selected by `rule`, is left out.
-    fn skips(&self, rule: &Rule, subject: &Subject<'_>, object: &mut Object<'_>) -> bool {
-        let named_resource = rule.resources.iter().any(|r| {
-            r.split_once('/')
-                .map_or(r.as_str(), |(resource, _)| resource)
-                == subject.resource
-        });
-        let named_group = rule.api_groups.iter().any(|g| g == subject.group);
-        if !named_resource && self.resources.iter().any(|r| is_resource(r, subject)) {
-            return true;
-        }
-        if !named_group && self.api_groups.iter().any(|g| g == subject.group) {
-            return true;
-        }
-        !named_resource && self.controlled && object.is_controlled()
-    }
-}
-
-/// Whether `name` (`resource.group`, or `resource` for the core group) is
-/// the subject's resource.
-fn is_resource(name: &str, subject: &Subject<'_>) -> bool {
-    let (resource, group) = name.split_once('.').unwrap_or((name, ""));
-    resource == subject.resource && group == subject.group
-}
-
-fn names(value: &Value, field: &str) -> Result<Vec<String>, String> {
-    let names = strings(value, field)?;
-    if let Some(bad) = names
-        .iter()
-        .find(|n| n.is_empty() || n.starts_with('.') || n.contains('/') || n.contains('*'))
-    {
-        return Err(format!(
-            "`{field}`: `{bad}` is not `resource` or `resource.group`"
-        ));
-    }
-    Ok(names)
+    !named_resource && skip.controlled && object.is_controlled()
 }
 
 /// The event's object, read only when a decision needs it and then once.
@@ -231,18 +128,6 @@ pub struct Rule {
     namespaces: Option<Vec<String>>,
     exclude_resources: Vec<String>,
     exclude_api_groups: Vec<String>,
-}
-
-fn strings(value: &Value, field: &str) -> Result<Vec<String>, String> {
-    value
-        .as_array()
-        .and_then(|items| {
-            items
-                .iter()
-                .map(|i| i.as_str().map(str::to_owned))
-                .collect()
-        })
-        .ok_or_else(|| format!("`{field}` must be an array of strings"))
 }
 
 impl Rule {
@@ -323,7 +208,9 @@ fn resource_matches(pattern: &str, subject: &Subject<'_>) -> bool {
         Some((resource, sub)) => (resource, Some(sub)),
         None => (pattern, None),
     };
-    let resource_ok = resource == "*" || resource == subject.resource;
+    let resource_ok = resource == "*"
+        || resource == subject.resource
+        || (resource == DESIRED_STATE_PRESET && is_desired_state(subject.group, subject.resource));
     let sub_ok = match (sub, subject.subresource) {
         (None, None) => true,
         (None, Some(_)) | (Some(_), None) => false,
@@ -347,7 +234,7 @@ pub fn matching(
     let mut out = Vec::new();
     for (i, text) in rules.iter().enumerate() {
         let rule = Rule::parse(text).map_err(|e| format!("rule {i}: {e}"))?;
-        if rule.matches(subject) && !skip.skips(&rule, subject, &mut object) {
+        if rule.matches(subject) && !skips(skip, &rule, subject, &mut object) {
             out.push(i as u32);
         }
     }
@@ -559,10 +446,53 @@ mod tests {
             "{}",
             &skip
         ));
+        // A CronJob is written by a person; the Jobs it makes are
+        // controlled, and skipped as such.
         assert!(selected(
             all,
             in_group("batch", "cronjobs", Some("a")),
             "{}",
+            &skip
+        ));
+        assert!(!selected(
+            all,
+            in_group("batch", "jobs", Some("a")),
+            OWNED,
+            &skip
+        ));
+    }
+
+    #[test]
+    fn the_desired_state_preset_selects_what_a_team_writes_and_no_more() {
+        let skip = Skip::default();
+        let preset = r#"{"resources": ["@desired-state"]}"#;
+        for (group, resource) in [
+            ("apps", "deployments"),
+            ("", "configmaps"),
+            ("networking.k8s.io", "networkpolicies"),
+            ("rbac.authorization.k8s.io", "clusterroles"),
+        ] {
+            let namespace = (resource != "clusterroles").then_some("a");
+            assert!(
+                selected(preset, in_group(group, resource, namespace), "{}", &skip),
+                "{group}/{resource}"
+            );
+        }
+        for (group, resource) in [
+            ("", "pods"),
+            ("apps", "replicasets"),
+            ("example.com", "widgets"),
+        ] {
+            assert!(
+                !selected(preset, in_group(group, resource, Some("a")), "{}", &skip),
+                "{group}/{resource}"
+            );
+        }
+        // What the preset names is named: a controlled object is kept.
+        assert!(selected(
+            preset,
+            in_group("apps", "deployments", Some("a")),
+            OWNED,
             &skip
         ));
     }

@@ -28,7 +28,7 @@ mod waiting;
 mod watch;
 
 pub use convert::event_of;
-pub use select::{NOISY, Selector};
+pub use select::Selector;
 
 use crate::ingest::attribution::Attribution;
 use crate::ingest::source::{Context, SeedReport, Source, SourceError};
@@ -137,6 +137,10 @@ pub struct ClusterOptions {
     /// The watch rules now (in the `rule-match` plugin's format), asked at
     /// each discovery: the rules change while the daemon runs.
     pub rules: Box<dyn Fn() -> Vec<Value> + Send>,
+    /// What `*` leaves out now: the match chain's `rule-match` settings,
+    /// asked at each discovery (the policies change while the daemon
+    /// runs).
+    pub skip: Box<dyn Fn() -> plumbline_kinds::scope::Skip + Send>,
     /// A text that changes whenever the mirror's configuration does
     /// (destinations and rules): versions saved under another are not
     /// resumed from.
@@ -200,7 +204,7 @@ impl ClusterSource {
     /// said, and counted.
     fn discover(&mut self, context: &Context) -> Result<Discovered, kube::Error> {
         self.discovered = Instant::now();
-        let selector = Selector::of(&(self.options.rules)());
+        let selector = Selector::of(&(self.options.rules)(), (self.options.skip)());
         let found = self
             .runtime
             .block_on(discover::groups(&self.client, &selector))?;
