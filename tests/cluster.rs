@@ -1218,6 +1218,143 @@ fn the_desired_state_preset_follows_what_a_team_writes_and_not_what_runs() {
     );
 }
 
+/// A Git HTTP server asking user `bot` for `password` (changed by writing
+/// `root/password`), serving a bare `repo.git` under `root`.
+struct PasswordGit {
+    child: std::process::Child,
+    root: tempfile::TempDir,
+    port: String,
+}
+
+impl PasswordGit {
+    fn start(password: &str) -> PasswordGit {
+        let root = tempfile::tempdir().unwrap();
+        git_in(
+            root.path(),
+            &["init", "-q", "--bare", "-b", "main", "repo.git"],
+        );
+        let port_file = root.path().join("port");
+        let child =
+            std::process::Command::new(crate::support::root().join("target/test-tools/bin/python"))
+                .arg(crate::support::root().join("tests/tools/git_http.py"))
+                .arg(root.path())
+                .args(["bot", password])
+                .arg(&port_file)
+                .spawn()
+                .unwrap();
+        let port = wait_for("the git HTTP server", || {
+            std::fs::read_to_string(&port_file).ok()
+        });
+        PasswordGit { child, root, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/repo.git", self.port)
+    }
+
+    fn files(&self) -> String {
+        let bare = self.root.path().join("repo.git");
+        if git_in(&bare, &["branch", "--list", "main"]).is_empty() {
+            return String::new();
+        }
+        git_in(&bare, &["ls-tree", "-r", "--name-only", "main"])
+    }
+}
+
+impl Drop for PasswordGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn git_credentials_come_from_the_secret_a_repository_names_and_follow_its_changes() {
+    let api = ApiServer::start();
+    install_crds(&api);
+    let git = PasswordGit::start("s3cret-one");
+    api.kubectl(&["create", "namespace", "plumbline"]);
+    api.kubectl(&["create", "configmap", "shop", "--from-literal=a=1"]);
+    let resources = format!(
+        "apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitRepoConfig\nmetadata: {{name: gitops, namespace: plumbline}}\n\
+         spec: {{repoUrl: '{}', allowedBranches: [main], secretRef: {{name: git-creds}}}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitDestination\nmetadata: {{name: live, namespace: plumbline}}\n\
+         spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: live}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: ClusterWatchRule\nmetadata: {{name: everything}}\n\
+         spec:\n  destinationRef: {{name: live, namespace: plumbline}}\n  rules:\n  - {{scope: Namespaced, resources: [configmaps]}}\n",
+        git.url()
+    );
+    assert!(api.apply_as("alice", &resources).status.success());
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig();
+    let state = work.path().join("state");
+    let daemon = Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    // No Secret yet: the repository says so, and nothing is written.
+    daemon.address();
+    let (status, reason, message) = ready(&api, &["gitrepoconfig", "gitops", "-n", "plumbline"]);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "CredentialsMissing")
+    );
+    assert!(
+        message.contains("Secret `git-creds`: there is no such Secret"),
+        "{message}"
+    );
+
+    // The Secret made: the repository is ready, and the mirror writes.
+    api.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "git-creds",
+        "-n",
+        "plumbline",
+        "--from-literal=username=bot",
+        "--from-literal=password=s3cret-one",
+    ]);
+    const SHOP: &str = "live/default/core/configmaps/shop.yaml";
+    wait_for("the seed over HTTP", || {
+        git.files().contains(SHOP).then_some(())
+    });
+    let (status, ..) = ready(&api, &["gitrepoconfig", "gitops", "-n", "plumbline"]);
+    assert_eq!(status, "True");
+
+    // The server's password changes, then the Secret follows: changes wait,
+    // then go with the new password.
+    std::fs::write(git.root.path().join("password"), "s3cret-two").unwrap();
+    api.kubectl(&["create", "configmap", "later"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        !git.files().contains("later.yaml"),
+        "pushed with a stale password?"
+    );
+    api.kubectl(&[
+        "patch",
+        "secret",
+        "git-creds",
+        "-n",
+        "plumbline",
+        "--type=merge",
+        "-p",
+        r#"{"stringData":{"password":"s3cret-two"}}"#,
+    ]);
+    wait_for("the change with the new password", || {
+        git.files()
+            .contains("live/default/core/configmaps/later.yaml")
+            .then_some(())
+    });
+    // No password reached the log, in any form.
+    let stderr = daemon.stderr();
+    for secret in ["s3cret-one", "s3cret-two", "czNjcmV0"] {
+        assert!(!stderr.contains(secret), "{secret} in {stderr}");
+    }
+}
+
 #[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();

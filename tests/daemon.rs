@@ -309,6 +309,7 @@ fn router(dir: &Path) -> (Router, Arc<DiskQueue>) {
         base_folder: BaseFolder::new("").unwrap(),
         prune: Prune::Always,
         commit: Default::default(),
+        credentials: None,
     };
     let rule = |destination| WatchRule {
         name: "all".into(),

@@ -44,6 +44,13 @@ pub fn own_file(path: &Path) -> io::Result<()> {
     set_mode(path, FILE_MODE)
 }
 
+/// Writes `bytes` to the file `path`, owner-only from its creation on (a
+/// key must never be readable by others, not even for a moment).
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    own_file(path)?;
+    std::fs::write(path, bytes)
+}
+
 /// Makes every folder (0700) and file (0600) under `path`, and `path`
 /// itself, owner-only; symbolic links are left alone (their mode means
 /// nothing).

@@ -4,6 +4,7 @@
 //! - [`url`]: repository URLs as they may be shown (credentials hidden);
 //! - [`digest`]: content digests, as OCI spells them, and short ones for state per object.
 
+pub mod auth;
 pub mod digest;
 mod event;
 pub mod url;

@@ -573,6 +573,7 @@ fn mirror_config(args: &RunArgs, reading: config_file::Reading) -> anyhow::Resul
         base_folder: BaseFolder::new(&args.base_folder)?,
         prune: args.prune,
         commit: Default::default(),
+        credentials: None,
     }))
 }
 

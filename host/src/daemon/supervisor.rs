@@ -74,6 +74,8 @@ struct Plan {
     /// The first destination's repository settings (destinations of one
     /// partition share its repository).
     commit: CommitSpec,
+    /// And its credentials.
+    credentials: Option<Arc<crate::model::auth::GitAuth>>,
 }
 
 /// A worker running.
@@ -201,7 +203,8 @@ impl Supervisor {
         let context = &self.context;
         let gitdir = context.state.join(repo_folder(partition));
         let queue = context.queue.clone();
-        let options = committing(context.options.clone(), &plan.commit);
+        let mut options = committing(context.options.clone(), &plan.commit);
+        options.credentials = plan.credentials.clone();
         let (metrics, health) = (context.metrics.clone(), context.health.clone());
         let follow = context.follow;
         let signals = Signals {
@@ -308,6 +311,7 @@ fn partitions(config: &MirrorConfig) -> BTreeMap<Partition, Plan> {
             .or_insert_with(|| Plan {
                 folders: Vec::new(),
                 commit: destination.commit.clone(),
+                credentials: destination.credentials.clone(),
             })
             .folders
             .push(Folder {

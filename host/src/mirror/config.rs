@@ -27,6 +27,10 @@ pub struct Destination {
     /// Who commits and how messages read, where the repository's
     /// `GitRepoConfig` says; the daemon's settings elsewhere.
     pub commit: CommitSpec,
+    /// The credentials the repository's `secretRef` names, read from the
+    /// cluster; none: the daemon's own (its git configuration, helpers,
+    /// SSH agent). Printed as a digest only.
+    pub credentials: Option<std::sync::Arc<crate::model::auth::GitAuth>>,
 }
 
 impl Destination {

@@ -12,6 +12,7 @@
 
 use super::config::{CommitSpec, Destination, MirrorConfig, WatchRule};
 use crate::layout::BaseFolder;
+use crate::model::auth::GitAuth;
 use crate::policy::Decision;
 use crate::policy::cel::{CelLimits, CelPolicy, CelSource};
 use plumbline_crd::mirror::{
@@ -19,12 +20,13 @@ use plumbline_crd::mirror::{
     WatchRuleSpec,
 };
 use plumbline_crd::status::reason::{
-    BASE_FOLDER_ESCAPES, BRANCH_NOT_ALLOWED, INVALID_CONDITION, INVALID_SPEC,
+    BASE_FOLDER_ESCAPES, BRANCH_NOT_ALLOWED, CREDENTIALS_MISSING, INVALID_CONDITION, INVALID_SPEC,
     OVERLAPPING_DESTINATION, REFERENCE_NOT_READY, UNKNOWN_REFERENCE,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,7 +126,9 @@ pub fn read(text: &str, origin: &str, limits: CelLimits) -> Result<MirrorConfig,
         .into_iter()
         .enumerate()
         .map(|(i, d)| (format!("{origin}#{}", i + 1), d));
-    let (config, problems) = assemble(documents, limits);
+    // A file has no Secrets to read: a `secretRef` in it is left to the
+    // daemon's own credentials, so gitops-reverser's files read unchanged.
+    let (config, problems) = assemble(documents, limits, None);
     let errors: Vec<String> = problems
         .into_iter()
         .filter(|p| p.said)
@@ -153,6 +157,10 @@ pub struct Problem {
     pub said: bool,
 }
 
+/// The credentials in the Secret `name` of `namespace`, or why there are
+/// none usable.
+pub type Secrets<'a> = dyn Fn(Option<&str>, &str) -> Result<GitAuth, String> + 'a;
+
 /// Reads resources, each `(where, document)`, into the configuration of
 /// those that are sound, and the problem of each that is not: a resource
 /// refused takes out what names it (a repository its destinations, a
@@ -161,6 +169,7 @@ pub struct Problem {
 pub fn assemble(
     documents: impl IntoIterator<Item = (String, Value)>,
     limits: CelLimits,
+    secrets: Option<&Secrets<'_>>,
 ) -> (MirrorConfig, Vec<Problem>) {
     let mut problems = Problems::default();
     let mut defined: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -207,9 +216,15 @@ pub fn assemble(
         match resource.kind.as_str() {
             "GitRepoConfig" => match serde_json::from_value::<RepoSpec>(spec) {
                 Ok(repo) => match repo.commit.as_ref().map(check_commit).transpose() {
-                    Ok(_) => {
-                        repos.insert(id, Some(repo));
-                    }
+                    Ok(_) => match credentials(&repo, resource.metadata.namespace.as_deref(), secrets) {
+                        Ok(auth) => {
+                            repos.insert(id, Some((repo, auth)));
+                        }
+                        Err(e) => {
+                            problems.push(&who, CREDENTIALS_MISSING, format!("{at}: {e}"));
+                            repos.insert(id, None);
+                        }
+                    },
                     Err(e) => {
                         problems.push(&who, INVALID_SPEC, format!("{at}: spec.commit: {e}"));
                         repos.insert(id, None);
@@ -394,17 +409,35 @@ fn qualified(namespace: &Option<String>, name: &str) -> String {
 
 /// The destination `id`, or why not (the reason of its `Ready`
 /// condition, and the message).
+/// The credentials `repo`'s `secretRef` names, read by `secrets`; none
+/// without either.
+fn credentials(
+    repo: &RepoSpec,
+    namespace: Option<&str>,
+    secrets: Option<&Secrets<'_>>,
+) -> Result<Option<Arc<GitAuth>>, String> {
+    let (Some(secret), Some(secrets)) = (&repo.secret_ref, secrets) else {
+        return Ok(None);
+    };
+    secrets(namespace, &secret.name)
+        .map(|auth| Some(Arc::new(auth)))
+        .map_err(|e| format!("spec.secretRef: Secret `{}`: {e}", secret.name))
+}
+
+/// A repository read, with its credentials; none if it was refused.
+type Repos = BTreeMap<String, Option<(RepoSpec, Option<Arc<GitAuth>>)>>;
+
 fn destination(
     id: &str,
     spec: DestinationSpec,
-    repos: &BTreeMap<String, Option<RepoSpec>>,
+    repos: &Repos,
 ) -> Result<Destination, (&'static str, String)> {
     let namespace = id.split_once('/').map(|(ns, _)| ns.to_owned());
     let repo_id = qualified(
         &spec.repo_ref.namespace.clone().or(namespace),
         &spec.repo_ref.name,
     );
-    let repo = repos
+    let (repo, auth) = repos
         .get(&repo_id)
         .ok_or_else(|| {
             let message = format!("repoRef `{repo_id}` names no GitRepoConfig");
@@ -435,6 +468,7 @@ fn destination(
             .map_err(|e| (BASE_FOLDER_ESCAPES, e.to_string()))?,
         prune: spec.prune,
         commit: repo.commit.clone().unwrap_or_default(),
+        credentials: auth.clone(),
     })
 }
 

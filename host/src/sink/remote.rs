@@ -11,6 +11,7 @@
 //! and the remote's URL with any credentials in it redacted.
 
 use crate::model::RepoUrl;
+use crate::model::auth::GitAuth;
 use crate::model::url::redact_text;
 use gix::ObjectId;
 use std::ffi::OsStr;
@@ -69,6 +70,10 @@ pub struct Remote {
     gitdir: PathBuf,
     url: RepoUrl,
     branch: String,
+    /// Environment that authenticates git to the remote, if credentials
+    /// were given: passed in the environment, never on the command line
+    /// (which every local user can read).
+    auth: Vec<(&'static str, String)>,
 }
 
 impl Remote {
@@ -82,7 +87,54 @@ impl Remote {
             gitdir: gitdir.to_owned(),
             url: url.clone(),
             branch: branch.to_owned(),
+            auth: Vec::new(),
         })
+    }
+
+    /// Authenticates with `credentials` from now on. HTTPS credentials go
+    /// to git's credential protocol (asked only when the server asks, for
+    /// its host only); an SSH key and its known hosts go to files beside
+    /// the repository, owner-only, and host keys are checked strictly.
+    pub fn authenticate(&mut self, credentials: &GitAuth) -> Result<(), GitError> {
+        self.auth = match credentials {
+            GitAuth::Basic { username, password } => vec![
+                // The first resets any helper; the second answers `get`.
+                ("GIT_CONFIG_COUNT", "2".into()),
+                ("GIT_CONFIG_KEY_0", "credential.helper".into()),
+                ("GIT_CONFIG_VALUE_0", String::new()),
+                ("GIT_CONFIG_KEY_1", "credential.helper".into()),
+                ("GIT_CONFIG_VALUE_1", CREDENTIAL_HELPER.into()),
+                ("PLUMBLINE_GIT_USERNAME", username.clone()),
+                ("PLUMBLINE_GIT_PASSWORD", password.clone()),
+            ],
+            GitAuth::Ssh {
+                private_key,
+                known_hosts,
+            } => {
+                let dir = self.gitdir.join("plumbline-ssh");
+                let write = |name: &str, text: &str| -> Result<PathBuf, std::io::Error> {
+                    crate::state::create_dir(&dir)?;
+                    let path = dir.join(name);
+                    crate::state::write_private(&path, text.as_bytes())?;
+                    Ok(path)
+                };
+                let state = |source| GitError::State {
+                    path: dir.clone(),
+                    source,
+                };
+                // ssh refuses a key file that does not end in a newline.
+                let key = write("key", &format!("{}\n", private_key.trim_end())).map_err(state)?;
+                let hosts = write("known_hosts", known_hosts).map_err(state)?;
+                let command = format!(
+                    "ssh -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile={} \
+                     -o StrictHostKeyChecking=yes -o BatchMode=yes",
+                    shell_quote(&key),
+                    shell_quote(&hosts)
+                );
+                vec![("GIT_SSH_COMMAND", command)]
+            }
+        };
+        Ok(())
     }
 
     /// The local bare repository.
@@ -201,6 +253,7 @@ impl Remote {
             // Files git creates are 0600 and its folders 0700, ignoring
             // the umask, like the rest of the state folder.
             .args(["-c", "core.sharedRepository=0600"])
+            .envs(self.auth.iter().map(|(k, v)| (k, v)))
             .args(args);
         command.output().map_err(GitError::Spawn)
     }
@@ -218,6 +271,15 @@ impl Remote {
             message,
         }
     }
+}
+
+/// A credential helper (run by git's shell) that answers `get` from the
+/// environment git inherited.
+const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$PLUMBLINE_GIT_USERNAME\" \"$PLUMBLINE_GIT_PASSWORD\"; }; f";
+
+/// `path` in single quotes, for the shell git runs `GIT_SSH_COMMAND` with.
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
 /// Makes the bare repository `gitdir`: owner-only whatever the umask (it
@@ -277,5 +339,36 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["repo-1"], "no temporary folder left");
+    }
+
+    #[test]
+    fn an_ssh_key_goes_to_owner_only_files_and_host_keys_are_checked_strictly() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let state = tempfile::tempdir().unwrap();
+        let gitdir = state.path().join("it's here");
+        let url: RepoUrl = "ssh://git@127.0.0.1:1/repo.git".into();
+        let mut remote = Remote::new(&url, "main", &gitdir).unwrap();
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----";
+        let auth = GitAuth::Ssh {
+            private_key: key.into(),
+            known_hosts: "127.0.0.1 ssh-ed25519 AAAA".into(),
+        };
+        remote.authenticate(&auth).unwrap();
+        for file in ["key", "known_hosts"] {
+            let path = gitdir.join("plumbline-ssh").join(file);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+        let written = std::fs::read_to_string(gitdir.join("plumbline-ssh/key")).unwrap();
+        assert!(written.ends_with("-----\n"), "ssh needs the final newline");
+        let (_, command) = &remote.auth[0];
+        assert!(command.contains("StrictHostKeyChecking=yes"), "{command}");
+        assert!(
+            command.contains("'\\''s here"),
+            "quoted for the shell: {command}"
+        );
+        // The remote cannot be reached: the error says so, not the key.
+        let error = remote.fetch().unwrap_err().to_string();
+        assert!(!error.contains("not-a-real-key"), "{error}");
     }
 }

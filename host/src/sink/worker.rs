@@ -59,6 +59,8 @@ pub struct SinkOptions {
     /// Push after this many local commits even when more entries wait, so
     /// that progress reaches the remote during a long seed.
     pub push_every: usize,
+    /// Credentials for the remote, from the repository's `secretRef`.
+    pub credentials: Option<std::sync::Arc<crate::model::auth::GitAuth>>,
 }
 
 impl SinkOptions {
@@ -79,6 +81,7 @@ impl SinkOptions {
             source: source.into(),
             retry_for: None,
             push_every: 25,
+            credentials: None,
         }
     }
 }
@@ -204,7 +207,10 @@ impl Worker {
         };
         // Before anything touches the branch or the local repository.
         let claim = queue.claim(&partition)?;
-        let remote = Remote::new(&partition.repo, &partition.branch, gitdir).map_err(git)?;
+        let mut remote = Remote::new(&partition.repo, &partition.branch, gitdir).map_err(git)?;
+        if let Some(credentials) = &options.credentials {
+            remote.authenticate(credentials).map_err(git)?;
+        }
         let remote = Arc::new(remote);
         let store = Store::open(gitdir).map_err(git)?;
         let labels = RepoLabels::new(&partition.repo, &partition.branch);

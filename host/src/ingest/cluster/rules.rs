@@ -13,7 +13,9 @@
 
 use crate::mirror::MirrorConfig;
 use crate::mirror::resources::{Problem, assemble};
+use crate::model::auth::GitAuth;
 use crate::policy::cel::CelLimits;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use plumbline_crd::status::{READY, reason};
 use serde_json::{Value, json};
@@ -100,7 +102,14 @@ pub async fn read(client: &kube::Client, limits: CelLimits) -> Result<Rules, Rul
         value["kind"] = json!(kind);
         (String::new(), value)
     });
-    let (config, found) = assemble(documents, limits);
+    let secrets = secrets(client, &objects).await;
+    let resolve = |namespace: Option<&str>, name: &str| {
+        secrets
+            .get(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| Err("not read".into()))
+    };
+    let (config, found) = assemble(documents, limits, Some(&resolve));
     let problems = found
         .into_iter()
         .filter_map(|p| Some((p.resource.clone()?, p)))
@@ -111,6 +120,46 @@ pub async fn read(client: &kube::Client, limits: CelLimits) -> Result<Rules, Rul
         objects,
         problems,
     })
+}
+
+/// The credentials in each Secret a `GitRepoConfig` names, by (namespace,
+/// name), or why there are none.
+async fn secrets(
+    client: &kube::Client,
+    objects: &[(&'static str, DynamicObject)],
+) -> BTreeMap<(String, String), Result<GitAuth, String>> {
+    let mut found = BTreeMap::new();
+    for (_, object) in objects.iter().filter(|(kind, _)| *kind == "GitRepoConfig") {
+        let Some(name) = object
+            .data
+            .pointer("/spec/secretRef/name")
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let key = (namespace.clone(), name.to_owned());
+        if found.contains_key(&key) {
+            continue;
+        }
+        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let read = match api.get_opt(name).await {
+            Ok(Some(secret)) => {
+                let data: BTreeMap<String, Vec<u8>> = secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                GitAuth::from_secret(&data)
+            }
+            Ok(None) => Err("there is no such Secret in this namespace".into()),
+            // The message names the Secret, never its content.
+            Err(error) => Err(format!("cannot be read: {error}")),
+        };
+        found.insert(key, read);
+    }
+    found
 }
 
 impl Rules {
