@@ -1356,6 +1356,241 @@ fn git_credentials_come_from_the_secret_a_repository_names_and_follow_its_change
 }
 
 #[test]
+fn each_recorded_scenario_gives_the_commits_a_person_would_expect() {
+    let api = ApiServer::start();
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps, deployments");
+    let state = work.path().join("state");
+    let daemon = follow(
+        &api,
+        &rules,
+        &state,
+        &["--audit-webhook", "--attribution-grace", "2"],
+    );
+    api.send_audit_to(&format!("http://{}/audit-webhook", daemon.address()));
+    let path = |name: &str| format!("live/default/core/configmaps/{name}.yaml");
+    api.kubectl(&["create", "configmap", "first"]);
+    wait_for("the first commit", || {
+        git.tree().contains_key(&path("first")).then_some(())
+    });
+    let count = || -> u32 {
+        git_in(&git.bare(), &["rev-list", "--count", "main"])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // Each scenario: what it does, and how many commits a person expects.
+    // Scenarios that commit are waited for; those that must not are given
+    // the time a commit would take (--batch-wait 0.2, grace 2 s) and then
+    // checked.
+    let expect =
+        |what: &str,
+         commits: u32,
+         done: &dyn Fn(&std::collections::BTreeMap<String, String>) -> bool| {
+            let before = count();
+            wait_for(what, || done(&git.tree()).then_some(()));
+            if commits == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(3500));
+            } else {
+                wait_for(what, || (count() >= before + commits).then_some(()));
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            assert_eq!(count() - before, commits, "{what}: {}", daemon.stderr());
+        };
+    let kubectl_as = |user: &str, args: &[&str]| {
+        let out = api.kubectl_as(user, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    kubectl_as(
+        "bob",
+        &["create", "configmap", "made", "--from-literal=a=1"],
+    );
+    expect("create", 1, &|t| t.contains_key(&path("made")));
+    assert_eq!(author_of(&git, &path("made")), "bob");
+
+    kubectl_as(
+        "carol",
+        &[
+            "patch",
+            "configmap",
+            "made",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"2"}}"#,
+        ],
+    );
+    expect("update", 1, &|t| t[&path("made")].contains("a: \"2\""));
+    assert_eq!(author_of(&git, &path("made")), "carol");
+
+    let applied = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied, namespace: default}\ndata: {a: '1'}\n";
+    let server_side = api.with_input_as("dave", &["apply", "--server-side", "-f", "-"], applied);
+    assert!(
+        server_side.status.success(),
+        "{}",
+        String::from_utf8_lossy(&server_side.stderr)
+    );
+    expect("server-side apply", 1, &|t| {
+        t.contains_key(&path("applied"))
+    });
+    assert_eq!(author_of(&git, &path("applied")), "dave");
+    let again = api.with_input_as("dave", &["apply", "--server-side", "-f", "-"], applied);
+    assert!(again.status.success());
+    expect("no-op apply", 0, &|_| true);
+
+    kubectl_as(
+        "mallory",
+        &["create", "configmap", "dry", "--dry-run=server"],
+    );
+    expect("dry run", 0, &|_| true);
+
+    let rejected = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: rejected, namespace: default, \
+                    labels: {test.plumbline.dev/reject: 'true'}}\n";
+    let refused = api.apply_as("mallory", rejected);
+    assert!(!refused.status.success(), "rejected by the later webhook");
+    expect("record and reject", 0, &|_| true);
+
+    let stale = api.kubectl(&["get", "configmap", "made", "-o", "json"]);
+    let mut stale: serde_json::Value = serde_json::from_str(&stale).unwrap();
+    kubectl_as(
+        "carol",
+        &[
+            "patch",
+            "configmap",
+            "made",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"3"}}"#,
+        ],
+    );
+    expect("the update before the conflict", 1, &|t| {
+        t[&path("made")].contains("a: \"3\"")
+    });
+    stale["data"]["a"] = "stale".into();
+    let conflicted = api.with_input_as("mallory", &["replace", "-f", "-"], &stale.to_string());
+    assert!(
+        !conflicted.status.success(),
+        "a stale resourceVersion conflicts"
+    );
+    expect("conflict", 0, &|_| true);
+
+    let generated =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: gen-, namespace: default}\n";
+    let made = api.with_input_as("erin", &["create", "-f", "-"], generated);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    expect("generateName", 1, &|t| {
+        t.keys().any(|p| p.contains("/configmaps/gen-"))
+    });
+
+    let held = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: default, \
+                finalizers: [example.com/hold]}\n";
+    assert!(api.apply_as("alice", held).status.success());
+    expect("the finalized object", 1, &|t| {
+        t.contains_key(&path("held"))
+    });
+    kubectl_as("frank", &["delete", "configmap", "held", "--wait=false"]);
+    expect("a delete held by a finalizer", 0, &|t| {
+        t.contains_key(&path("held"))
+    });
+    kubectl_as(
+        "system:serviceaccount:ops:finalizer",
+        &[
+            "patch",
+            "configmap",
+            "held",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    expect("the finalizer removed", 1, &|t| {
+        !t.contains_key(&path("held"))
+    });
+
+    for name in ["swept-a", "swept-b"] {
+        api.kubectl(&["create", "configmap", name]);
+        api.kubectl(&["label", "configmap", name, "sweep=yes"]);
+    }
+    // Made in four writes: as many commits as batches took them.
+    wait_for("the swept ones made", || {
+        let tree = git.tree();
+        (tree.contains_key(&path("swept-a")) && tree.contains_key(&path("swept-b"))).then_some(())
+    });
+    kubectl_as("grace", &["delete", "configmap", "-l", "sweep=yes"]);
+    wait_for("deletecollection", || {
+        let tree = git.tree();
+        (!tree.contains_key(&path("swept-a")) && !tree.contains_key(&path("swept-b"))).then_some(())
+    });
+    for name in ["swept-a", "swept-b"] {
+        let by = git_in(
+            &git.bare(),
+            &[
+                "log",
+                "-1",
+                "--diff-filter=D",
+                "--format=%an",
+                "main",
+                "--",
+                &path(name),
+            ],
+        );
+        assert_eq!(by.trim(), "grace", "{name}");
+    }
+
+    // A status-only update and a scale of a Deployment.
+    let store = api.store();
+    let deployments = store.resource("apps", "v1", "deployments").unwrap();
+    let write = crate::apiserver::store::Write {
+        user: "alice".into(),
+        manager: "kubectl".into(),
+        named: true,
+        ..Default::default()
+    };
+    let web = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+    store
+        .create(&deployments, Some("default"), web, &write)
+        .unwrap();
+    let web_path = "live/default/apps/deployments/web.yaml";
+    expect("the deployment", 1, &|t| t.contains_key(web_path));
+    let mut status = store.get(&deployments, Some("default"), "web").unwrap();
+    status["status"] = serde_json::json!({"replicas": 1, "readyReplicas": 1});
+    let controller = crate::apiserver::store::Write {
+        user: "system:serviceaccount:kube-system:deployment-controller".into(),
+        ..write.clone()
+    };
+    store
+        .update(
+            &deployments,
+            Some("default"),
+            "web",
+            status,
+            true,
+            &controller,
+        )
+        .unwrap();
+    expect("status-only update", 0, &|_| true);
+    kubectl_as("heidi", &["scale", "deployment", "web", "--replicas=3"]);
+    expect("scale", 1, &|t| t[web_path].contains("replicas: 3"));
+    assert_eq!(author_of(&git, web_path), "heidi");
+
+    let authors = git_in(&git.bare(), &["log", "--format=%an", "main"]);
+    assert!(!authors.contains("mallory"), "{authors}");
+}
+
+#[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();
     api.kubectl(&["create", "configmap", "shop"]);

@@ -293,6 +293,11 @@ async fn resource(
     let (resource, namespace) = (&t.resource, t.namespace);
     let write = call.write();
     let object = |value: Value| Ok(answer(200, &value));
+    if t.subresource == Some("scale")
+        && let Some(name) = t.name
+    {
+        return scale(store, &t, name, &call, write);
+    }
     match (&call.method, t.name) {
         (&Method::GET, None)
             if call
@@ -402,6 +407,41 @@ fn patch(
         200,
         &store.update(resource, namespace, name, next, status, &write)?,
     ))
+}
+
+/// The scale subresource: an `autoscaling/v1` Scale of the object's
+/// `spec.replicas`, read, replaced or patched.
+fn scale(
+    store: &Store,
+    t: &Target<'_>,
+    name: &str,
+    call: &Call,
+    write: Write,
+) -> Result<Response, ApiError> {
+    let (resource, namespace) = (&t.resource, t.namespace);
+    let as_scale = |object: &Value| {
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
+                "uid": object["metadata"]["uid"], "resourceVersion": object["metadata"]["resourceVersion"]},
+            "spec": {"replicas": object["spec"]["replicas"]},
+            "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0)}})
+    };
+    let mut current = store.get(resource, namespace, name)?;
+    let replicas = match call.method {
+        Method::GET => return Ok(answer(200, &as_scale(&current))),
+        Method::PUT | Method::PATCH => call.json()?["spec"]["replicas"].clone(),
+        _ => return Err(ApiError::new(405, "MethodNotAllowed", "not on scale")),
+    };
+    if !replicas.is_i64() {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "spec.replicas: Required value",
+        ));
+    }
+    current["spec"]["replicas"] = replicas;
+    let updated = store.update(resource, namespace, name, current, false, &write)?;
+    Ok(answer(200, &as_scale(&updated)))
 }
 
 /// RFC 7386 merge, with strategic-merge directives (`$patch`,

@@ -174,6 +174,12 @@ impl ApiServer {
 
     /// `kubectl apply -f -` of `manifest`, as `user`.
     pub fn apply_as(&self, user: &str, manifest: &str) -> Output {
+        self.with_input_as(user, &["apply", "-f", "-"], manifest)
+    }
+
+    /// `kubectl ARGS` as `user`, with `input` on its standard input (a
+    /// manifest for `-f -`).
+    pub fn with_input_as(&self, user: &str, args: &[&str], input: &str) -> Output {
         let config = self.home.path().join(format!("kubeconfig-{user}"));
         if !config.exists() {
             self.write_kubeconfig(&config, user);
@@ -181,7 +187,8 @@ impl ApiServer {
         let mut child = Command::new(kubectl())
             .arg("--kubeconfig")
             .arg(&config)
-            .args(["--as", user, "apply", "-f", "-"])
+            .args(["--as", user])
+            .args(args)
             .env("KUBECACHEDIR", self.home.path().join("cache"))
             .env("HOME", self.home.path())
             .stdin(std::process::Stdio::piped())
@@ -189,7 +196,7 @@ impl ApiServer {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), manifest.as_bytes()).unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
         drop(child.stdin.take());
         child.wait_with_output().unwrap()
     }

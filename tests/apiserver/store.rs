@@ -405,6 +405,7 @@ impl Store {
             user: &write.user,
             dry_run: write.dry_run,
         });
+        denied(&object)?;
         if write.dry_run {
             return Ok(object);
         }
@@ -521,6 +522,7 @@ impl Store {
             user: &write.user,
             dry_run: write.dry_run,
         });
+        denied(&next)?;
         if write.dry_run {
             return Ok(next);
         }
@@ -657,6 +659,21 @@ impl Store {
         let _ = self.changes.send(change);
         object
     }
+}
+
+/// A later validating webhook's refusal, after the one the tests watch
+/// with admitted the write: what the label
+/// `test.plumbline.dev/reject: "true"` asks for (mutationlab's
+/// record-and-reject scenario).
+fn denied(object: &Value) -> Result<(), ApiError> {
+    if object["metadata"]["labels"]["test.plumbline.dev/reject"] == "true" {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            "admission webhook \"deny.plumbline.test\" denied the request: labelled to be rejected",
+        ));
+    }
+    Ok(())
 }
 
 /// A CRD's resources are served from its creation on, and it says so.
