@@ -417,4 +417,66 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn ten_thousand_mangled_reviews_are_answered_or_refused_never_a_panic() {
+        let mut bodies: Vec<Vec<u8>> = [
+            "configmap/update/admission.update.yaml",
+            "configmap/deletecollection/admission.delete.cm-a.yaml",
+            "widget/crd-conversion/admission.create.yaml",
+        ]
+        .iter()
+        .map(|path| {
+            let mut review = corpus(path);
+            review["apiVersion"] = json!("admission.k8s.io/v1");
+            serde_json::to_vec(&review).unwrap()
+        })
+        .collect();
+        bodies.push(
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/k8s-admission/admissionreview-v1-gke-pod-create.json"
+            ))
+            .unwrap(),
+        );
+        // A fixed sequence, so a failure is found again.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut answered, mut refused) = (0, 0);
+        for round in 0..10_000 {
+            let mut mangled = bodies[round % bodies.len()].clone();
+            match next() % 3 {
+                0 => mangled.truncate((next() as usize) % (mangled.len() + 1)),
+                1 => {
+                    for _ in 0..1 + next() % 8 {
+                        let at = (next() as usize) % mangled.len();
+                        mangled[at] = next() as u8;
+                    }
+                }
+                _ => mangled = (0..next() % 512).map(|_| next() as u8).collect(),
+            }
+            match review(&mangled) {
+                // Whatever reads is allowed, for the uid it gave.
+                Ok((answer, _)) => {
+                    assert_eq!(answer["response"]["allowed"], true);
+                    assert!(
+                        answer["response"]["uid"]
+                            .as_str()
+                            .is_some_and(|u| !u.is_empty())
+                    );
+                    answered += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            answered > 0 && refused > 0,
+            "{answered} answered, {refused} refused"
+        );
+    }
 }
