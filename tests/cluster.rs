@@ -1590,6 +1590,48 @@ fn each_recorded_scenario_gives_the_commits_a_person_would_expect() {
     assert!(!authors.contains("mallory"), "{authors}");
 }
 
+/// A body sent a byte at a time held its connection for the whole
+/// connection lifetime (120 s), so a few hundred of them took the probes
+/// down: the body has the read timeout too (found by a hostile-input
+/// campaign).
+#[test]
+fn a_request_body_that_trickles_gets_a_408_within_the_read_timeout() {
+    use std::io::{Read as _, Write as _};
+    let api = ApiServer::start();
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("rules.yaml");
+    config(&rules, &git.url(), "configmaps");
+    let state = work.path().join("state");
+    let extra = ["--admission-webhook", "--http-read-timeout", "1"];
+    let daemon = follow(&api, &rules, &state, &extra);
+    let address = daemon.address();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(
+            b"POST /process-validating-webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+        )
+        .unwrap();
+    let writer = stream.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..30 {
+            if writer.write_all(b"a").is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    trickle.join().unwrap();
+}
+
 #[test]
 fn a_resource_that_may_not_be_listed_is_said_prunes_nothing_and_is_listed_once_it_may() {
     let api = ApiServer::start();

@@ -82,6 +82,36 @@ fn the_http_server_outlives_more_idle_connections_than_descriptors() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// A following daemon whose remote could never be reached kept fetching
+/// for ever after SIGTERM (found by a hostile-input campaign): it gives up
+/// after the finishing budget (30 s), says why, and fails.
+#[test]
+fn sigterm_stops_a_daemon_whose_remote_never_answered() {
+    let source = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let mut daemon = Daemon::start(&[
+        "--source-dir".as_ref(),
+        source.path().as_os_str(),
+        "--repo".as_ref(),
+        "git://127.0.0.1:1/nowhere.git".as_ref(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    wait_for("the first failed fetch", || {
+        daemon
+            .stderr()
+            .contains("git failed; retrying")
+            .then_some(())
+    });
+    daemon.signal("TERM");
+    let status = daemon.exited();
+    let stderr = daemon.stderr();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("nowhere.git"), "{stderr}");
+    assert!(!stderr.contains("starting over"), "{stderr}");
+}
+
 #[test]
 fn readyz_is_not_ready_while_policies_refuse_every_object() {
     let source = source(&["deployment-web.yaml"]);

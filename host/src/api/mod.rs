@@ -13,7 +13,9 @@
 //!
 //! - a client has [`ServerLimits::read_timeout`] to send a request's headers,
 //!   counted from when it connects or its previous response went out, so a
-//!   slow or idle connection is closed then;
+//!   slow or idle connection is closed then; and as long again for the rest
+//!   of the request (its body, and the answer), or it gets a 408: a body
+//!   sent a byte a second held a connection for its whole lifetime;
 //! - no connection lives longer than [`CONNECTION_LIFETIME`], so one that
 //!   stops reading its response does not hold its place for ever;
 //! - at most [`ServerLimits::max_connections`] are served at once; the next
@@ -82,6 +84,10 @@ pub fn serve(
         tokio::net::TcpListener::from_std(listener)?
     };
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        limits.read_timeout,
+        deadline,
+    ));
     runtime.spawn(accept_loop(listener, app, limits, tls));
     Ok(bound)
 }
@@ -130,7 +136,7 @@ async fn accept_loop(
             // The handshake is part of the request's headers' time.
             let stream = match tokio::time::timeout(limits.read_timeout, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+                Ok(Err(error)) => return handshake_failed(&error),
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
             // A certificate the handshake took was verified against the
@@ -157,5 +163,35 @@ where
         // A client that went away or timed out: its business.
         Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
         Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
+    }
+}
+
+/// A request not over within `limit` of its headers gets a 408.
+async fn deadline(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "the request's body did not arrive within the read timeout\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Says a failed TLS handshake at the 1st, 2nd, 4th, 8th… failure: an API
+/// server whose client certificate expired loses its webhook calls, which
+/// must show at the default log level, but a scanner must not flood it.
+fn handshake_failed(error: &std::io::Error) {
+    static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let failed = FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if failed.is_power_of_two() {
+        tracing::warn!(%error, failed, "a TLS handshake failed (not TLS, or a client certificate the CA did not sign or that expired)");
+    } else {
+        tracing::debug!(%error, "TLS handshake failed");
     }
 }

@@ -128,13 +128,40 @@ fn pem_error(error: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
+/// The largest certificate, key or CA file read: a chain of a few
+/// certificates is a few KiB.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// The bytes of `path`, if it is a regular file of at most
+/// [`MAX_PEM_BYTES`]: a FIFO would block the handshake that reads it, and
+/// `/dev/zero` never end.
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read as _;
+    let file = |message: String| TlsError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| file(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(file("not a regular file".into()));
+    }
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(file(format!("larger than {} KiB", MAX_PEM_BYTES >> 10)));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| file(e.to_string()))?;
+    Ok(bytes)
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let file = |message: String| TlsError::File {
         path: path.to_owned(),
         message,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file(pem_error(&e)))?
+    let bytes = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file(pem_error(&e)))?;
     if certs.is_empty() {
@@ -145,7 +172,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 
 fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let chain = read_certs(cert)?;
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+    let bytes = read_pem(key)?;
+    let der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::File {
         path: key.to_owned(),
         message: match e {
             rustls::pki_types::pem::Error::Io(error) => error.to_string(),
@@ -206,5 +234,35 @@ impl ResolvesServerCert for Reloading {
             }
         }
         Some(current.2.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renewal that leaves a FIFO or a link to a device where the
+    /// certificate was must not block or swell the handshake that reads it.
+    #[test]
+    fn only_regular_files_of_a_sane_size_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.pem");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let zero = dir.path().join("zero.pem");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let huge = dir.path().join("huge.pem");
+        std::fs::write(&huge, vec![b'a'; (MAX_PEM_BYTES + 1) as usize]).unwrap();
+        for (path, why) in [
+            (&fifo, "not a regular file"),
+            (&zero, "not a regular file"),
+            (&huge, "larger than 1024 KiB"),
+        ] {
+            let error = read_certs(path).unwrap_err().to_string();
+            assert!(error.contains(why), "{error}");
+        }
     }
 }

@@ -224,9 +224,10 @@ impl GlobalArgs {
 #[derive(Debug, Clone, Args)]
 pub struct HttpArgs {
     /// Seconds a client may take to send a request's headers, counted from
-    /// when it connects or its previous response was sent; a slow or idle
-    /// connection is closed then.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = at_least_one)]
+    /// when it connects or its previous response was sent (a slow or idle
+    /// connection is closed then), and as long again for its body (or it
+    /// gets a 408).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = read_timeout)]
     http_read_timeout: u64,
     /// Most HTTP connections served at once; the next wait to be accepted.
     /// Keep it well below the open-file limit (`ulimit -n`).
@@ -272,6 +273,16 @@ impl HttpArgs {
         };
         Ok(Some(crate::api::tls::server_config(&files)?))
     }
+}
+
+/// A read timeout: 1 s to an hour (beyond, hyper's deadline arithmetic
+/// overflows, and no client needs longer).
+fn read_timeout(text: &str) -> Result<u64, String> {
+    let seconds = at_least_one(text)?;
+    if seconds > 3600 {
+        return Err(format!("{seconds} s is more than an hour"));
+    }
+    Ok(seconds)
 }
 
 /// A whole number of 1 or more, for flags where 0 means no pause or no

@@ -230,7 +230,7 @@ impl Supervisor {
                         Err(SinkError::Stopped) => return Ok(SyncReport::default()),
                         // Following, a worker that fails starts over: what
                         // it had not pushed is still in the queue.
-                        Err(error) if follow => {
+                        Err(error) if follow && !signals.finish.load(Ordering::Acquire) => {
                             let error = WorkerFailed::Sink {
                                 partition: p.to_string(),
                                 source: error,

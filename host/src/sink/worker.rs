@@ -345,6 +345,11 @@ impl Worker {
         self.record_depth();
         self.health
             .set(&self.part(), Status::NotReady(format!("{error}")));
+        // Told to finish (a signal): failures now have a budget, even
+        // before the remote was ever reached.
+        if self.signals.finish.load(Ordering::Acquire) {
+            self.retry.finishing();
+        }
         match self.retry.failed(Instant::now()) {
             Next::GiveUp => Err(self.git(error)),
             Next::Wait(backoff) => {

@@ -147,6 +147,18 @@ fn admitted(request: Request) -> Option<Admitted> {
     if request.user_info.username.is_empty() || request.resource.resource.is_empty() {
         return None;
     }
+    // Longer than any real object's: not kept (see `limits`).
+    use super::limits::{NAME, NAMESPACE, USERNAME};
+    let fits = super::fits(&[
+        (&request.user_info.username, USERNAME),
+        (&request.resource.group, NAME),
+        (&request.resource.resource, NAME),
+        (&name, NAME),
+        (&request.namespace, NAMESPACE),
+    ]);
+    if !fits {
+        return None;
+    }
     Some(Admitted {
         username: request.user_info.username,
         key: AdmittedKey {
@@ -319,6 +331,17 @@ mod tests {
         generated["metadata"]["name"] = json!("job-x7k2p");
         let (_, fact) = review(&body("CREATE", generated, json!({"name": ""}))).unwrap();
         assert_eq!(fact.unwrap().key.name, "job-x7k2p");
+    }
+
+    #[test]
+    fn a_review_longer_than_any_real_objects_is_allowed_and_not_kept() {
+        let long = |name: &str| body("DELETE", Value::Null, json!({"name": name}));
+        assert!(review(&long(&"a".repeat(253))).unwrap().1.is_some());
+        let (answer, fact) = review(&long(&"a".repeat(7 << 20))).unwrap();
+        assert_eq!(
+            (answer["response"]["allowed"].clone(), fact),
+            (json!(true), None)
+        );
     }
 
     #[test]

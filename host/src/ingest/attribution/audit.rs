@@ -145,7 +145,7 @@ fn fact_of(event: Event) -> Option<Fact> {
         .filter(|n| !n.is_empty())
         .or_else(|| metadata("name"))
         .filter(|_| !collection);
-    Some(Fact {
+    let fact = Fact {
         username,
         deletion: event.verb.starts_with("delete"),
         subject: Subject {
@@ -160,7 +160,24 @@ fn fact_of(event: Event) -> Option<Fact> {
                 metadata("resourceVersion")
             },
         },
-    })
+    };
+    kept(fact)
+}
+
+/// `fact`, unless a part of it is longer than Kubernetes allows.
+fn kept(fact: Fact) -> Option<Fact> {
+    use super::limits::{NAME, NAMESPACE, TOKEN, USERNAME};
+    let subject = &fact.subject;
+    let text = |o: &Option<String>| o.as_deref().unwrap_or_default().len();
+    let fits = super::fits(&[
+        (&fact.username, USERNAME),
+        (&subject.group, NAME),
+        (&subject.resource, NAME),
+    ]) && text(&subject.name) <= NAME
+        && text(&subject.namespace) <= NAMESPACE
+        && text(&subject.uid) <= TOKEN
+        && text(&subject.resource_version) <= TOKEN;
+    fits.then_some(fact)
 }
 
 /// Whether the request was a dry run (`?dryRun=All`): it persisted nothing.
@@ -305,6 +322,24 @@ mod tests {
             }
             let _ = facts(&mangled);
         }
+    }
+
+    #[test]
+    fn a_fact_longer_than_any_real_objects_is_not_kept() {
+        let list = |name: &str| {
+            serde_json::json!({"items": [
+                {"stage": "ResponseComplete", "verb": "delete", "user": {"username": "x"},
+                 "objectRef": {"resource": "configmaps", "namespace": "shop", "name": name},
+                 "responseStatus": {"code": 200}},
+            ]})
+            .to_string()
+        };
+        assert_eq!(facts(list(&"a".repeat(253)).as_bytes()).unwrap().len(), 1);
+        assert!(
+            facts(list(&"a".repeat(1 << 20)).as_bytes())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -48,6 +48,27 @@ pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// object is 3 MiB, and a review holds the object and the old one.
 pub const MAX_REVIEW_BYTES: usize = 8 << 20;
 
+/// The longest each part of a fact may be: what Kubernetes allows (a name
+/// is a DNS subdomain, a namespace a DNS label), and room enough for a
+/// user name. Anyone who can reach a webhook can send a fact; one whose
+/// parts are longer than any real object's is not kept, or 10,000 facts
+/// of megabyte names would hold gigabytes.
+pub mod limits {
+    /// An object's name, a resource's or a group's: a DNS subdomain.
+    pub const NAME: usize = 253;
+    /// A namespace: a DNS label.
+    pub const NAMESPACE: usize = 63;
+    /// A uid or a resourceVersion.
+    pub const TOKEN: usize = 128;
+    /// A user name (an OIDC subject or email, a service account's).
+    pub const USERNAME: usize = 1024;
+}
+
+/// Whether every `(text, limit)` is within its limit.
+pub(crate) fn fits(parts: &[(&str, usize)]) -> bool {
+    parts.iter().all(|(text, limit)| text.len() <= *limit)
+}
+
 /// Which webhook explained a change.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
@@ -126,6 +147,15 @@ impl Attribution {
 
     /// Registers `plumbline_attribution_{hits,misses,evictions}_total`.
     pub fn register(&self, registry: &mut Registry) {
+        // Every series from the start, at 0: an alert on one finds it.
+        for (source, on) in [
+            ("audit", &self.audit.is_some()),
+            ("admission", &self.admission.is_some()),
+        ] {
+            if *on {
+                let _ = self.hits.get_or_create(&SourceLabel { source });
+            }
+        }
         let attribution = registry.sub_registry_with_prefix("attribution");
         attribution.register(
             "hits",
@@ -218,9 +248,16 @@ async fn audit_webhook(
 }
 
 async fn admission_webhook(State(admissions): State<Arc<Admissions>>, body: Bytes) -> Response {
-    // The API server waits for the answer before it persists: the fact is
-    // recorded before the answer goes, so the watch event finds it.
-    match admission::review(&body) {
+    // A review can be megabytes of JSON: read off the runtime's threads,
+    // which serve the probes. The API server waits for the answer before
+    // it persists: the fact is recorded before the answer goes, so the
+    // watch event finds it.
+    let read = tokio::task::spawn_blocking(move || admission::review(&body)).await;
+    let Ok(read) = read else {
+        let failed = "reading the review failed\n";
+        return (StatusCode::INTERNAL_SERVER_ERROR, failed).into_response();
+    };
+    match read {
         Ok((answer, fact)) => {
             if let Some(fact) = fact {
                 admissions.record(fact);
@@ -315,6 +352,11 @@ mod tests {
         let admissions = Arc::new(Admissions::new(AdmittedConfig::default()));
         let attribution = Attribution::new(None, Some(admissions.clone()));
         assert_eq!(attribution.grace(), Duration::ZERO);
+        let text = counted(&attribution);
+        assert!(
+            text.contains("attribution_hits_total{source=\"admission\"} 0"),
+            "{text}"
+        );
         admissions.record(admitted("alice"));
         let now = Instant::now();
         assert_eq!(
