@@ -15,6 +15,7 @@
 //! - [`queue`]: the durable queue between routing and the sinks;
 //! - [`sink`]: Git: batched commits and pushes of what the queue holds;
 //! - [`oci`]: registry access (resolve, pull, push, verified digests);
+//! - [`catalog`]: the workflow catalog's store of registered versions;
 //! - [`state`]: the state folder (queue, local repositories), owner-only;
 //! - [`telemetry`]: metrics and readiness, which every stage records into;
 //! - [`daemon`]: a source, routing, the queue and the sink workers, wired
@@ -24,6 +25,7 @@
 
 pub mod api;
 pub mod bundle;
+pub mod catalog;
 pub mod cli;
 pub mod daemon;
 pub mod ingest;

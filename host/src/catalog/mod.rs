@@ -1,0 +1,11 @@
+//! The workflow catalog: every registered version of every workflow, kept
+//! immutably. The model and its checks are `plumbline-catalog`'s (no I/O);
+//! here is where versions are stored.
+//!
+//! - [`store`]: the contract every store keeps (a version is written once;
+//!   the same content again changes nothing, other content is a conflict),
+//!   and the embedded one, a redb file in the state folder.
+
+pub mod store;
+
+pub use plumbline_catalog::{Workflow, check, parameters_schema, read};

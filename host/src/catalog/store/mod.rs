@@ -1,0 +1,275 @@
+//! Where registered versions are kept, behind one small trait: the embedded
+//! store here (a redb file in the state folder), and, for several
+//! replicas, a key-value bucket on NATS JetStream (the scale-out issue).
+//!
+//! A version, (workflowId, version), is written once. Registering it again
+//! with the same content changes nothing and says so; with other content it
+//! is a conflict, never an overwrite: what an execution was checked
+//! against must stay what the catalog says. Only its lifecycle (active,
+//! disabled, deprecated, archived) changes afterwards. redb runs one write
+//! transaction at a time, so a check and the write it decides are one
+//! step: two registrations at once cannot lose either.
+
+use plumbline_catalog::Workflow;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// (workflowId, version) → the record, as JSON.
+const VERSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("catalog_versions");
+
+/// Whether a version may be executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Picked and executed.
+    Active,
+    /// Refused by the gate until enabled again.
+    Disabled,
+    /// Still executable; a newer version should be picked.
+    Deprecated,
+    /// Kept for the record only.
+    Archived,
+}
+
+/// A lifecycle change: what, why and who.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The lifecycle now.
+    pub lifecycle: Lifecycle,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub actor: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// One registered version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// The schema as registered.
+    pub workflow: Workflow,
+    /// Where the schema came from: an image reference pinned by digest,
+    /// or none for an inline schema.
+    pub schema_image: Option<String>,
+    /// `sha256:` of the schema's canonical JSON: what "the same content"
+    /// means.
+    pub content_hash: String,
+    /// Who registered it, and when (RFC 3339).
+    pub registered_by: String,
+    /// When.
+    pub registered_at: String,
+    /// The lifecycle, and its last change (none since registration).
+    pub lifecycle: Lifecycle,
+    /// The last lifecycle change.
+    pub last_change: Option<Change>,
+}
+
+/// The content hash of `workflow`: of its canonical JSON (fields in the
+/// model's order, maps sorted).
+pub fn content_hash(workflow: &Workflow) -> String {
+    let json = serde_json::to_vec(workflow).expect("a workflow serializes");
+    format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registered {
+    /// A new version was written.
+    Created(Record),
+    /// The same content was registered already: nothing was written.
+    Unchanged(Record),
+}
+
+/// Why a store refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The version is registered with other content.
+    #[error(
+        "{id} {version} is registered already with other content ({registered}); this is {offered}: register it as a new version"
+    )]
+    Conflict {
+        /// The workflow.
+        id: String,
+        /// The version.
+        version: String,
+        /// The registered content hash.
+        registered: String,
+        /// The one offered.
+        offered: String,
+    },
+    /// No such version.
+    #[error("no version {version} of workflow {id}")]
+    NotFound {
+        /// The workflow.
+        id: String,
+        /// The version.
+        version: String,
+    },
+    /// The store's file failed.
+    #[error("catalog store {}: {source}", path.display())]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// What every catalog store does.
+pub trait CatalogStore: Send + Sync {
+    /// Registers `record`'s version: written if new, unchanged if the same
+    /// content is there, a conflict otherwise.
+    fn register(&self, record: Record) -> Result<Registered, StoreError>;
+
+    /// One version.
+    fn get(&self, id: &str, version: &str) -> Result<Record, StoreError>;
+
+    /// Every version of one workflow, oldest version first (semver order).
+    fn versions(&self, id: &str) -> Result<Vec<Record>, StoreError>;
+
+    /// Sets a version's lifecycle.
+    fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError>;
+}
+
+/// The embedded store: one redb file.
+pub struct DiskCatalog {
+    db: Database,
+    path: PathBuf,
+}
+
+impl DiskCatalog {
+    /// Opens (or creates) the store at `path`, owner-only.
+    pub fn open(path: &Path) -> Result<DiskCatalog, StoreError> {
+        let error = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Store {
+            path: path.to_owned(),
+            source: e,
+        };
+        if let Some(parent) = path.parent() {
+            crate::state::create_dir(parent).map_err(|e| error(e.into()))?;
+        }
+        crate::state::own_file(path).map_err(|e| error(e.into()))?;
+        let db = Database::create(path).map_err(|e| error(e.into()))?;
+        let txn = db.begin_write().map_err(|e| error(e.into()))?;
+        txn.open_table(VERSIONS).map_err(|e| error(e.into()))?;
+        txn.commit().map_err(|e| error(e.into()))?;
+        Ok(DiskCatalog {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    fn error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError::Store {
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Record, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| self.error(e))
+    }
+}
+
+impl CatalogStore for DiskCatalog {
+    fn register(&self, record: Record) -> Result<Registered, StoreError> {
+        let key = (
+            record.workflow.workflow_id.as_str(),
+            record.workflow.version.as_str(),
+        );
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let outcome = {
+            let mut table = txn.open_table(VERSIONS).map_err(|e| self.error(e))?;
+            let existing = table
+                .get(key)
+                .map_err(|e| self.error(e))?
+                .map(|v| self.decode(v.value()))
+                .transpose()?;
+            match existing {
+                Some(registered) if registered.content_hash == record.content_hash => {
+                    Registered::Unchanged(registered)
+                }
+                Some(registered) => {
+                    return Err(StoreError::Conflict {
+                        id: key.0.to_owned(),
+                        version: key.1.to_owned(),
+                        registered: registered.content_hash,
+                        offered: record.content_hash,
+                    });
+                }
+                None => {
+                    let bytes = serde_json::to_vec(&record).map_err(|e| self.error(e))?;
+                    table
+                        .insert(key, bytes.as_slice())
+                        .map_err(|e| self.error(e))?;
+                    Registered::Created(record.clone())
+                }
+            }
+        };
+        txn.commit().map_err(|e| self.error(e))?;
+        Ok(outcome)
+    }
+
+    fn get(&self, id: &str, version: &str) -> Result<Record, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(VERSIONS).map_err(|e| self.error(e))?;
+        let found = table.get((id, version)).map_err(|e| self.error(e))?;
+        match found {
+            Some(bytes) => self.decode(bytes.value()),
+            None => Err(StoreError::NotFound {
+                id: id.to_owned(),
+                version: version.to_owned(),
+            }),
+        }
+    }
+
+    fn versions(&self, id: &str) -> Result<Vec<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(VERSIONS).map_err(|e| self.error(e))?;
+        let mut records = Vec::new();
+        for row in table.range((id, "")..).map_err(|e| self.error(e))? {
+            let (key, value) = row.map_err(|e| self.error(e))?;
+            if key.value().0 != id {
+                break;
+            }
+            records.push(self.decode(value.value())?);
+        }
+        let order = |r: &Record| plumbline_catalog::check::version(&r.workflow.version).ok();
+        records.sort_by_key(order);
+        Ok(records)
+    }
+
+    fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let record = {
+            let mut table = txn.open_table(VERSIONS).map_err(|e| self.error(e))?;
+            let existing = table
+                .get((id, version))
+                .map_err(|e| self.error(e))?
+                .map(|bytes| self.decode(bytes.value()))
+                .transpose()?;
+            let Some(mut record) = existing else {
+                return Err(StoreError::NotFound {
+                    id: id.to_owned(),
+                    version: version.to_owned(),
+                });
+            };
+            record.lifecycle = change.lifecycle;
+            record.last_change = Some(change);
+            let encoded = serde_json::to_vec(&record).map_err(|e| self.error(e))?;
+            table
+                .insert((id, version), encoded.as_slice())
+                .map_err(|e| self.error(e))?;
+            record
+        };
+        txn.commit().map_err(|e| self.error(e))?;
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests;
