@@ -225,3 +225,57 @@ fn second_start_loads_every_component_from_the_cache() {
         stdout(&second)
     );
 }
+
+/// `plumbline catalog lint`: every kubernaut schema of both eras passes;
+/// a broken one gets every violation with its path, the schema-lint
+/// plugin's among them, and a failing exit status.
+#[test]
+fn catalog_lint_passes_kubernauts_schemas_and_names_every_violation() {
+    let root = crate::support::root().join("tests/fixtures/kubernaut");
+    let mut files: Vec<std::path::PathBuf> = ["oci-era-flat-schemas", "crd-era-schemas"]
+        .iter()
+        .flat_map(|era| std::fs::read_dir(root.join(era)).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["catalog", "lint"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stderr}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("69 schema(s) linted, 0 with violations"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.workflow-schema.yaml");
+    std::fs::write(
+        &bad,
+        "metadata: {workflowId: Bad_Id, version: '1', description: {what: x}}\n\
+         execution: {engine: job}\n\
+         parameters: [{name: COUNT, type: integer, minimum: 9, maximum: 1}]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["catalog", "lint"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    for expected in [
+        "metadata.workflowId: `Bad_Id`",
+        "metadata.version: `1` is not a semantic version",
+        "parameters[0].minimum: 9 is above the maximum 1",
+        "parameters schema /properties/COUNT/description: parameter `COUNT` has no description",
+    ] {
+        assert!(stdout.contains(expected), "{expected} not in {stdout}");
+    }
+}

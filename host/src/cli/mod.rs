@@ -2,6 +2,7 @@
 //! turned into working objects once, in each subcommand.
 
 mod bundle;
+mod catalog;
 mod config_file;
 mod crds;
 mod plugin_new;
@@ -88,6 +89,9 @@ enum Command {
     /// Prints Plumbline's custom resource definitions as YAML, for
     /// `kubectl apply -f -`.
     Crds(crds::CrdsArgs),
+    /// The workflow catalog: lint workflow schemas before they are pushed.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(&cli.global, args),
         Command::Bundle(command) => bundle::run(&cli.global, command),
         Command::Crds(args) => crds::run(args),
+        Command::Catalog(command) => catalog::run(&cli.global, command),
     };
     match result {
         Ok(code) => code,
