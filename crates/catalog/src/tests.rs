@@ -141,3 +141,166 @@ fn what_is_no_workflow_schema_says_why() {
         "{error}"
     );
 }
+
+mod layers {
+    use crate::layers::{Caps, DEFAULT_PATHS, Layer, LayerError, find};
+    use std::io::Write as _;
+
+    /// A tarball of `files` (path, content); a content of `None` is a
+    /// symbolic link.
+    fn tarball(files: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content) in files {
+            let mut header = tar::Header::new_gnu();
+            match content {
+                Some(bytes) => {
+                    header.set_size(bytes.len() as u64);
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    header.set_cksum();
+                    builder.append_data(&mut header, path, *bytes).unwrap();
+                }
+                None => {
+                    header.set_size(0);
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_cksum();
+                    builder
+                        .append_link(&mut header, path, "/elsewhere")
+                        .unwrap();
+                }
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// Layers given bottom-up, as an image lists them, searched top-down.
+    fn search(
+        bottom_up: Vec<Vec<u8>>,
+        caps: Caps,
+    ) -> Result<Option<(String, String, usize)>, LayerError> {
+        let layers: Vec<Layer<'static>> = bottom_up
+            .into_iter()
+            .rev()
+            .map(|bytes| Layer {
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                content: Box::new(std::io::Cursor::new(gzip(&bytes))),
+            })
+            .collect();
+        Ok(find(layers, DEFAULT_PATHS, caps)?
+            .map(|f| (f.path, String::from_utf8(f.bytes).unwrap(), f.layer)))
+    }
+
+    #[test]
+    fn the_upper_layer_wins_and_a_whiteout_hides_what_is_below() {
+        let base = tarball(&[
+            ("bin/sh", Some(b"elf")),
+            ("workflow-schema.yaml", Some(b"old")),
+        ]);
+        let upper = tarball(&[("./workflow-schema.yaml", Some(b"new"))]);
+        let found = search(vec![base.clone(), upper], Caps::default()).unwrap();
+        assert_eq!(
+            found,
+            Some(("/workflow-schema.yaml".into(), "new".into(), 0))
+        );
+        let whiteout = tarball(&[(".wh.workflow-schema.yaml", Some(b""))]);
+        assert_eq!(
+            search(vec![base.clone(), whiteout], Caps::default()).unwrap(),
+            None
+        );
+        // An opaque root hides everything below; a schema beside it counts.
+        let opaque = tarball(&[
+            (".wh..wh..opq", Some(b"")),
+            ("playbook-schema.json", Some(b"{}")),
+        ]);
+        let found = search(vec![base, opaque], Caps::default()).unwrap();
+        assert_eq!(
+            found,
+            Some(("/playbook-schema.json".into(), "{}".into(), 0))
+        );
+    }
+
+    #[test]
+    fn within_a_layer_the_paths_go_in_their_order_and_links_are_not_followed() {
+        let both = tarball(&[
+            ("action-contract.yaml", Some(b"c")),
+            ("workflow-schema.yaml", Some(b"w")),
+        ]);
+        let found = search(vec![both], Caps::default()).unwrap().unwrap();
+        assert_eq!(found.0, "/workflow-schema.yaml");
+        let link = tarball(&[("workflow-schema.yaml", None)]);
+        let lower = tarball(&[("workflow-schema.yaml", Some(b"real"))]);
+        // A link is no schema, and does not hide the file below either.
+        let found = search(vec![lower, link], Caps::default()).unwrap().unwrap();
+        assert_eq!((found.1.as_str(), found.2), ("real", 1));
+    }
+
+    #[test]
+    fn each_cap_is_an_error_that_names_itself() {
+        let big = vec![b'x'; 2048];
+        let layer = tarball(&[("workflow-schema.yaml", Some(&big))]);
+        let caps = Caps {
+            max_file_bytes: 1024,
+            ..Caps::default()
+        };
+        let error = search(vec![layer], caps).unwrap_err().to_string();
+        assert!(
+            error.contains("the cap on a schema file is 1024"),
+            "{error}"
+        );
+        let empty = tarball(&[("etc/hostname", Some(b"x"))]);
+        let caps = Caps {
+            max_layers: 2,
+            ..Caps::default()
+        };
+        let error = search(vec![empty.clone(), empty.clone(), empty.clone()], caps)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the cap on layers read"), "{error}");
+        let caps = Caps {
+            max_read_bytes: 64,
+            ..Caps::default()
+        };
+        let error = search(vec![empty], caps).unwrap_err().to_string();
+        assert!(error.contains("the cap on bytes read"), "{error}");
+    }
+
+    #[test]
+    fn zstd_and_plain_layers_read_too_and_others_are_named() {
+        let layer = tarball(&[("workflow-schema.yaml", Some(b"z"))]);
+        let plain = Layer {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            content: Box::new(std::io::Cursor::new(layer.clone())),
+        };
+        assert!(
+            find([plain], DEFAULT_PATHS, Caps::default())
+                .unwrap()
+                .is_some()
+        );
+        let zstd = ruzstd::encoding::compress_to_vec(
+            layer.as_slice(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let compressed = Layer {
+            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+            content: Box::new(std::io::Cursor::new(zstd)),
+        };
+        let found = find([compressed], DEFAULT_PATHS, Caps::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.bytes, b"z");
+        let odd = Layer {
+            media_type: "application/vnd.cncf.helm.chart.content.v1.tar+gzip".into(),
+            content: Box::new(std::io::empty()),
+        };
+        let error = find([odd], DEFAULT_PATHS, Caps::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no filesystem layer"), "{error}");
+    }
+}
