@@ -6,6 +6,7 @@
 mod apiserver;
 mod author_path;
 mod bundles;
+mod catalog;
 mod cel_policies;
 mod cli;
 mod cluster;

@@ -2,10 +2,13 @@
 //! immutably. The model and its checks are `plumbline-catalog`'s (no I/O);
 //! here is where versions are stored.
 //!
+//! - [`extract`]: a workflow image's schema, from the registry, reading
+//!   (and downloading) only the layers needed;
 //! - [`store`]: the contract every store keeps (a version is written once;
 //!   the same content again changes nothing, other content is a conflict),
 //!   and the embedded one, a redb file in the state folder.
 
+pub mod extract;
 pub mod store;
 
 pub use plumbline_catalog::{Workflow, check, parameters_schema, read};

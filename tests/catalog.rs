@@ -1,0 +1,116 @@
+//! A workflow image's schema, extracted from a real registry (Debian's
+//! `docker-registry`), from images the tests build: the top layer that
+//! holds it wins, a whiteout hides it, and the layers below are never
+//! downloaded.
+
+use crate::support::Registry;
+use plumbline::catalog::extract::{ExtractError, schema_of};
+use plumbline::oci::{Artifact, Blob, OciClient, OciConfig};
+use plumbline_catalog::layers::{Caps, DEFAULT_PATHS};
+use std::io::Write as _;
+
+fn client(registry: &Registry) -> OciClient {
+    OciClient::new(OciConfig {
+        insecure: vec![registry.host()],
+        ..OciConfig::default()
+    })
+    .unwrap()
+}
+
+/// A gzip tarball layer of `files`.
+fn layer(files: &[(&str, &[u8])]) -> Blob {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, *bytes).unwrap();
+    }
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&builder.into_inner().unwrap()).unwrap();
+    Blob {
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        data: gzip.finish().unwrap(),
+        annotations: Default::default(),
+    }
+}
+
+/// An image of `layers`, bottom first.
+fn image(layers: Vec<Blob>) -> Artifact {
+    Artifact {
+        digest: None,
+        config: Blob {
+            media_type: "application/vnd.oci.image.config.v1+json".into(),
+            data: br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"io.kubernaut.workflow":"true"}},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+            annotations: Default::default(),
+        },
+        layers,
+    }
+}
+
+const SCHEMA: &[u8] = b"metadata: {workflowId: restart-pod, version: 1.0.0, description: {what: x}}\nexecution: {engine: job}\n";
+
+#[test]
+fn the_schema_comes_from_the_top_layer_holding_it_and_lower_layers_are_not_fetched() {
+    let registry = Registry::start();
+    let client = client(&registry);
+    // A base far larger than the schema, an old schema, the new one, and
+    // a layer above that holds neither.
+    let noise: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let base = layer(&[("usr/lib/big.bin", &noise)]);
+    let base_digest = format!("sha256:{}", sha256(&base.data));
+    let layers = vec![
+        base,
+        layer(&[("workflow-schema.yaml", b"old")]),
+        layer(&[("workflow-schema.yaml", SCHEMA)]),
+        layer(&[("app/run.sh", b"#!/bin/sh\n")]),
+    ];
+    let reference = format!("{}/workflows/restart:1.0.0", registry.host());
+    let pushed = client.push(&reference, &image(layers)).unwrap();
+    std::fs::remove_file(registry.blob_path(&base_digest)).unwrap();
+    // The base's blob is gone from the registry: fetching it would fail.
+    let found = schema_of(&client, &reference, DEFAULT_PATHS, Caps::default()).unwrap();
+    assert_eq!(found.digest, pushed);
+    assert_eq!(
+        (found.path.as_str(), found.bytes.as_slice()),
+        ("/workflow-schema.yaml", SCHEMA)
+    );
+    assert_eq!(
+        found.layers_read, 2,
+        "the top two, not the old schema's or the base"
+    );
+    let workflow = plumbline::catalog::read(std::str::from_utf8(&found.bytes).unwrap()).unwrap();
+    assert_eq!(workflow.workflow_id, "restart-pod");
+}
+
+#[test]
+fn a_whited_out_schema_is_not_found_and_a_registry_that_is_down_is_said() {
+    let mut registry = Registry::start();
+    let client = client(&registry);
+    let layers = vec![
+        layer(&[("workflow-schema.yaml", SCHEMA)]),
+        layer(&[(".wh.workflow-schema.yaml", b"")]),
+    ];
+    let reference = format!("{}/workflows/gone:1.0.0", registry.host());
+    client.push(&reference, &image(layers)).unwrap();
+    let error = schema_of(&client, &reference, DEFAULT_PATHS, Caps::default()).unwrap_err();
+    assert!(matches!(error, ExtractError::NotFound { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("holds none of /workflow-schema.yaml"),
+        "{error}"
+    );
+    registry.stop();
+    let error = schema_of(&client, &reference, DEFAULT_PATHS, Caps::default()).unwrap_err();
+    assert!(matches!(error, ExtractError::Registry { .. }), "{error}");
+    assert!(error.to_string().starts_with(&reference), "{error}");
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
