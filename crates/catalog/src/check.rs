@@ -162,7 +162,7 @@ pub fn compile(pattern: &str) -> Result<regex::Regex, String> {
 }
 
 /// Why `value` cannot be a value of `p`; `None` if it can.
-fn misfit(p: &Parameter, value: &Value) -> Option<String> {
+pub(crate) fn misfit(p: &Parameter, value: &Value) -> Option<String> {
     let fits = match p.kind {
         ParameterType::String => value.is_string(),
         ParameterType::Integer => value.is_i64() || value.is_u64(),
@@ -176,7 +176,12 @@ fn misfit(p: &Parameter, value: &Value) -> Option<String> {
     if let Some(number) = value.as_f64()
         && (p.minimum.is_some_and(|min| number < min) || p.maximum.is_some_and(|max| number > max))
     {
-        return Some(format!("{value} is out of the bounds"));
+        let bound = |b: Option<f64>| b.map_or_else(|| "…".to_owned(), |b| b.to_string());
+        return Some(format!(
+            "{value} is out of the bounds [{}, {}]",
+            bound(p.minimum),
+            bound(p.maximum)
+        ));
     }
     if let (Some(text), Some(pattern)) = (value.as_str(), &p.pattern)
         && let Ok(re) = compile(pattern)

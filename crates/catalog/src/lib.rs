@@ -4,6 +4,7 @@
 //! Schema every execution is validated against ([`params`]).
 
 pub mod check;
+pub mod execution;
 pub mod layers;
 pub mod params;
 pub mod workflow;

@@ -304,3 +304,69 @@ mod layers {
         assert!(error.contains("no filesystem layer"), "{error}");
     }
 }
+
+mod execution {
+    use crate::execution::validate;
+    use serde_json::{Map, Value, json};
+
+    fn given(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    fn workflow() -> crate::Workflow {
+        crate::read(
+            "metadata: {workflowId: scale, version: 1.0.0, description: {what: x}}\n\
+             execution: {engine: tekton}\n\
+             parameters:\n\
+             - {name: NAMESPACE, type: string, required: true, pattern: '^[a-z0-9-]+$'}\n\
+             - {name: REPLICAS, type: integer, required: true, minimum: 1, maximum: 20}\n\
+             - {name: MODE, type: string, enum: [fast, safe], default: safe}\n\
+             - {name: REASON, type: string, dependsOn: [TICKET]}\n\
+             - {name: TICKET, type: string}\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_set_passes_and_defaults_fill_in() {
+        let ok = given(json!({"NAMESPACE": "shop", "REPLICAS": 3}));
+        assert_eq!(validate(&workflow(), &ok), []);
+    }
+
+    #[test]
+    fn every_problem_of_a_set_is_said_at_its_parameter() {
+        let bad = given(json!({
+            "NAMESPACE": "Shop_1", "REPLICAS": "3", "MODE": "slow",
+            "REASON": "oom", "COLOUR": "blue"
+        }));
+        let found: Vec<String> = validate(&workflow(), &bad)
+            .into_iter()
+            .map(|v| format!("{}: {}", v.path, v.message))
+            .collect();
+        for expected in [
+            "/COLOUR: no such parameter (known: NAMESPACE, REPLICAS, MODE, REASON, TICKET)",
+            "/NAMESPACE: `Shop_1` does not match the pattern",
+            "/REPLICAS: \"3\" is not of type integer",
+            "/MODE: \"slow\" is not one of \"fast\", \"safe\"",
+            "/REASON: needs `TICKET` too",
+        ] {
+            assert!(
+                found.iter().any(|f| f == expected),
+                "{expected} not in {found:#?}"
+            );
+        }
+        let missing = validate(&workflow(), &given(json!({"REPLICAS": 99})));
+        let said: Vec<String> = missing
+            .iter()
+            .map(|v| format!("{}: {}", v.path, v.message))
+            .collect();
+        assert!(
+            said.contains(&"/NAMESPACE: required, and not given".to_owned()),
+            "{said:?}"
+        );
+        assert!(
+            said.contains(&"/REPLICAS: 99 is out of the bounds [1, 20]".to_owned()),
+            "{said:?}"
+        );
+    }
+}
