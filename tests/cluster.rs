@@ -296,6 +296,81 @@ fn author_of(git: &GitServer, path: &str) -> String {
     .to_owned()
 }
 
+/// Bob creates a config map, mallory dry-runs another, carol changes
+/// Bob's: Git shows bob's and carol's commits under their names, and
+/// nothing of mallory's.
+fn made_changed_and_dry_run(api: &ApiServer, git: &GitServer, daemon: &Daemon) {
+    const BOBS: &str = "live/default/core/configmaps/bobs.yaml";
+    let made = api.kubectl_as(
+        "bob",
+        &["create", "configmap", "bobs", "--from-literal=a=1"],
+    );
+    assert!(made.status.success());
+    wait_for("bob's config map", || {
+        git.tree().contains_key(BOBS).then_some(())
+    });
+    assert_eq!(author_of(git, BOBS), "bob", "{}", daemon.stderr());
+    // A dry run persists nothing: no file, and nothing said of mallory.
+    let dry = api.kubectl_as(
+        "mallory",
+        &["create", "configmap", "dry", "--dry-run=server"],
+    );
+    assert!(dry.status.success());
+    let patch = [
+        "patch",
+        "configmap",
+        "bobs",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ];
+    assert!(api.kubectl_as("carol", &patch).status.success());
+    wait_for("carol's change", || {
+        git.tree().get(BOBS)?.contains("a: \"2\"").then_some(())
+    });
+    assert_eq!(author_of(git, BOBS), "carol");
+}
+
+/// `count` bodies POSTed to `url` from `threads` connections at once, half
+/// random bytes and half `real` (a Python expression of JSON) mangled:
+/// each answered 4xx (or 200 for a mangling that still reads), none a 5xx
+/// or a dropped connection.
+fn flood(url: &str, real: &str, count: usize, threads: usize) {
+    let script = r"import urllib.request, urllib.error, concurrent.futures, random, json, collections
+random.seed(7)
+real = json.dumps(REAL).encode()
+def body(i):
+    if i % 2: return bytes(random.getrandbits(8) for _ in range(random.randrange(300)))
+    b = bytearray(real)
+    for _ in range(1 + i % 5): b[random.randrange(len(b))] = random.getrandbits(8)
+    return bytes(b[:random.randrange(len(b) + 1)])
+def post(b):
+    try:
+        return urllib.request.urlopen(urllib.request.Request('URL', data=b, method='POST'), timeout=30).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception as e:
+        return type(e).__name__
+with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
+    counts = collections.Counter(pool.map(post, [body(i) for i in range(COUNT)]))
+print(json.dumps({str(k): v for k, v in counts.items()}))
+"
+    .replace("REAL", real)
+    .replace("URL", url)
+    .replace("THREADS", &threads.to_string())
+    .replace("COUNT", &count.to_string());
+    let answered = crate::support::python(&script);
+    let counts: std::collections::BTreeMap<String, u64> =
+        serde_json::from_str(answered.trim()).unwrap();
+    assert!(
+        counts
+            .keys()
+            .all(|code| code.starts_with('4') || code == "200"),
+        "{answered}"
+    );
+    assert_eq!(counts.values().sum::<u64>(), count as u64, "{answered}");
+}
+
 #[test]
 fn changes_are_authored_by_the_user_the_audit_webhook_names() {
     let api = ApiServer::start();
@@ -308,42 +383,10 @@ fn changes_are_authored_by_the_user_the_audit_webhook_names() {
     let daemon = follow(&api, &rules, &state, &["--audit-webhook"]);
     api.send_audit_to(&format!("http://{}/audit-webhook", daemon.address()));
     const BEFORE: &str = "live/default/core/configmaps/before.yaml";
-    const BOBS: &str = "live/default/core/configmaps/bobs.yaml";
     wait_for("the seed", || git.tree().contains_key(BEFORE).then_some(()));
     assert_eq!(author_of(&git, BEFORE), "Unknown actor", "listed, not made");
 
-    let made = api.kubectl_as(
-        "bob",
-        &["create", "configmap", "bobs", "--from-literal=a=1"],
-    );
-    assert!(made.status.success());
-    wait_for("bob's config map", || {
-        git.tree().contains_key(BOBS).then_some(())
-    });
-    assert_eq!(author_of(&git, BOBS), "bob", "{}", daemon.stderr());
-
-    // A dry run persists nothing: no file, and nothing said of mallory.
-    let dry = api.kubectl_as(
-        "mallory",
-        &["create", "configmap", "dry", "--dry-run=server"],
-    );
-    assert!(dry.status.success());
-    let patched = api.kubectl_as(
-        "carol",
-        &[
-            "patch",
-            "configmap",
-            "bobs",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"a":"2"}}"#,
-        ],
-    );
-    assert!(patched.status.success());
-    wait_for("carol's change", || {
-        git.tree().get(BOBS)?.contains("a: \"2\"").then_some(())
-    });
-    assert_eq!(author_of(&git, BOBS), "carol");
+    made_changed_and_dry_run(&api, &git, &daemon);
 
     let deleted = api.kubectl_as("dave", &["delete", "configmap", "before"]);
     assert!(deleted.status.success());
@@ -371,40 +414,16 @@ fn changes_are_authored_by_the_user_the_audit_webhook_names() {
     ));
     let codes: Vec<&str> = answers.lines().map(|l| &l[..3]).collect();
     assert_eq!(codes, ["400"; 4], "{answers}");
-    // 10,000 more, random and mangled real ones, from 16 connections at
-    // once: each a 4xx, none a 5xx or a dropped connection.
-    let answered = crate::support::python(&format!(
-        "import urllib.request, urllib.error, concurrent.futures, random, json, collections\n\
-         random.seed(7)\n\
-         real = json.dumps({{'items': [{{'stage': 'ResponseComplete', 'verb': 'patch', 'user': {{'username': 'x'}},\n\
-         \x20   'objectRef': {{'resource': 'configmaps', 'namespace': 'default', 'name': 'nope'}}, 'responseStatus': {{'code': 200}}}}]}}).encode()\n\
-         def body(i):\n\
-         \x20   if i % 2: return bytes(random.getrandbits(8) for _ in range(random.randrange(300)))\n\
-         \x20   b = bytearray(real)\n\
-         \x20   for _ in range(1 + i % 5): b[random.randrange(len(b))] = random.getrandbits(8)\n\
-         \x20   return bytes(b[:random.randrange(len(b) + 1)])\n\
-         def post(b):\n\
-         \x20   try:\n\
-         \x20       return urllib.request.urlopen(urllib.request.Request('http://{}/audit-webhook', data=b, method='POST'), timeout=30).status\n\
-         \x20   except urllib.error.HTTPError as e:\n\
-         \x20       return e.code\n\
-         \x20   except Exception as e:\n\
-         \x20       return type(e).__name__\n\
-         bodies = [body(i) for i in range(10000)]\n\
-         with concurrent.futures.ThreadPoolExecutor(16) as pool:\n\
-         \x20   counts = collections.Counter(pool.map(post, bodies))\n\
-         print(json.dumps({{str(k): v for k, v in counts.items()}}))\n",
-        daemon.address()
-    ));
-    let counts: std::collections::BTreeMap<String, u64> =
-        serde_json::from_str(answered.trim()).unwrap();
-    assert!(
-        counts
-            .keys()
-            .all(|code| code.starts_with('4') || code == "200"),
-        "{answered}"
+    // 10,000 more, random and mangled real ones, from 16 connections.
+    let real = "{'items': [{'stage': 'ResponseComplete', 'verb': 'patch', 'user': {'username': 'x'}, \
+                'objectRef': {'resource': 'configmaps', 'namespace': 'default', 'name': 'nope'}, \
+                'responseStatus': {'code': 200}}]}";
+    flood(
+        &format!("http://{}/audit-webhook", daemon.address()),
+        real,
+        10_000,
+        16,
     );
-    assert_eq!(counts.values().sum::<u64>(), 10_000, "{answered}");
     assert!(
         answers.contains("not an audit.k8s.io/v1 EventList"),
         "{answers}"
@@ -432,37 +451,9 @@ fn changes_are_authored_by_the_user_the_admission_webhook_names() {
     let webhook = format!("http://{}/process-validating-webhook", daemon.address());
     api.send_admission_to(&webhook);
     const BEFORE: &str = "live/default/core/configmaps/before.yaml";
-    const BOBS: &str = "live/default/core/configmaps/bobs.yaml";
     wait_for("the seed", || git.tree().contains_key(BEFORE).then_some(()));
 
-    let made = api.kubectl_as(
-        "bob",
-        &["create", "configmap", "bobs", "--from-literal=a=1"],
-    );
-    assert!(made.status.success());
-    wait_for("bob's config map", || {
-        git.tree().contains_key(BOBS).then_some(())
-    });
-    assert_eq!(author_of(&git, BOBS), "bob", "{}", daemon.stderr());
-
-    let dry = api.kubectl_as(
-        "mallory",
-        &["create", "configmap", "dry", "--dry-run=server"],
-    );
-    assert!(dry.status.success());
-    let patch = [
-        "patch",
-        "configmap",
-        "bobs",
-        "--type=merge",
-        "-p",
-        r#"{"data":{"a":"2"}}"#,
-    ];
-    assert!(api.kubectl_as("carol", &patch).status.success());
-    wait_for("carol's change", || {
-        git.tree().get(BOBS)?.contains("a: \"2\"").then_some(())
-    });
-    assert_eq!(author_of(&git, BOBS), "carol");
+    made_changed_and_dry_run(&api, &git, &daemon);
 
     // A deletecollection is reviewed item by item, each without a name in
     // the request; an owner's delete takes its dependents with it, the
@@ -544,41 +535,19 @@ fn changes_are_authored_by_the_user_the_admission_webhook_names() {
 
     // What is no AdmissionReview gets a 400 that says why; 2,000 random
     // and mangled bodies from 8 connections: each a 4xx, none dropped.
-    let answered = crate::support::python(&format!(
-        "import urllib.request, urllib.error, concurrent.futures, random, json, collections\n\
-         random.seed(11)\n\
-         real = json.dumps({{'kind': 'AdmissionReview', 'request': {{'uid': 'u', 'operation': 'CREATE',\n\
-         \x20   'resource': {{'resource': 'configmaps'}}, 'name': 'n', 'userInfo': {{'username': 'x'}}, 'object': {{'a': 1}}}}}}).encode()\n\
-         def body(i):\n\
-         \x20   if i % 2: return bytes(random.getrandbits(8) for _ in range(random.randrange(300)))\n\
-         \x20   b = bytearray(real)\n\
-         \x20   for _ in range(1 + i % 5): b[random.randrange(len(b))] = random.getrandbits(8)\n\
-         \x20   return bytes(b[:random.randrange(len(b) + 1)])\n\
-         def post(b):\n\
-         \x20   try:\n\
-         \x20       return urllib.request.urlopen(urllib.request.Request('{webhook}', data=b, method='POST'), timeout=30).status\n\
-         \x20   except urllib.error.HTTPError as e:\n\
-         \x20       return e.code\n\
-         \x20   except Exception as e:\n\
-         \x20       return type(e).__name__\n\
-         with concurrent.futures.ThreadPoolExecutor(8) as pool:\n\
-         \x20   counts = collections.Counter(pool.map(post, [body(i) for i in range(2000)]))\n\
-         r = urllib.request.Request('{webhook}', data=b'{{}}', method='POST')\n\
-         try: urllib.request.urlopen(r)\n\
-         except urllib.error.HTTPError as e: print(e.code, e.read().decode().strip())\n\
-         print(json.dumps({{str(k): v for k, v in counts.items()}}))\n"
+    let said = crate::support::python(&format!(
+        "import urllib.request, urllib.error\n\
+         try: urllib.request.urlopen(urllib.request.Request('{webhook}', data=b'{{}}', method='POST'))\n\
+         except urllib.error.HTTPError as e: print(e.code, e.read().decode().strip())\n"
     ));
-    let (said, counted) = answered.trim().rsplit_once('\n').unwrap();
     assert!(
         said.starts_with("400 an AdmissionReview without a request"),
         "{said}"
     );
-    let counts: std::collections::BTreeMap<String, u64> = serde_json::from_str(counted).unwrap();
-    assert!(
-        counts.keys().all(|c| c.starts_with('4') || c == "200"),
-        "{answered}"
-    );
-    assert_eq!(counts.values().sum::<u64>(), 2_000, "{answered}");
+    let real = "{'kind': 'AdmissionReview', 'request': {'uid': 'u', 'operation': 'CREATE', \
+                'resource': {'resource': 'configmaps'}, 'name': 'n', 'userInfo': {'username': 'x'}, \
+                'object': {'a': 1}}}";
+    flood(&webhook, real, 2_000, 8);
 }
 
 /// Asks the daemon at `address` over HTTPS, trusting `ca.pem` of `dir`,
@@ -963,6 +932,18 @@ fn a_daemon_killed_at_random_moments_under_a_stream_of_changes_commits_each_chan
     assert!(!stderr.contains("error"), "seed {seed}: {stderr}");
 }
 
+/// `plumbline run` following `api` by the cluster's own resources (no
+/// `--config`).
+fn follow_the_clusters_rules(api: &ApiServer, state: &Path) -> Daemon {
+    let kubeconfig = api.kubeconfig();
+    Daemon::start(&[
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ])
+}
+
 /// Plumbline's CRDs, installed in `api` as an operator would.
 fn install_crds(api: &ApiServer) {
     let crds = std::process::Command::new(binary())
@@ -1018,14 +999,7 @@ fn the_clusters_own_resources_configure_the_mirror_each_with_its_status_and_foll
     );
     assert!(api.apply_as("alice", &resources).status.success());
     let work = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig();
-    let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        kubeconfig.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-    ]);
+    let daemon = follow_the_clusters_rules(&api, &work.path().join("state"));
     const SHOP: &str = "live/default/core/configmaps/shop.yaml";
     const TOKEN: &str = "live/default/core/secrets/token.yaml";
     wait_for("the seed", || {
@@ -1286,14 +1260,7 @@ fn git_credentials_come_from_the_secret_a_repository_names_and_follow_its_change
     );
     assert!(api.apply_as("alice", &resources).status.success());
     let work = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig();
-    let state = work.path().join("state");
-    let daemon = Daemon::start(&[
-        "--kubeconfig".as_ref(),
-        kubeconfig.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-    ]);
+    let daemon = follow_the_clusters_rules(&api, &work.path().join("state"));
     // No Secret yet: the repository says so, and nothing is written.
     daemon.address();
     let (status, reason, message) = ready(&api, &["gitrepoconfig", "gitops", "-n", "plumbline"]);

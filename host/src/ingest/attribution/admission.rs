@@ -462,27 +462,9 @@ mod tests {
             ))
             .unwrap(),
         );
-        // A fixed sequence, so a failure is found again.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         let (mut answered, mut refused) = (0, 0);
-        for round in 0..10_000 {
-            let mut mangled = bodies[round % bodies.len()].clone();
-            match next() % 3 {
-                0 => mangled.truncate((next() as usize) % (mangled.len() + 1)),
-                1 => {
-                    for _ in 0..1 + next() % 8 {
-                        let at = (next() as usize) % mangled.len();
-                        mangled[at] = next() as u8;
-                    }
-                }
-                _ => mangled = (0..next() % 512).map(|_| next() as u8).collect(),
-            }
+        let seed = 0x9e37_79b9_7f4a_7c15;
+        for mangled in super::super::testing::mangled(&bodies, seed, 10_000) {
             match review(&mangled) {
                 // Whatever reads is allowed, for the uid it gave.
                 Ok((answer, _)) => {

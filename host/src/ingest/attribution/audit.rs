@@ -300,26 +300,8 @@ mod tests {
         .iter()
         .map(|name| body(name))
         .collect();
-        // A fixed sequence, so a failure is found again.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..10_000 {
-            let mut mangled = bodies[round % bodies.len()].clone();
-            match next() % 3 {
-                0 => mangled.truncate((next() as usize) % (mangled.len() + 1)),
-                1 => {
-                    for _ in 0..1 + next() % 8 {
-                        let at = (next() as usize) % mangled.len();
-                        mangled[at] = next() as u8;
-                    }
-                }
-                _ => mangled = (0..next() % 512).map(|_| next() as u8).collect(),
-            }
+        let seed = 0x2545_f491_4f6c_dd1d;
+        for mangled in super::super::testing::mangled(&bodies, seed, 10_000) {
             let _ = facts(&mangled);
         }
     }

@@ -223,18 +223,10 @@ fn keys(fact: &Fact) -> Vec<Key> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Target;
+    use crate::ingest::attribution::testing::config_map;
 
     fn event(operation: Operation, name: &str, uid: &str, rv: &str) -> Event {
-        let target = Target {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "ConfigMap".into(),
-            resource: "configmaps".into(),
-            subresource: None,
-            namespace: Some("shop".into()),
-            name: name.into(),
-        };
+        let target = config_map(name);
         Event {
             uid: Some(uid.into()),
             resource_version: Some(rv.into()),

@@ -20,6 +20,8 @@ pub mod admission;
 pub mod admitted;
 pub mod audit;
 pub mod facts;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use admitted::{Admissions, AdmittedConfig};
 pub use facts::{Facts, FactsConfig};
@@ -284,8 +286,9 @@ fn refused(what: &str, error: &dyn std::fmt::Display, count: u64) {
 mod tests {
     use super::admission::{Admitted, AdmittedKey, fingerprint};
     use super::audit::{Fact, Subject};
+    use super::testing::config_map;
     use super::*;
-    use crate::model::{Operation, Target};
+    use crate::model::Operation;
     use serde_json::json;
 
     fn object() -> serde_json::Value {
@@ -294,15 +297,7 @@ mod tests {
     }
 
     fn event() -> Event {
-        let target = Target {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "ConfigMap".into(),
-            resource: "configmaps".into(),
-            subresource: None,
-            namespace: Some("shop".into()),
-            name: "a".into(),
-        };
+        let target = config_map("a");
         Event {
             uid: Some("u1".into()),
             resource_version: Some("7".into()),

@@ -133,20 +133,13 @@ impl Waiting {
 mod tests {
     use super::*;
     use crate::ingest::attribution::audit::{Fact, Subject};
+    use crate::ingest::attribution::testing::config_map;
     use crate::ingest::attribution::{Facts, FactsConfig};
-    use crate::model::{Operation, Target};
+    use crate::model::Operation;
     use std::time::Duration;
 
     fn event(name: &str, rv: &str) -> Box<Event> {
-        let target = Target {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "ConfigMap".into(),
-            resource: "configmaps".into(),
-            subresource: None,
-            namespace: Some("shop".into()),
-            name: name.into(),
-        };
+        let target = config_map(name);
         Box::new(Event {
             uid: Some(format!("uid-{name}")),
             resource_version: Some(rv.into()),
