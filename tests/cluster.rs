@@ -961,6 +961,11 @@ fn install_crds(api: &ApiServer) {
 
 /// The `Ready` condition of a resource: (status, reason, message).
 fn ready(api: &ApiServer, what: &[&str]) -> (String, String, String) {
+    condition(api, what, "Ready")
+}
+
+/// The condition `kind` of a resource: (status, reason, message).
+fn condition(api: &ApiServer, what: &[&str], kind: &str) -> (String, String, String) {
     let mut args = vec!["get"];
     args.extend(what);
     args.extend(["-o", "json"]);
@@ -969,7 +974,7 @@ fn ready(api: &ApiServer, what: &[&str]) -> (String, String, String) {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let Some(ready) = conditions.iter().find(|c| c["type"] == "Ready") else {
+    let Some(ready) = conditions.iter().find(|c| c["type"] == kind) else {
         return Default::default();
     };
     let text = |f: &str| ready[f].as_str().unwrap_or_default().to_owned();
@@ -1094,6 +1099,63 @@ fn the_clusters_own_resources_configure_the_mirror_each_with_its_status_and_foll
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Accepted"));
     let stderr = daemon.stderr();
     assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn a_resource_the_daemon_may_not_list_is_said_on_the_rules_that_select_it() {
+    let api = ApiServer::start();
+    install_crds(&api);
+    let git = GitServer::start();
+    api.kubectl(&["create", "namespace", "plumbline"]);
+    api.kubectl(&["create", "configmap", "shop", "--from-literal=a=1"]);
+    let resources = format!(
+        "apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitRepoConfig\nmetadata: {{name: gitops, namespace: plumbline}}\n\
+         spec: {{repoUrl: '{}', allowedBranches: [main]}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitDestination\nmetadata: {{name: live, namespace: plumbline}}\n\
+         spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: live}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: WatchRule\nmetadata: {{name: maps, namespace: plumbline}}\n\
+         spec: {{destinationRef: {{name: live}}, rules: [{{resources: [configmaps]}}]}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: ClusterWatchRule\nmetadata: {{name: everything}}\n\
+         spec:\n  destinationRef: {{name: live, namespace: plumbline}}\n  rules:\n  - {{scope: Namespaced, resources: [configmaps, secrets]}}\n",
+        git.url()
+    );
+    assert!(api.apply_as("alice", &resources).status.success());
+    api.forbid("secrets", true);
+    let work = tempfile::tempdir().unwrap();
+    let _daemon = follow_the_clusters_rules(&api, &work.path().join("state"));
+    let everything = ["clusterwatchrule", "everything"];
+    let (status, reason, message) = wait_for("the refusal on the rule", || {
+        let said = condition(&api, &everything, "Readable");
+        (said.0 == "False").then_some(said)
+    });
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Forbidden"));
+    assert!(
+        message.contains("listing secrets") && message.contains("403"),
+        "{message}"
+    );
+    // The rule itself is sound, and what else it selects is mirrored.
+    assert_eq!(ready(&api, &everything).0, "True");
+    wait_for("the config map", || {
+        git.tree()
+            .contains_key("live/default/core/configmaps/shop.yaml")
+            .then_some(())
+    });
+    // A rule that does not select secrets is not blamed.
+    let maps = ["watchrule", "maps", "-n", "plumbline"];
+    let (status, reason, _) = condition(&api, &maps, "Readable");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Listed"));
+    let events = api.kubectl(&["get", "events", "-n", "default", "-o", "json"]);
+    assert!(
+        events.contains("\"Forbidden\"") && events.contains("everything"),
+        "{events}"
+    );
+
+    // Allowed again: listed, and the rule says so.
+    api.forbid("secrets", false);
+    wait_for("the rule readable again", || {
+        let (status, reason, _) = condition(&api, &everything, "Readable");
+        (status == "True" && reason == "Listed").then_some(())
+    });
 }
 
 #[test]

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 /// The condition type that says whether a resource takes effect.
 pub const READY: &str = "Ready";
 
+/// The condition type, on a watch rule, that says whether the resources it
+/// selects can be read: one the daemon may not list (403) is mirrored by
+/// no rule, whatever `Ready` says of the rule itself.
+pub const READABLE: &str = "Readable";
+
 /// Why a resource is or is not ready: the `reason` of its `Ready` condition.
 pub mod reason {
     /// Accepted: the resource takes effect.
@@ -30,6 +35,14 @@ pub mod reason {
     pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
     /// The referenced resource exists but is not ready itself.
     pub const REFERENCE_NOT_READY: &str = "ReferenceNotReady";
+    /// `Readable`: no resource the rule selects fails to be read.
+    pub const LISTED: &str = "Listed";
+    /// `Readable`: the API server refuses the daemon a resource the rule
+    /// selects (its RBAC must grant list and watch).
+    pub const FORBIDDEN: &str = "Forbidden";
+    /// `Readable`: a resource the rule selects cannot be read for another
+    /// reason (the server fails, or went away).
+    pub const UNREADABLE: &str = "Unreadable";
 }
 
 /// What Plumbline reports on a resource it read.

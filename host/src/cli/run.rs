@@ -361,6 +361,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         eprintln!("serving /healthz, /readyz and /metrics on {scheme}://{bound}");
     }
+    // What the source cannot read, for the statuses of the rules.
+    let unreadable = cluster::Unreadable::default();
     if !args.once {
         stop_on_signals(&daemon)?;
         if let Some(client) = from_cluster {
@@ -369,15 +371,18 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 let config = prepared(config).map_err(|e| format!("{e:#}"))?;
                 handle.set_config(config).map_err(|e| e.to_string())
             };
-            cluster::rules::follow(
+            let policies = daemon.policies();
+            cluster::rules::follow(cluster::rules::Following {
                 client,
-                daemon.runtime().clone(),
-                reading.cel,
-                Duration::from_secs(args.interval),
-                daemon.handle().config().fingerprint(),
-                Box::new(apply),
-                daemon.health(),
-            )
+                runtime: daemon.runtime().clone(),
+                limits: reading.cel,
+                interval: Duration::from_secs(args.interval),
+                applied: daemon.handle().config().fingerprint(),
+                apply: Box::new(apply),
+                health: daemon.health(),
+                unreadable: unreadable.clone(),
+                skip: Box::new(move || skip_of(&policies.set())),
+            })
             .context("starting the thread that follows the cluster's rules")?;
         }
         if let Some(path) = &args.config {
@@ -407,6 +412,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 rediscover: Duration::from_secs(args.discovery_interval),
                 attribution,
                 health: Some(daemon.health()),
+                unreadable,
             };
             Box::new(ClusterSource::new(client, handle, options))
         }
@@ -543,7 +549,9 @@ fn cluster_rules(
     reading: config_file::Reading,
 ) -> anyhow::Result<MirrorConfig> {
     let rules = runtime.block_on(cluster::rules::read(client, reading.cel))?;
-    runtime.block_on(rules.report(client));
+    // Nothing was listed yet: no resource is known to be unreadable.
+    let skip = plumbline_kinds::scope::Skip::default();
+    runtime.block_on(rules.report(client, &Default::default(), &skip));
     let (read, refused) = rules.counts();
     eprintln!(
         "rules: {read} {} resource(s) read from the cluster, {refused} not ready (their status says why)",

@@ -37,7 +37,8 @@ use crate::model::{Event, GroupResource};
 use cursors::SavedVersions;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::verbs;
-use reports::Reports;
+pub use reports::Unreadable;
+use reports::{Reports, Unread, display};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -156,6 +157,9 @@ pub struct ClusterOptions {
     pub attribution: Option<Arc<Attribution>>,
     /// Where failing parts stand until they work (`/readyz`).
     pub health: Option<Arc<crate::telemetry::health::Health>>,
+    /// Where the resources that cannot be read stand until they can (the
+    /// statuses of the rules that select them).
+    pub unreadable: Unreadable,
 }
 
 /// The cluster, followed through List and Watch.
@@ -186,7 +190,7 @@ impl ClusterSource {
         ClusterSource {
             waiting,
             saved: None,
-            reports: Reports::new(options.health.clone()),
+            reports: Reports::new(options.health.clone(), options.unreadable.clone()),
             generations: 0,
             relisted: Instant::now(),
             client,
@@ -257,7 +261,7 @@ impl ClusterSource {
         }
         for (id, gone) in std::mem::replace(&mut self.followed, now) {
             tracing::info!("{} is not followed any more", display(&id));
-            self.reports.working(&part(&id));
+            self.reports.readable(&id);
             if let Some(watch) = gone.watch {
                 watch.abort();
             }
@@ -470,7 +474,7 @@ impl ClusterSource {
                 event,
                 version,
             } if current(self, &resource, generation) => {
-                self.reports.working(&part(&resource));
+                self.reports.readable(&resource);
                 self.waiting.push(resource, version, Some(event));
             }
             Watched::Cursor {
@@ -478,7 +482,7 @@ impl ClusterSource {
                 generation,
                 version,
             } if current(self, &resource, generation) => {
-                self.reports.working(&part(&resource));
+                self.reports.readable(&resource);
                 self.waiting.push(resource, version, None);
             }
             Watched::Gone {
@@ -489,10 +493,12 @@ impl ClusterSource {
                 resource,
                 generation,
                 error,
+                forbidden,
             } if current(self, &resource, generation) => {
                 let message = format!("watching {}: {error}; trying again", display(&resource));
+                let unread = Unread { forbidden, message };
                 self.reports
-                    .failing(&part(&resource), message, true, context.notices);
+                    .unreadable(&resource, unread, true, context.notices);
             }
             // A message of a watch that a listing replaced.
             _ => {}
@@ -539,19 +545,6 @@ fn group_part(group: &str) -> String {
         "source API group {}",
         if group.is_empty() { "core" } else { group }
     )
-}
-
-/// The readiness part of a resource.
-fn part(id: &GroupResource) -> String {
-    format!("source {}", display(id))
-}
-
-fn display(id: &GroupResource) -> String {
-    if id.group.is_empty() {
-        id.resource.clone()
-    } else {
-        format!("{}.{}", id.resource, id.group)
-    }
 }
 
 impl Source for ClusterSource {
@@ -631,7 +624,7 @@ impl Source for ClusterSource {
         for id in &wanted {
             match self.list(id, context) {
                 Ok(count) => {
-                    self.reports.working(&part(id));
+                    self.reports.readable(id);
                     report.objects += count;
                 }
                 Err(ListFailure::Intake(error)) => return Err(error.into()),
@@ -641,8 +634,9 @@ impl Source for ClusterSource {
                         display(id),
                         RELIST_FAILED.as_secs()
                     );
-                    self.reports
-                        .failing(&part(id), message, false, context.notices);
+                    let forbidden = matches!(&error, kube::Error::Api(s) if s.code == 403);
+                    let unread = Unread { forbidden, message };
+                    self.reports.unreadable(id, unread, false, context.notices);
                     report.unread += 1;
                     report.complete = false;
                 }

@@ -11,13 +11,17 @@
 //! message a person can act on, and a change of it is an Event on the
 //! resource (what `kubectl describe` shows).
 
+use super::Selector;
+use super::reports::{Unread, Unreadable};
 use crate::mirror::MirrorConfig;
 use crate::mirror::resources::{Problem, assemble};
+use crate::model::GroupResource;
 use crate::model::auth::GitAuth;
 use crate::policy::cel::CelLimits;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use plumbline_crd::status::{READY, reason};
+use plumbline_crd::status::{READABLE, READY, reason};
+use plumbline_kinds::scope::Skip;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -168,56 +172,142 @@ impl Rules {
         (self.objects.len(), self.problems.len())
     }
 
-    /// Writes each resource's `Ready` condition where it changed, with an
-    /// Event; what cannot be written is said and tried again next time.
-    pub async fn report(&self, client: &kube::Client) {
+    /// Writes each resource's conditions where they changed, with an
+    /// Event for each change; what cannot be written is said and tried
+    /// again next time. A watch rule that takes effect also says whether
+    /// the resources it selects (what `*` leaves out under `skip`) can be
+    /// read, as `unreadable` lists those that cannot.
+    pub async fn report(
+        &self,
+        client: &kube::Client,
+        unreadable: &BTreeMap<GroupResource, Unread>,
+        skip: &Skip,
+    ) {
         for (kind, object) in &self.objects {
             let id = match &object.metadata.namespace {
                 Some(ns) => format!("{ns}/{}", object.metadata.name.as_deref().unwrap_or("")),
                 None => object.metadata.name.clone().unwrap_or_default(),
             };
             let problem = self.problems.get(&(kind.to_string(), id.clone()));
-            let (ready, why, message) = match problem {
-                Some(p) => ("False", p.reason, p.message.clone()),
-                None => (
-                    "True",
-                    reason::ACCEPTED,
-                    format!("{kind} {id} takes effect"),
-                ),
-            };
-            if let Err(error) = report_one(client, kind, object, ready, why, &message).await {
+            let mut said = vec![match problem {
+                Some(p) => Said::not(READY, p.reason, p.message.clone()),
+                None => Said::yes(READY, reason::ACCEPTED, format!("{kind} {id} takes effect")),
+            }];
+            if problem.is_none() && kind.ends_with("WatchRule") {
+                said.push(readable(object, unreadable, skip));
+            }
+            if let Err(error) = report_one(client, kind, object, &said).await {
                 tracing::warn!(%error, "cannot write the status of {kind} {id}; trying again later");
             }
         }
     }
 }
 
-/// The `Ready` condition an object carries now: (status, reason, message).
-fn current(object: &DynamicObject) -> Option<(String, String, String)> {
-    let conditions = object.data.pointer("/status/conditions")?.as_array()?;
-    let ready = conditions.iter().find(|c| c["type"] == READY)?;
-    let text = |field: &str| ready[field].as_str().unwrap_or_default().to_owned();
-    Some((text("status"), text("reason"), text("message")))
+/// One condition as Plumbline says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Said {
+    /// Its type.
+    kind: &'static str,
+    /// `True` or `False`.
+    status: &'static str,
+    reason: &'static str,
+    message: String,
 }
 
+impl Said {
+    fn yes(kind: &'static str, reason: &'static str, message: String) -> Said {
+        Said {
+            kind,
+            status: "True",
+            reason,
+            message,
+        }
+    }
+
+    fn not(kind: &'static str, reason: &'static str, message: String) -> Said {
+        Said {
+            status: "False",
+            ..Said::yes(kind, reason, message)
+        }
+    }
+
+    /// Whether `condition` says the same.
+    fn is_in(&self, condition: &Value) -> bool {
+        condition["type"] == self.kind
+            && condition["status"] == self.status
+            && condition["reason"] == self.reason
+            && condition["message"] == self.message.as_str()
+    }
+}
+
+/// The `Readable` condition of a watch rule: whether any resource its
+/// rules select is among those that cannot be read.
+fn readable(
+    object: &DynamicObject,
+    unreadable: &BTreeMap<GroupResource, Unread>,
+    skip: &Skip,
+) -> Said {
+    let rules = object
+        .data
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let selector = Selector::of(rules, skip.clone());
+    let unread: Vec<&Unread> = unreadable
+        .iter()
+        .filter(|(id, _)| selector.selects(&id.group, &id.resource))
+        .map(|(_, unread)| unread)
+        .collect();
+    if unread.is_empty() {
+        let message = "no resource it selects fails to be listed or watched".to_owned();
+        return Said::yes(READABLE, reason::LISTED, message);
+    }
+    let why = if unread.iter().any(|u| u.forbidden) {
+        reason::FORBIDDEN
+    } else {
+        reason::UNREADABLE
+    };
+    let messages: Vec<&str> = unread.iter().map(|u| u.message.as_str()).collect();
+    Said::not(READABLE, why, messages.join(" | "))
+}
+
+/// The conditions an object carries now.
+fn conditions(object: &DynamicObject) -> &[Value] {
+    object
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Writes `said` as the object's conditions, unless it says that already
+/// of the generation it has; an Event for each condition that changed.
 async fn report_one(
     client: &kube::Client,
     kind: &'static str,
     object: &DynamicObject,
-    ready: &str,
-    why: &'static str,
-    message: &str,
+    said: &[Said],
 ) -> Result<(), kube::Error> {
     let generation = object.metadata.generation;
     let observed = object
         .data
         .pointer("/status/observedGeneration")
         .and_then(Value::as_i64);
-    let now = (ready.to_owned(), why.to_owned(), message.to_owned());
-    let before = current(object);
-    if before.as_ref() == Some(&now) && observed == generation {
+    let before = conditions(object);
+    let changed: Vec<&Said> = said
+        .iter()
+        .filter(|s| !before.iter().any(|c| s.is_in(c)))
+        .collect();
+    if changed.is_empty() && before.len() == said.len() && observed == generation {
         return Ok(());
     }
+    let stamp = chrono_now();
+    let written: Vec<Value> = said
+        .iter()
+        .map(|s| condition(s, before, generation, &stamp))
+        .collect();
+    let status = json!({"status": {"conditions": written, "observedGeneration": generation}});
     let plural = KINDS
         .iter()
         .find(|(k, ..)| *k == kind)
@@ -227,43 +317,39 @@ async fn report_one(
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource(kind, plural)),
         None => Api::all_with(client.clone(), &resource(kind, plural)),
     };
-    let stamp = chrono_now();
-    // The transition time moves only when the status does.
-    let transition = match &before {
-        Some((status, ..)) if status == ready => object
-            .data
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .and_then(|c| c.iter().find(|c| c["type"] == READY))
-            .and_then(|c| c["lastTransitionTime"].as_str())
-            .map_or_else(|| stamp.clone(), str::to_owned),
-        _ => stamp.clone(),
-    };
-    let mut condition = json!({
-        "type": READY, "status": ready, "reason": why, "message": message,
-        "lastTransitionTime": transition,
-    });
-    if let Some(generation) = generation {
-        condition["observedGeneration"] = json!(generation);
-    }
-    let status = json!({"status": {"conditions": [condition], "observedGeneration": generation}});
     let name = object.metadata.name.clone().unwrap_or_default();
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
-    if before.as_ref() != Some(&now) {
-        event(client, kind, object, ready == "True", why, message, &stamp).await?;
+    for said in changed {
+        event(client, kind, object, said, &stamp).await?;
     }
     Ok(())
 }
 
-/// Records the change as an Event on the resource.
+/// The condition `said` writes: its transition time moves only when its
+/// status does.
+fn condition(said: &Said, before: &[Value], generation: Option<i64>, stamp: &str) -> Value {
+    let transition = before
+        .iter()
+        .find(|c| c["type"] == said.kind && c["status"] == said.status)
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .unwrap_or(stamp);
+    let mut condition = json!({
+        "type": said.kind, "status": said.status, "reason": said.reason,
+        "message": said.message, "lastTransitionTime": transition,
+    });
+    if let Some(generation) = generation {
+        condition["observedGeneration"] = json!(generation);
+    }
+    condition
+}
+
+/// Records the change `said` as an Event on the resource.
 async fn event(
     client: &kube::Client,
     kind: &str,
     object: &DynamicObject,
-    ready: bool,
-    why: &str,
-    message: &str,
+    said: &Said,
     stamp: &str,
 ) -> Result<(), kube::Error> {
     // A cluster-scoped resource's Events live in `default`, as kubectl
@@ -281,8 +367,8 @@ async fn event(
             "apiVersion": API_VERSION, "kind": kind, "name": name,
             "namespace": object.metadata.namespace, "uid": object.metadata.uid,
         },
-        "reason": why, "message": message,
-        "type": if ready { "Normal" } else { "Warning" },
+        "reason": said.reason, "message": said.message,
+        "type": if said.status == "True" { "Normal" } else { "Warning" },
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
@@ -307,52 +393,73 @@ fn chrono_now() -> String {
 /// The readiness part of the resources' reading.
 const PART: &str = "rules";
 
-/// Reads the resources again every `interval` on `runtime`, writes their
-/// statuses, and hands each configuration that differs from the last to
-/// `apply`; a reading that fails keeps the last configuration, and says
-/// so in `/readyz` until one works.
-pub fn follow(
-    client: kube::Client,
-    runtime: tokio::runtime::Handle,
-    limits: CelLimits,
-    interval: std::time::Duration,
-    mut applied: String,
-    apply: Box<dyn Fn(MirrorConfig) -> Result<(), String> + Send>,
-    health: std::sync::Arc<crate::telemetry::health::Health>,
-) -> std::io::Result<()> {
+/// How the resources are followed while the daemon runs.
+pub struct Following {
+    /// The cluster.
+    pub client: kube::Client,
+    /// The runtime the client runs on.
+    pub runtime: tokio::runtime::Handle,
+    /// Limits of the rules' CEL.
+    pub limits: CelLimits,
+    /// How often the resources are read again.
+    pub interval: std::time::Duration,
+    /// The fingerprint of the configuration applied now.
+    pub applied: String,
+    /// Applies a configuration that differs from the last; why not, if it
+    /// cannot.
+    pub apply: Box<dyn Fn(MirrorConfig) -> Result<(), String> + Send>,
+    /// Where a reading that fails stands (`/readyz`).
+    pub health: std::sync::Arc<crate::telemetry::health::Health>,
+    /// The resources the cluster source cannot read now.
+    pub unreadable: Unreadable,
+    /// What `*` leaves out now (the match chain's `rule-match` settings).
+    pub skip: Box<dyn Fn() -> Skip + Send>,
+}
+
+/// Reads the resources again every `interval` on its own thread, writes
+/// their statuses, and hands each configuration that differs from the
+/// last to `apply`; a reading that fails keeps the last configuration,
+/// and says so in `/readyz` until one works.
+pub fn follow(mut following: Following) -> std::io::Result<()> {
     use crate::telemetry::health::Status;
-    health.set(PART, Status::Ready);
+    following.health.set(PART, Status::Ready);
     std::thread::Builder::new()
         .name("rules".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(interval);
-                let rules = match runtime.block_on(read(&client, limits)) {
-                    Ok(rules) => rules,
-                    Err(error) => {
-                        let message = format!("{error}; the rules read before still route");
-                        health.set(PART, Status::NotReady(message));
-                        continue;
-                    }
-                };
-                runtime.block_on(rules.report(&client));
-                let fingerprint = rules.config.fingerprint();
-                if fingerprint == applied {
-                    health.set(PART, Status::Ready);
-                    continue;
-                }
-                let (read, refused) = rules.counts();
-                match apply(rules.config) {
-                    Ok(()) => {
-                        applied = fingerprint;
-                        health.set(PART, Status::Ready);
-                        eprintln!(
-                            "rules: the cluster's resources changed ({read} read, {refused} not ready); listing everything again"
-                        );
-                    }
-                    Err(error) => health.set(PART, Status::NotReady(error)),
-                }
+                std::thread::sleep(following.interval);
+                let status = following.once();
+                following.health.set(PART, status);
             }
         })
         .map(drop)
+}
+
+impl Following {
+    /// Reads, reports and applies once: what `/readyz` says of it.
+    fn once(&mut self) -> crate::telemetry::health::Status {
+        use crate::telemetry::health::Status;
+        let rules = match self.runtime.block_on(read(&self.client, self.limits)) {
+            Ok(rules) => rules,
+            Err(error) => {
+                return Status::NotReady(format!("{error}; the rules read before still route"));
+            }
+        };
+        let (unreadable, skip) = (self.unreadable.now(), (self.skip)());
+        let report = rules.report(&self.client, &unreadable, &skip);
+        self.runtime.block_on(report);
+        let fingerprint = rules.config.fingerprint();
+        if fingerprint == self.applied {
+            return Status::Ready;
+        }
+        let (read, refused) = rules.counts();
+        if let Err(error) = (self.apply)(rules.config) {
+            return Status::NotReady(error);
+        }
+        self.applied = fingerprint;
+        eprintln!(
+            "rules: the cluster's resources changed ({read} read, {refused} not ready); listing everything again"
+        );
+        Status::Ready
+    }
 }

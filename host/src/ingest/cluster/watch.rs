@@ -59,6 +59,9 @@ pub enum Watched {
         generation: u64,
         /// Why, for the operator.
         error: String,
+        /// Whether the server refused the daemon (403): its permissions,
+        /// not the server, must change.
+        forbidden: bool,
     },
 }
 
@@ -94,7 +97,8 @@ impl Watch {
                     return self.gone(&out).await;
                 }
                 Err(error) => {
-                    if !self.failed(&out, error.to_string()).await {
+                    let forbidden = matches!(&error, kube::Error::Api(s) if s.code == 403);
+                    if !self.failed(&out, error.to_string(), forbidden).await {
                         return;
                     }
                     tokio::time::sleep(backoff).await;
@@ -126,14 +130,15 @@ impl Watch {
                         return self.gone(&out).await;
                     }
                     Ok(WatchEvent::Error(status)) => {
-                        if !self.failed(&out, status.to_string()).await {
+                        let forbidden = status.code == 403;
+                        if !self.failed(&out, status.to_string(), forbidden).await {
                             return;
                         }
                         failed = true;
                         break;
                     }
                     Err(error) => {
-                        if !self.failed(&out, error.to_string()).await {
+                        if !self.failed(&out, error.to_string(), false).await {
                             return;
                         }
                         failed = true;
@@ -177,11 +182,12 @@ impl Watch {
     }
 
     /// Says the watch failed; `false` when no one listens any more.
-    async fn failed(&self, out: &Sender<Watched>, error: String) -> bool {
+    async fn failed(&self, out: &Sender<Watched>, error: String, forbidden: bool) -> bool {
         let failed = Watched::Failed {
             resource: self.id(),
             generation: self.generation,
             error,
+            forbidden,
         };
         out.send(failed).await.is_ok()
     }
