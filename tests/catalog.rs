@@ -3,13 +3,15 @@
 //! holds it wins, a whiteout hides it, and the layers below are never
 //! downloaded.
 
-use crate::support::Registry;
-use plumbline::catalog::extract::{ExtractError, schema_of};
+use crate::support::{Registry, python_in};
+use plumbline::catalog::extract::{
+    ExtractError, SCHEMA_ARTIFACT_TYPE, SCHEMA_PATH_LABEL, schema_of,
+};
 use plumbline::oci::{Artifact, Blob, OciClient, OciConfig};
 use plumbline_catalog::layers::{Caps, DEFAULT_PATHS};
 use std::io::Write as _;
 
-fn client(registry: &Registry) -> OciClient {
+pub(crate) fn client(registry: &Registry) -> OciClient {
     OciClient::new(OciConfig {
         insecure: vec![registry.host()],
         ..OciConfig::default()
@@ -18,7 +20,7 @@ fn client(registry: &Registry) -> OciClient {
 }
 
 /// A gzip tarball layer of `files`.
-fn layer(files: &[(&str, &[u8])]) -> Blob {
+pub(crate) fn layer(files: &[(&str, &[u8])]) -> Blob {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, bytes) in files {
         let mut header = tar::Header::new_gnu();
@@ -37,19 +39,27 @@ fn layer(files: &[(&str, &[u8])]) -> Blob {
 }
 
 /// An image of `layers`, bottom first.
-fn image(layers: Vec<Blob>) -> Artifact {
+pub(crate) fn image(layers: Vec<Blob>) -> Artifact {
+    labelled(layers, r#"{"io.kubernaut.workflow":"true"}"#)
+}
+
+/// An image of `layers` whose config has `labels` (JSON).
+fn labelled(layers: Vec<Blob>, labels: &str) -> Artifact {
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{labels}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+    );
     Artifact {
         digest: None,
         config: Blob {
             media_type: "application/vnd.oci.image.config.v1+json".into(),
-            data: br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"io.kubernaut.workflow":"true"}},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+            data: config.into_bytes(),
             annotations: Default::default(),
         },
         layers,
     }
 }
 
-const SCHEMA: &[u8] = b"metadata: {workflowId: restart-pod, version: 1.0.0, description: {what: x}}\nexecution: {engine: job}\n";
+pub(crate) const SCHEMA: &[u8] = b"metadata: {workflowId: restart-pod, version: 1.0.0, description: {what: x}}\nexecution: {engine: job}\n";
 
 #[test]
 fn the_schema_comes_from_the_top_layer_holding_it_and_lower_layers_are_not_fetched() {
@@ -108,6 +118,58 @@ fn a_whited_out_schema_is_not_found_and_a_registry_that_is_down_is_said() {
     let error = schema_of(&client, &reference, DEFAULT_PATHS, Caps::default()).unwrap_err();
     assert!(matches!(error, ExtractError::Registry { .. }), "{error}");
     assert!(error.to_string().starts_with(&reference), "{error}");
+}
+
+#[test]
+fn a_schema_attached_as_an_artifact_wins_over_the_layers_and_a_label_names_a_path() {
+    let registry = Registry::start();
+    let client = client(&registry);
+    let reference = format!("{}/workflows/attached:1.0.0", registry.host());
+    let layers = vec![layer(&[("workflow-schema.yaml", SCHEMA)])];
+    let pushed = client.push(&reference, &image(layers)).unwrap();
+    let attached_schema = String::from_utf8_lossy(SCHEMA).replace("1.0.0", "1.0.1");
+    // Attached by ORAS as `oras attach` does on a registry without the
+    // referrers API (distribution 2.x): the artifact names the image as
+    // its subject, and the `sha256-<hex>` tag lists it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("workflow-schema.yaml"), &attached_schema).unwrap();
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    python_in(
+        dir.path(),
+        &format!(
+            r#"import json, requests, oras.client, oras.oci
+host, repo, subject, kind = '{host}', 'workflows/attached', '{pushed}', '{SCHEMA_ARTIFACT_TYPE}'
+manifest = 'application/vnd.oci.image.manifest.v1+json'
+base = f'http://{{host}}/v2/{{repo}}/manifests/'
+image = requests.get(base + subject, headers={{'Accept': manifest}})
+c = oras.client.OrasClient(hostname=host, insecure=True)
+c.push(target=f'{{host}}/{{repo}}:schema', files=['workflow-schema.yaml:application/yaml'],
+       manifest_config=f'config.json:{{kind}}', quiet=True,
+       subject=oras.oci.Subject(mediaType=manifest, digest=subject, size=len(image.content)))
+art = requests.get(base + 'schema', headers={{'Accept': manifest}})
+index = {{'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.index.v1+json',
+  'manifests': [{{'mediaType': manifest, 'digest': art.headers['Docker-Content-Digest'],
+                 'size': len(art.content), 'artifactType': kind}}]}}
+put = requests.put(base + subject.replace(':', '-'), data=json.dumps(index),
+                   headers={{'Content-Type': 'application/vnd.oci.image.index.v1+json'}})
+assert put.status_code == 201, put.text
+"#,
+            host = registry.host()
+        ),
+    );
+    let found = schema_of(&client, &reference, DEFAULT_PATHS, Caps::default()).unwrap();
+    assert_eq!(found.bytes, attached_schema.as_bytes());
+    assert!(found.path.starts_with("artifact sha256:"), "{}", found.path);
+    assert_eq!((found.digest, found.layers_read), (pushed, 0));
+
+    // The image's label names where its schema is.
+    let reference = format!("{}/workflows/labelled:1.0.0", registry.host());
+    let layers = vec![layer(&[("opt/wf/schema.yaml", SCHEMA)])];
+    let label = format!(r#"{{"{SCHEMA_PATH_LABEL}":"/opt/wf/schema.yaml"}}"#);
+    client.push(&reference, &labelled(layers, &label)).unwrap();
+    let found = schema_of(&client, &reference, DEFAULT_PATHS, Caps::default()).unwrap();
+    assert_eq!(found.path, "/opt/wf/schema.yaml");
+    assert_eq!(found.labels[SCHEMA_PATH_LABEL], "/opt/wf/schema.yaml");
 }
 
 fn sha256(bytes: &[u8]) -> String {

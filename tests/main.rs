@@ -7,6 +7,7 @@ mod apiserver;
 mod author_path;
 mod bundles;
 mod catalog;
+mod catalog_api;
 mod cel_policies;
 mod cli;
 mod cluster;

@@ -70,6 +70,18 @@ impl OciClient {
         self.driver.run(self.registry.manifest(reference))?
     }
 
+    /// The manifests of `artifact_type` that refer to `digest`
+    /// ([`Registry::referrers`]).
+    pub fn referrers(
+        &self,
+        reference: &str,
+        digest: &str,
+        artifact_type: &str,
+    ) -> Result<Vec<Descriptor>, OciError> {
+        let referrers = self.registry.referrers(reference, digest, artifact_type);
+        self.driver.run(referrers)?
+    }
+
     /// Streams the blob `descriptor` names into `out` ([`Registry::pull_blob`]).
     pub fn pull_blob(
         &self,

@@ -82,6 +82,9 @@ impl From<&OciDescriptor> for Descriptor {
 pub struct Manifest {
     /// The manifest's digest.
     pub digest: String,
+    /// The digest of the index the reference named, when it named one
+    /// (and this is the manifest of this platform within it).
+    pub index: Option<String>,
     /// The config blob.
     pub config: Descriptor,
     /// The layers, in order.

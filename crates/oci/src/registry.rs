@@ -50,16 +50,52 @@ impl Registry {
     pub async fn manifest(&self, reference: &str) -> Result<Manifest, OciError> {
         let parsed = parse(reference)?;
         let auth = self.auth(&parsed);
-        let (manifest, digest) = self
+        let (manifest, digest, index) = self
             .client
-            .pull_image_manifest(&parsed, &auth)
+            .pull_image_manifest_and_list_digest(&parsed, &auth)
             .await
             .map_err(|e| registry("pulling", reference, e))?;
         Ok(Manifest {
             digest,
+            index,
             config: Descriptor::from(&manifest.config),
             layers: manifest.layers.iter().map(Descriptor::from).collect(),
         })
+    }
+
+    /// The manifests that refer to `digest` in `reference`'s repository
+    /// (signatures, schemas, SBOMs) of `artifact_type`: through the
+    /// registry's referrers API, or, where it has none (distribution 2.x,
+    /// Debian's `docker-registry`), the `sha256-<hex>` tag that clients
+    /// such as `oras attach` keep instead. None is an empty list.
+    pub async fn referrers(
+        &self,
+        reference: &str,
+        digest: &str,
+        artifact_type: &str,
+    ) -> Result<Vec<Descriptor>, OciError> {
+        let pinned = parse(&super::at_digest(reference, digest)?)?;
+        let auth = self.auth(&pinned);
+        self.client
+            .store_auth_if_needed(pinned.resolve_registry(), &auth)
+            .await;
+        let index = self
+            .client
+            .pull_referrers(&pinned, Some(artifact_type))
+            .await
+            .map_err(|e| registry("listing the referrers of", reference, e))?;
+        Ok(index
+            .manifests
+            .iter()
+            // A registry's filter is trusted no more than a tag's.
+            .filter(|m| m.artifact_type.as_deref() == Some(artifact_type))
+            .map(|m| Descriptor {
+                media_type: m.media_type.clone(),
+                digest: m.digest.clone(),
+                size: m.size.max(0) as u64,
+                annotations: m.annotations.clone().unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Streams the blob `descriptor` names into `out`, calling `progress`

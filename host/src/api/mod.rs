@@ -107,10 +107,10 @@ async fn accept_loop(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return; // never closed
         };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
+        let (stream, address) = match listener.accept().await {
+            Ok(accepted) => {
                 backoff = ACCEPT_BACKOFF.0;
-                stream
+                accepted
             }
             Err(error) => {
                 if backoff == ACCEPT_BACKOFF.0 {
@@ -128,7 +128,10 @@ async fn accept_loop(
             let Some(tls) = tls else {
                 return serve_connection(
                     stream,
-                    app.layer(Extension(tls::Peer::default())),
+                    app.layer(Extension(tls::Peer {
+                        client_certified: false,
+                        address: Some(address),
+                    })),
                     limits,
                 )
                 .await;
@@ -143,6 +146,7 @@ async fn accept_loop(
             // client CA; without a CA, none is asked for.
             let peer = tls::Peer {
                 client_certified: stream.get_ref().1.peer_certificates().is_some(),
+                address: Some(address),
             };
             serve_connection(stream, app.layer(Extension(peer)), limits).await;
         });

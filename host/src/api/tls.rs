@@ -24,6 +24,8 @@ use std::time::SystemTime;
 pub struct Peer {
     /// It presented a client certificate the configured CA signed.
     pub client_certified: bool,
+    /// Its address.
+    pub address: Option<std::net::SocketAddr>,
 }
 
 /// Why the server's TLS cannot be set up.

@@ -8,7 +8,14 @@
 //!   the same content again changes nothing, other content is a conflict),
 //!   and the embedded one, a redb file in the state folder.
 
+pub mod api;
 pub mod extract;
+pub mod mcp;
+pub mod register;
+pub mod search;
+pub mod service;
 pub mod store;
+
+pub use service::Catalog;
 
 pub use plumbline_catalog::{Workflow, check, parameters_schema, read};

@@ -3,12 +3,13 @@
 //! step), with every violation and its path.
 
 use super::{GlobalArgs, load_policies};
-use crate::catalog::{check, parameters_schema, read};
+use crate::catalog::read;
+use crate::catalog::register::problems;
 use crate::policy::Decision;
 use clap::{Args, Subcommand};
-use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// `plumbline catalog …`.
 #[derive(Debug, Subcommand)]
@@ -35,16 +36,10 @@ pub struct LintArgs {
 pub fn run(global: &GlobalArgs, command: CatalogCommand) -> anyhow::Result<ExitCode> {
     let CatalogCommand::Lint(args) = command;
     let loaded = load_policies(global, args.policy.as_deref(), None, None)?;
-    let chain = loaded.set.chain(Decision::Schema);
     let mut failed = 0;
+    let rules = |schema: &str, context: &str| schema_rules(&loaded.set, schema, context);
     for file in &args.files {
-        let found = lint(file, |schema, context| {
-            chain
-                .check(schema, context)
-                .into_iter()
-                .map(|v| (v.path, v.message))
-                .collect()
-        });
+        let found = lint(file, &rules);
         for line in &found {
             println!("{}: {line}", file.display());
         }
@@ -65,11 +60,11 @@ pub fn run(global: &GlobalArgs, command: CatalogCommand) -> anyhow::Result<ExitC
     })
 }
 
-/// Every problem of the schema in `file`, each `path: message`; `rules`
-/// runs the schema chain over the parameters' JSON Schema and a context.
+/// Every problem of the schema in `file`, each `path: message`, as
+/// registration finds them with `rules` as the schema chain.
 fn lint(
     file: &std::path::Path,
-    rules: impl Fn(&str, &str) -> Vec<(String, String)>,
+    rules: &dyn Fn(&str, &str) -> Vec<plumbline_catalog::Violation>,
 ) -> Vec<String> {
     let text = match crate::ingest::directory::walk::read_file(file, 4 << 20) {
         Ok(text) => text,
@@ -79,22 +74,103 @@ fn lint(
         Ok(workflow) => workflow,
         Err(error) => return vec![error.to_string()],
     };
-    let mut found: Vec<String> = check(&workflow)
+    problems(&workflow, rules)
         .into_iter()
         .map(|v| format!("{}: {}", v.path, v.message))
-        .collect();
-    let schema = parameters_schema(&workflow).to_string();
-    let context = json!({
-        "workflowId": workflow.workflow_id,
-        "version": workflow.version,
-        "engine": workflow.execution.engine,
-        "actionType": workflow.action_type,
-    })
-    .to_string();
-    found.extend(
-        rules(&schema, &context)
-            .into_iter()
-            .map(|(path, message)| format!("parameters schema {path}: {message}")),
+        .collect()
+}
+
+/// The violations the schema chain of `policies` finds in `schema`.
+fn schema_rules(
+    policies: &crate::policy::chain::PolicySet,
+    schema: &str,
+    context: &str,
+) -> Vec<plumbline_catalog::Violation> {
+    policies
+        .chain(Decision::Schema)
+        .check(schema, context)
+        .into_iter()
+        .map(|v| plumbline_catalog::Violation {
+            path: v.path,
+            message: v.message,
+        })
+        .collect()
+}
+
+/// How `plumbline run` serves the catalog.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Serve the workflow catalog on the HTTP server: the REST API at
+    /// /api/v1/workflows (its OpenAPI document at /api/v1/openapi.json)
+    /// and the MCP tools at /mcp. Versions are kept in catalog.redb in
+    /// the state folder.
+    #[arg(long)]
+    pub catalog: bool,
+    /// A file holding the bearer token catalog writes (registering,
+    /// lifecycle changes) need. Without one, writes are taken from
+    /// loopback clients only.
+    #[arg(long, value_name = "FILE", requires = "catalog")]
+    pub catalog_token_file: Option<PathBuf>,
+    /// A `Host` (name, or name:port) the MCP endpoint answers; given
+    /// again for more. Default: localhost, 127.0.0.1 and ::1, so a web
+    /// page cannot reach a local daemon by DNS rebinding. Give the
+    /// Service's names when agents call it in a cluster.
+    #[arg(long, value_name = "HOST", requires = "catalog")]
+    pub mcp_allowed_host: Vec<String>,
+}
+
+/// The catalog's routes, if `args` ask for them: its store in `state`,
+/// images read with `registry`, schemas checked by the schema chain that
+/// `policies` serve at the time.
+pub fn routes(
+    args: &ServeArgs,
+    state: &std::path::Path,
+    registry: crate::oci::OciClient,
+    policies: crate::bundle::Serving,
+) -> anyhow::Result<Option<axum::Router>> {
+    use crate::catalog::{Catalog, api, register::Registrar, store::DiskCatalog};
+    use anyhow::Context as _;
+    if !args.catalog {
+        return Ok(None);
+    }
+    let token = match &args.catalog_token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let store = DiskCatalog::open(&state.join("catalog.redb"))?;
+    let rules = move |schema: &str, context: &str| schema_rules(&policies.set(), schema, context);
+    let registrar = Registrar {
+        store: Arc::new(store),
+        registry: Arc::new(registry),
+        paths: plumbline_catalog::layers::DEFAULT_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        caps: Default::default(),
+        rules: Arc::new(rules),
+    };
+    let catalog = Arc::new(Catalog::open(registrar).context("opening the catalog")?);
+    eprintln!(
+        "catalog: {} version(s) registered; serving /api/v1/workflows and /mcp",
+        catalog.len()
     );
-    found
+    let hosts = match args.mcp_allowed_host.as_slice() {
+        [] => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        given => given.to_vec(),
+    };
+    let mcp = crate::catalog::mcp::routes(catalog.clone(), hosts);
+    Ok(Some(api::routes(catalog, api::Access { token }).merge(mcp)))
+}
+
+/// The token in `path`: its first line, which must not be empty.
+fn read_token(path: &std::path::Path) -> anyhow::Result<Arc<str>> {
+    let text = crate::ingest::directory::walk::read_file(path, 64 << 10)
+        .map_err(|e| anyhow::anyhow!("reading the catalog token: {e}"))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the catalog token file {} is empty",
+        path.display()
+    );
+    Ok(Arc::from(token))
 }

@@ -174,6 +174,8 @@ pub struct RunArgs {
     listen: Option<SocketAddr>,
     #[command(flatten)]
     http: super::HttpArgs,
+    #[command(flatten)]
+    catalog: super::catalog::ServeArgs,
 }
 
 /// A grace window in seconds: not negative, and no longer than a fact is
@@ -328,10 +330,17 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             capacity: args.admission_capacity,
         }))
     });
-    let routes = attribution::routes(
+    let mut routes = attribution::routes(
         facts.clone().map(|f| (f, args.audit_client_ca.is_some())),
         admissions.clone(),
     );
+    let policies = Serving::new(Arc::new(set), digests);
+    let registry = crate::oci::OciClient::on(handle.clone(), global.oci_config()?)?;
+    if let Some(catalog) =
+        super::catalog::routes(&args.catalog, &state, registry, policies.clone())?
+    {
+        routes = routes.merge(catalog);
+    }
     let attribution = (facts.is_some() || admissions.is_some())
         .then(|| Arc::new(Attribution::new(facts, admissions)));
     let mut export: Vec<Export> = Vec::new();
@@ -341,7 +350,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let setup = Setup {
         runtime,
         routes,
-        policies: Serving::new(Arc::new(set), digests),
+        policies,
         bundles: loader.map(|loader| Bundles { loader, offline }),
         config,
         state,

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 const VERSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("catalog_versions");
 
 /// Whether a version may be executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Lifecycle {
     /// Picked and executed.
@@ -34,7 +34,7 @@ pub enum Lifecycle {
 }
 
 /// A lifecycle change: what, why and who.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// The lifecycle now.
     pub lifecycle: Lifecycle,
@@ -47,10 +47,11 @@ pub struct Change {
 }
 
 /// One registered version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
     /// The schema as registered.
+    #[schema(value_type = Object)]
     pub workflow: Workflow,
     /// Where the schema came from: an image reference pinned by digest,
     /// or none for an inline schema.
@@ -134,6 +135,9 @@ pub trait CatalogStore: Send + Sync {
 
     /// Sets a version's lifecycle.
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError>;
+
+    /// Every version of every workflow (what a search index is built from).
+    fn all(&self) -> Result<Vec<Record>, StoreError>;
 }
 
 /// The embedded store: one redb file.
@@ -240,6 +244,17 @@ impl CatalogStore for DiskCatalog {
         }
         let order = |r: &Record| plumbline_catalog::check::version(&r.workflow.version).ok();
         records.sort_by_key(order);
+        Ok(records)
+    }
+
+    fn all(&self) -> Result<Vec<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(VERSIONS).map_err(|e| self.error(e))?;
+        let mut records = Vec::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (_, value) = row.map_err(|e| self.error(e))?;
+            records.push(self.decode(value.value())?);
+        }
         Ok(records)
     }
 

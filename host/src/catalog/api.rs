@@ -1,0 +1,477 @@
+//! The catalog's REST API, `/api/v1/workflows`, on the one HTTP server,
+//! with its OpenAPI 3.1 document (generated from these handlers' types by
+//! `utoipa`) at `/api/v1/openapi.json`.
+//!
+//! Every error is an RFC 7807 `application/problem+json` body whose `type`
+//! names the cause, so a client can tell a schema that breaks rules
+//! (`validation`, with every violation) from a registry that is down
+//! (`registry-unreachable`) without reading prose.
+//!
+//! Writes (registering, lifecycle changes) need the bearer token of
+//! `--catalog-token-file`; without one configured they are taken from
+//! loopback clients only. Reads are open, as the probes are.
+
+use super::Catalog;
+use super::extract::ExtractError;
+use super::register::{Offer, RegisterError};
+use super::search::{Page, Query, Summary};
+use super::store::{Lifecycle, Record, Registered, StoreError};
+use crate::api::tls::Peer;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use plumbline_catalog::layers::LayerError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use utoipa::{OpenApi, ToSchema};
+
+/// The largest request body taken (an inline schema is far smaller).
+const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Where problem types are named.
+const PROBLEMS: &str = "https://plumbline.dev/problems/";
+
+/// Who may write.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// The bearer token writes need; none: loopback clients only.
+    pub token: Option<Arc<str>>,
+}
+
+#[derive(Clone)]
+struct Api {
+    catalog: Arc<Catalog>,
+    access: Access,
+}
+
+/// The catalog's routes.
+pub fn routes(catalog: Arc<Catalog>, access: Access) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/workflows", post(register).get(search))
+        .route("/api/v1/workflows/{id}", get(versions))
+        .route("/api/v1/workflows/{id}/versions/{version}", get(version))
+        .route(
+            "/api/v1/workflows/{id}/versions/{version}/lifecycle",
+            post(lifecycle),
+        )
+        .route(
+            "/api/v1/workflows/{id}/versions/{version}/validate",
+            post(validate),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Api { catalog, access })
+}
+
+/// The OpenAPI document of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Plumbline workflow catalog", version = "1"),
+    paths(register, search, versions, version, lifecycle, validate),
+    components(schemas(Problem, Record, Summary, Page, Lifecycle, Registration))
+)]
+pub struct Document;
+
+/// The OpenAPI document.
+pub async fn openapi() -> Response {
+    let json = Document::openapi()
+        .to_json()
+        .expect("the document serializes");
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+/// An RFC 7807 problem.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// What kind of problem: `https://plumbline.dev/problems/<cause>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The cause, in a few words.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened, naming what is wrong.
+    pub detail: String,
+    /// Every violation, each at its path (a schema that breaks rules, a
+    /// parameter set that does not fit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<ViolationBody>,
+}
+
+/// One violation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ViolationBody {
+    /// Where.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(status: StatusCode, cause: &str, title: &str, detail: String) -> Problem {
+        Problem {
+            kind: format!("{PROBLEMS}{cause}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            violations: Vec::new(),
+        }
+    }
+
+    fn with(mut self, violations: &[plumbline_catalog::Violation]) -> Problem {
+        self.violations = violations
+            .iter()
+            .map(|v| ViolationBody {
+                path: v.path.clone(),
+                message: v.message.clone(),
+            })
+            .collect();
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("a problem serializes");
+        let headers = [(header::CONTENT_TYPE, "application/problem+json")];
+        (status, headers, body).into_response()
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Problem {
+        let detail = error.to_string();
+        match error {
+            StoreError::Conflict { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Version registered with other content",
+                detail,
+            ),
+            StoreError::NotFound { .. } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such workflow version",
+                detail,
+            ),
+            StoreError::Store { .. } => {
+                tracing::error!("{detail}");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store",
+                    "The catalog store failed",
+                    detail,
+                )
+            }
+        }
+    }
+}
+
+impl From<RegisterError> for Problem {
+    fn from(error: RegisterError) -> Problem {
+        let detail = error.to_string();
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        match error {
+            RegisterError::Store(error) => error.into(),
+            RegisterError::Invalid { violations, .. } => Problem::new(
+                unprocessable,
+                "validation",
+                "The schema breaks rules",
+                detail,
+            )
+            .with(&violations),
+            RegisterError::Unreadable { .. } => Problem::new(
+                unprocessable,
+                "unreadable-schema",
+                "No workflow schema",
+                detail,
+            ),
+            RegisterError::Extract(ExtractError::Registry { .. }) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "registry-unreachable",
+                "The registry refused or could not be reached",
+                detail,
+            ),
+            RegisterError::Extract(ExtractError::Layers {
+                source: LayerError::Cap(_),
+                ..
+            }) => Problem::new(
+                unprocessable,
+                "cap-exceeded",
+                "A cap of extraction was reached",
+                detail,
+            ),
+            RegisterError::Extract(ExtractError::Layers { .. }) => Problem::new(
+                unprocessable,
+                "unreadable-image",
+                "The image's layers cannot be read",
+                detail,
+            ),
+            RegisterError::Extract(
+                ExtractError::NotFound { .. } | ExtractError::EmptyArtifact { .. },
+            ) => Problem::new(
+                unprocessable,
+                "schema-not-found",
+                "No schema in the image",
+                detail,
+            ),
+        }
+    }
+}
+
+fn bad_request(detail: String) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "The request cannot be read",
+        detail,
+    )
+}
+
+/// Whether the request may write; the actor it writes as.
+fn writer(api: &Api, headers: &HeaderMap, peer: &Peer) -> Result<String, Problem> {
+    match &api.access.token {
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            // Compared whole, in constant time: the token is a secret.
+            let matches = given.is_some_and(|given| {
+                given.len() == token.len()
+                    && given
+                        .bytes()
+                        .zip(token.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            });
+            if matches {
+                Ok("api (bearer token)".into())
+            } else {
+                Err(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "A bearer token is needed",
+                    "catalog writes need the bearer token of --catalog-token-file".into(),
+                ))
+            }
+        }
+        None => match peer.address {
+            Some(address) if address.ip().is_loopback() => Ok(format!("api ({})", address.ip())),
+            _ => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Writes are taken from loopback only",
+                "with no --catalog-token-file, catalog writes are taken from loopback clients only"
+                    .into(),
+            )),
+        },
+    }
+}
+
+/// A registration: an image that carries its schema, or the schema itself.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterBody {
+    /// The image whose schema is registered (`registry/repo:tag`).
+    #[serde(default)]
+    pub schema_image: Option<String>,
+    /// The schema's text (YAML or JSON), or the schema as an object.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub schema: Option<Value>,
+}
+
+/// What a registration did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registration {
+    /// `created`, or `unchanged` (the same content was registered already).
+    pub outcome: String,
+    /// The version as the catalog holds it.
+    pub record: Record,
+}
+
+/// Registers a workflow version.
+#[utoipa::path(
+    post, path = "/api/v1/workflows", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered", body = Registration),
+        (status = 200, description = "The same content was registered already", body = Registration),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn register(
+    State(api): State<Api>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Json<RegisterBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Registration>), Problem> {
+    let actor = writer(&api, &headers, &peer)?;
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let offer = match (body.schema_image, body.schema) {
+        (Some(image), None) => Offer::Image(image),
+        (None, Some(Value::String(text))) => Offer::Inline(text),
+        (None, Some(object @ Value::Object(_))) => Offer::Inline(object.to_string()),
+        _ => {
+            return Err(bad_request(
+                "give exactly one of `schemaImage` (an image reference) and `schema` (text or an object)"
+                    .into(),
+            ));
+        }
+    };
+    let catalog = api.catalog.clone();
+    let registered = tokio::task::spawn_blocking(move || catalog.register(&offer, &actor))
+        .await
+        .map_err(|e| bad_request(format!("the registration failed: {e}")))??;
+    Ok(match registered {
+        Registered::Created(record) => (StatusCode::CREATED, outcome("created", record)),
+        Registered::Unchanged(record) => (StatusCode::OK, outcome("unchanged", record)),
+    })
+}
+
+fn outcome(what: &str, record: Record) -> Json<Registration> {
+    Json(Registration {
+        outcome: what.into(),
+        record,
+    })
+}
+
+/// Searches the versions by labels and words of their description.
+#[utoipa::path(
+    get, path = "/api/v1/workflows", params(Query),
+    responses((status = 200, body = Page), (status = 400, body = Problem, content_type = "application/problem+json"))
+)]
+async fn search(
+    State(api): State<Api>,
+    query: Result<axum::extract::Query<Query>, QueryRejection>,
+) -> Result<Json<Page>, Problem> {
+    let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    let page = api
+        .catalog
+        .search(&query)
+        .map_err(|e| bad_request(e.to_string()))?;
+    Ok(Json(page))
+}
+
+/// Every version of one workflow, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{id}", params(("id" = String, Path, description = "The workflow id")),
+    responses((status = 200, body = Vec<Record>), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+async fn versions(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Record>>, Problem> {
+    Ok(Json(api.catalog.versions(&id)?))
+}
+
+/// One version.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{id}/versions/{version}",
+    params(("id" = String, Path, description = "The workflow id"), ("version" = String, Path, description = "The version")),
+    responses((status = 200, body = Record), (status = 404, body = Problem, content_type = "application/problem+json"))
+)]
+async fn version(
+    State(api): State<Api>,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Json<Record>, Problem> {
+    Ok(Json(api.catalog.get(&id, &version)?))
+}
+
+/// A lifecycle change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleBody {
+    /// The lifecycle now: `active` (enable), `disabled`, `deprecated` or
+    /// `archived`.
+    pub lifecycle: Lifecycle,
+    /// Why.
+    pub reason: String,
+}
+
+/// Changes a version's lifecycle (disable, enable, deprecate, archive).
+#[utoipa::path(
+    post, path = "/api/v1/workflows/{id}/versions/{version}/lifecycle", request_body = LifecycleBody,
+    params(("id" = String, Path, description = "The workflow id"), ("version" = String, Path, description = "The version")),
+    responses(
+        (status = 200, body = Record),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn lifecycle(
+    State(api): State<Api>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    Path((id, version)): Path<(String, String)>,
+    body: Result<Json<LifecycleBody>, JsonRejection>,
+) -> Result<Json<Record>, Problem> {
+    let actor = writer(&api, &headers, &peer)?;
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    if body.reason.trim().is_empty() {
+        return Err(bad_request("say why: `reason` is empty".into()));
+    }
+    let record = api
+        .catalog
+        .set_lifecycle(&id, &version, body.lifecycle, &body.reason, &actor)?;
+    Ok(Json(record))
+}
+
+/// A parameter set to validate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    /// The parameters, by name.
+    #[schema(value_type = Object)]
+    pub parameters: Map<String, Value>,
+}
+
+/// What validation found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Validation {
+    /// Whether the parameters fit.
+    pub valid: bool,
+    /// Every problem, at the JSON pointer of its parameter.
+    pub violations: Vec<ViolationBody>,
+}
+
+/// Validates a parameter set against a version's schema.
+#[utoipa::path(
+    post, path = "/api/v1/workflows/{id}/versions/{version}/validate", request_body = ValidateBody,
+    params(("id" = String, Path, description = "The workflow id"), ("version" = String, Path, description = "The version")),
+    responses(
+        (status = 200, body = Validation),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn validate(
+    State(api): State<Api>,
+    Path((id, version)): Path<(String, String)>,
+    body: Result<Json<ValidateBody>, JsonRejection>,
+) -> Result<Json<Validation>, Problem> {
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let violations = api.catalog.validate(&id, &version, &body.parameters)?;
+    Ok(Json(Validation {
+        valid: violations.is_empty(),
+        violations: violations
+            .into_iter()
+            .map(|v| ViolationBody {
+                path: v.path,
+                message: v.message,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,165 @@
+//! Registration: a workflow's schema, from its image (an attached schema
+//! artifact, else its layers) or given inline, read, checked and stored.
+//!
+//! Every check runs before anything is written, and all of them run: what
+//! no operator can turn off ([`plumbline_catalog::check`]), the parameters'
+//! JSON Schema against its meta-schema (`jsonschema`, which resolves no
+//! reference over the network), then the policies' schema chain. A schema
+//! with any violation is refused with all of them, each at its path.
+
+use super::extract::{ExtractError, Extracted, schema_of};
+use super::store::{CatalogStore, Lifecycle, Record, Registered, StoreError, content_hash};
+use crate::oci::OciClient;
+use plumbline_catalog::layers::Caps;
+use plumbline_catalog::workflow::ReadError;
+use plumbline_catalog::{Violation, Workflow, check, parameters_schema};
+use serde_json::json;
+use std::sync::Arc;
+
+/// What is offered for registration.
+#[derive(Debug, Clone)]
+pub enum Offer {
+    /// An image that carries its schema.
+    Image(String),
+    /// A schema's text (YAML or JSON, either format).
+    Inline(String),
+}
+
+/// Why a registration was refused, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The image's schema could not be found or read from the registry.
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    /// The schema is not in any format read.
+    #[error("the schema{from} is no workflow schema: {source}")]
+    Unreadable {
+        /// ` in <image> at <path>`, or nothing for an inline schema.
+        from: String,
+        /// Why.
+        #[source]
+        source: ReadError,
+    },
+    /// The schema breaks rules: all of them.
+    #[error("{id} {version}: {} violation(s): {}", violations.len(), said(violations))]
+    Invalid {
+        /// The workflow.
+        id: String,
+        /// Its version.
+        version: String,
+        /// Every violation.
+        violations: Vec<Violation>,
+    },
+    /// The store refused (another content under this version) or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn said(violations: &[Violation]) -> String {
+    let lines: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.path, v.message))
+        .collect();
+    lines.join("; ")
+}
+
+/// The policies' schema rules: violations of a parameters' JSON Schema
+/// (text) in a context (text).
+pub type SchemaRules = Arc<dyn Fn(&str, &str) -> Vec<Violation> + Send + Sync>;
+
+/// What registers workflows into a store.
+pub struct Registrar {
+    /// Where versions are kept.
+    pub store: Arc<dyn CatalogStore>,
+    /// The registry client images are read with.
+    pub registry: Arc<OciClient>,
+    /// Where a schema is looked for in an image's layers, in order.
+    pub paths: Vec<String>,
+    /// What extraction may cost.
+    pub caps: Caps,
+    /// The policies' schema chain, as it is now.
+    pub rules: SchemaRules,
+}
+
+impl Registrar {
+    /// Registers `offer` on behalf of `actor`, at `now` (RFC 3339).
+    pub fn register(
+        &self,
+        offer: &Offer,
+        actor: &str,
+        now: &str,
+    ) -> Result<Registered, RegisterError> {
+        let (text, image) = match offer {
+            Offer::Inline(text) => (text.clone(), None),
+            Offer::Image(reference) => {
+                let paths: Vec<&str> = self.paths.iter().map(String::as_str).collect();
+                let extracted = schema_of(&self.registry, reference, &paths, self.caps)?;
+                let text = String::from_utf8_lossy(&extracted.bytes).into_owned();
+                (text, Some((reference.as_str(), extracted)))
+            }
+        };
+        let workflow =
+            plumbline_catalog::read(&text).map_err(|source| RegisterError::Unreadable {
+                from: image
+                    .as_ref()
+                    .map(|(reference, e)| format!(" in {reference} at {}", e.path))
+                    .unwrap_or_default(),
+                source,
+            })?;
+        let violations = problems(&workflow, &*self.rules);
+        if !violations.is_empty() {
+            return Err(RegisterError::Invalid {
+                id: workflow.workflow_id,
+                version: workflow.version,
+                violations,
+            });
+        }
+        let schema_image = image.map(|(reference, e): (&str, Extracted)| pinned(reference, &e));
+        let record = Record {
+            content_hash: content_hash(&workflow),
+            workflow,
+            schema_image,
+            registered_by: actor.to_owned(),
+            registered_at: now.to_owned(),
+            lifecycle: Lifecycle::Active,
+            last_change: None,
+        };
+        Ok(self.store.register(record)?)
+    }
+}
+
+/// `reference` pinned at the digest its schema was read from.
+fn pinned(reference: &str, extracted: &Extracted) -> String {
+    crate::oci::at_digest(reference, &extracted.digest).unwrap_or_else(|_| reference.to_owned())
+}
+
+/// Every violation in `workflow`: the built-in checks, its parameters'
+/// JSON Schema against the meta-schema, then `rules` (the policies' schema
+/// chain) over that schema and the workflow's context.
+pub fn problems(
+    workflow: &Workflow,
+    rules: &dyn Fn(&str, &str) -> Vec<Violation>,
+) -> Vec<Violation> {
+    let mut found = check(workflow);
+    let schema = parameters_schema(workflow);
+    // No reference is resolved: a schema that names another is refused
+    // rather than fetched.
+    if let Err(error) = jsonschema::meta::validate(&schema) {
+        found.push(Violation {
+            path: format!("parameters schema {}", error.instance_path()),
+            message: error.to_string(),
+        });
+    }
+    let context = json!({
+        "workflowId": workflow.workflow_id,
+        "version": workflow.version,
+        "engine": workflow.execution.engine,
+        "actionType": workflow.action_type,
+    });
+    let chain = rules(&schema.to_string(), &context.to_string());
+    found.extend(chain.into_iter().map(|v| Violation {
+        path: format!("parameters schema {}", v.path),
+        message: v.message,
+    }));
+    found
+}

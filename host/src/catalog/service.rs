@@ -1,0 +1,124 @@
+//! The catalog as its front ends use it (the REST API, the MCP tools, the
+//! CLI): registration, reading, search, lifecycle and validation over one
+//! store, with the search index kept current by every write made here.
+
+use super::register::{Offer, RegisterError, Registrar};
+use super::search::{BadCursor, Index, Page, Query};
+use super::store::{Change, Lifecycle, Record, Registered, StoreError};
+use plumbline_catalog::Violation;
+use serde_json::{Map, Value};
+use std::sync::{PoisonError, RwLock};
+
+/// The catalog.
+pub struct Catalog {
+    registrar: Registrar,
+    index: RwLock<Index>,
+}
+
+impl Catalog {
+    /// The catalog `registrar` writes, its index built from what its store
+    /// holds.
+    pub fn open(registrar: Registrar) -> Result<Catalog, StoreError> {
+        let index = Index::of(&registrar.store.all()?);
+        Ok(Catalog {
+            registrar,
+            index: RwLock::new(index),
+        })
+    }
+
+    /// Registers `offer` for `actor`.
+    pub fn register(&self, offer: &Offer, actor: &str) -> Result<Registered, RegisterError> {
+        let registered = self.registrar.register(offer, actor, &now())?;
+        if let Registered::Created(record) = &registered {
+            self.index_put(record);
+        }
+        Ok(registered)
+    }
+
+    /// One version.
+    pub fn get(&self, id: &str, version: &str) -> Result<Record, StoreError> {
+        self.registrar.store.get(id, version)
+    }
+
+    /// Every version of `id`, oldest first; none is an error naming it.
+    pub fn versions(&self, id: &str) -> Result<Vec<Record>, StoreError> {
+        let versions = self.registrar.store.versions(id)?;
+        if versions.is_empty() {
+            return Err(StoreError::NotFound {
+                id: id.to_owned(),
+                version: "(any)".into(),
+            });
+        }
+        Ok(versions)
+    }
+
+    /// A page of the versions `query` selects.
+    pub fn search(&self, query: &Query) -> Result<Page, BadCursor> {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .search(query)
+    }
+
+    /// How many versions are registered.
+    pub fn len(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sets a version's lifecycle, saying why and who.
+    pub fn set_lifecycle(
+        &self,
+        id: &str,
+        version: &str,
+        lifecycle: Lifecycle,
+        reason: &str,
+        actor: &str,
+    ) -> Result<Record, StoreError> {
+        let change = Change {
+            lifecycle,
+            reason: reason.to_owned(),
+            actor: actor.to_owned(),
+            at: now(),
+        };
+        let record = self.registrar.store.set_lifecycle(id, version, change)?;
+        self.index_put(&record);
+        Ok(record)
+    }
+
+    /// Every reason `parameters` is not a valid parameter set of the
+    /// version; none means it is.
+    pub fn validate(
+        &self,
+        id: &str,
+        version: &str,
+        parameters: &Map<String, Value>,
+    ) -> Result<Vec<Violation>, StoreError> {
+        let record = self.get(id, version)?;
+        Ok(plumbline_catalog::execution::validate(
+            &record.workflow,
+            parameters,
+        ))
+    }
+
+    fn index_put(&self, record: &Record) {
+        self.index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(record);
+    }
+}
+
+/// Now, as the catalog writes times (RFC 3339, seconds, UTC).
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}

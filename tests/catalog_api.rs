@@ -1,0 +1,464 @@
+//! The catalog as the daemon serves it: the REST API (every error an RFC
+//! 7807 problem with a `type` per cause), its OpenAPI document, images
+//! read from a real registry, and the MCP tools through the official SDK's
+//! own client.
+
+use crate::catalog::{SCHEMA, client, image, layer};
+use crate::support::{Daemon, Registry, http_request};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// A daemon serving the catalog (and mirroring an empty folder), with
+/// `extra` flags.
+fn serve(dir: &Path, extra: &[&str]) -> Daemon {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec!["--catalog".into(), "--source-dir".into()];
+    args.push(dir.join("src").into());
+    args.extend(["--repo".into(), dir.join("out.git").into()]);
+    args.extend(["--state-dir".into(), dir.join("state").into()]);
+    args.extend(extra.iter().map(Into::into));
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    Daemon::start(&args)
+}
+
+/// A JSON request: the status and the body, which must be JSON of the
+/// content type that goes with the status (a problem for an error).
+fn call(address: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_with(address, method, path, &[], body)
+}
+
+fn call_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let text = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, content_type, answer) = http_request(address, method, path, &all, &text);
+    let expected = if status >= 400 {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
+    assert_eq!(content_type, expected, "{status}: {answer}");
+    let value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    (status, value)
+}
+
+fn register_text(address: &str, text: &str) -> (u16, Value) {
+    call(
+        address,
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"schema": text})),
+    )
+}
+
+fn problem_type(body: &Value) -> &str {
+    body["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("https://plumbline.dev/problems/")
+}
+
+fn kubernaut(era: &str) -> Vec<PathBuf> {
+    let dir = crate::support::root()
+        .join("tests/fixtures/kubernaut")
+        .join(era);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every search result of `query`, page after page.
+fn everything(address: &str, query: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/api/v1/workflows?limit=7&{query}{cursor}");
+        let (status, page) = call(address, "GET", &path, None);
+        assert_eq!(status, 200, "{page}");
+        found.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return found,
+        }
+    }
+}
+
+#[test]
+fn every_kubernaut_schema_is_registered_once_and_each_version_stays_as_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = serve(dir.path(), &[]);
+    let address = daemon.address();
+    // Each is a new version, or the same content again (one workflow in
+    // two files), or a version registered already with other content
+    // (kubernaut's two eras, and two of its files, give some versions
+    // twice): refused, naming both contents, never overwritten.
+    let mut created = 0;
+    for file in kubernaut("crd-era-schemas")
+        .into_iter()
+        .chain(kubernaut("oci-era-flat-schemas"))
+    {
+        let (status, body) = register_text(&address, &std::fs::read_to_string(&file).unwrap());
+        match status {
+            201 => created += 1,
+            200 => assert_eq!(body["outcome"], "unchanged"),
+            409 => {
+                assert_eq!(problem_type(&body), "conflict", "{body}");
+                assert!(body["detail"].as_str().unwrap().contains("other content"));
+            }
+            _ => panic!("{}: {status} {body}", file.display()),
+        }
+    }
+    assert!(created > 40, "{created}");
+    let listed = everything(&address, "lifecycle=active");
+    assert_eq!(listed.len(), created);
+    let (status, versions) = call(
+        &address,
+        "GET",
+        "/api/v1/workflows/oomkill-increase-memory-v1",
+        None,
+    );
+    assert_eq!(status, 200, "{versions}");
+    assert!(
+        versions[0]["registeredBy"]
+            .as_str()
+            .unwrap()
+            .starts_with("api (127.0.0.1")
+    );
+
+    // Words and labels narrow a search.
+    let restarts = everything(&address, "q=restart&severity=critical");
+    assert!(!restarts.is_empty());
+    for summary in &restarts {
+        let text = format!(
+            "{} {} {} {}",
+            summary["workflowId"], summary["actionType"], summary["what"], summary["whenToUse"]
+        )
+        .to_lowercase();
+        assert!(text.contains("restart"), "{summary}");
+        assert!(
+            summary["labels"]["severity"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("critical"))
+        );
+    }
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}
+
+const RESTART: &str = "metadata: {workflowId: restart, version: '1.0.0', description: {what: restarts a pod, whenToUse: when it hangs}}\n\
+    labels: {severity: [high]}\nexecution: {engine: job, bundle: 'example.com/restart@sha256:0000000000000000000000000000000000000000000000000000000000000000'}\n\
+    parameters:\n- {name: POD, type: string, required: true, pattern: '^[a-z0-9-]+$', description: the pod}\n\
+    - {name: GRACE, type: integer, minimum: 0, maximum: 600, default: 30, description: seconds to wait}\n";
+
+#[test]
+fn each_refusal_is_a_problem_that_names_its_cause_and_lifecycles_and_validation_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = serve(dir.path(), &[]);
+    let address = daemon.address();
+    assert_eq!(register_text(&address, RESTART).0, 201);
+
+    // Every violation at once, each at its path.
+    let broken = RESTART
+        .replace("'1.0.0'", "'one'")
+        .replace("default: 30", "default: lots")
+        .replace("[a-z0-9-]+$", "([a-z");
+    let (status, body) = register_text(&address, &broken);
+    assert_eq!((status, problem_type(&body)), (422, "validation"), "{body}");
+    let paths: Vec<&str> = body["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["path"].as_str().unwrap())
+        .collect();
+    for path in [
+        "metadata.version",
+        "parameters[0].pattern",
+        "parameters[1].default",
+    ] {
+        assert!(paths.contains(&path), "{path} in {paths:?}");
+    }
+    let (status, body) = register_text(&address, "just: [text");
+    assert_eq!(
+        (status, problem_type(&body)),
+        (422, "unreadable-schema"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &address,
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"nothing": 1})),
+    );
+    assert_eq!(
+        (status, problem_type(&body)),
+        (400, "bad-request"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &address,
+        "GET",
+        "/api/v1/workflows/restart/versions/9.9.9",
+        None,
+    );
+    assert_eq!((status, problem_type(&body)), (404, "not-found"), "{body}");
+    let (status, body) = call(&address, "GET", "/api/v1/workflows?cursor=%21", None);
+    assert_eq!(
+        (status, problem_type(&body)),
+        (400, "bad-request"),
+        "{body}"
+    );
+
+    // Two new versions at once: both land.
+    let threads: Vec<_> = ["2.0.0", "2.1.0"]
+        .map(|v| {
+            let (address, text) = (address.clone(), RESTART.replace("1.0.0", v));
+            std::thread::spawn(move || register_text(&address, &text).0)
+        })
+        .into_iter()
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), 201);
+    }
+    let (_, versions) = call(&address, "GET", "/api/v1/workflows/restart", None);
+    let versions: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["workflow"]["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "2.0.0", "2.1.0"]);
+
+    // Deprecated still runs and is found; disabled is found only when asked.
+    let lifecycle = |version: &str, to: &str| {
+        let path = format!("/api/v1/workflows/restart/versions/{version}/lifecycle");
+        call(
+            &address,
+            "POST",
+            &path,
+            Some(json!({"lifecycle": to, "reason": "superseded"})),
+        )
+    };
+    let (status, record) = lifecycle("1.0.0", "deprecated");
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["lastChange"]["reason"], "superseded");
+    assert_eq!(everything(&address, "q=restarts").len(), 3);
+    assert_eq!(lifecycle("2.0.0", "disabled").0, 200);
+    assert_eq!(everything(&address, "q=restarts").len(), 2);
+    assert_eq!(
+        everything(&address, "q=restarts&lifecycle=disabled").len(),
+        1
+    );
+    let (status, body) = call(
+        &address,
+        "POST",
+        "/api/v1/workflows/restart/versions/2.0.0/lifecycle",
+        Some(json!({"lifecycle": "active", "reason": " "})),
+    );
+    assert_eq!(
+        (status, problem_type(&body)),
+        (400, "bad-request"),
+        "{body}"
+    );
+
+    // A parameter set, validated as the gate will.
+    let validate = |parameters: Value| {
+        let path = "/api/v1/workflows/restart/versions/2.1.0/validate";
+        call(
+            &address,
+            "POST",
+            path,
+            Some(json!({"parameters": parameters})),
+        )
+    };
+    let (status, answer) = validate(json!({"POD": "web-0"}));
+    assert_eq!((status, &answer["valid"]), (200, &json!(true)), "{answer}");
+    let (_, answer) = validate(json!({"POD": "Web_0", "GRACE": 9000, "EXTRA": 1}));
+    assert_eq!(answer["valid"], false);
+    let paths: Vec<&str> = answer["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["path"].as_str().unwrap())
+        .collect();
+    for path in ["/POD", "/GRACE", "/EXTRA"] {
+        assert!(paths.contains(&path), "{path} in {answer}");
+    }
+
+    // The document describes these routes, in OpenAPI 3.1.
+    let (status, document) = call(&address, "GET", "/api/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    for path in [
+        "/api/v1/workflows",
+        "/api/v1/workflows/{id}/versions/{version}/validate",
+        "/api/v1/workflows/{id}/versions/{version}/lifecycle",
+    ] {
+        assert!(document["paths"].get(path).is_some(), "{path}");
+    }
+    assert!(document["components"]["schemas"].get("Problem").is_some());
+}
+
+#[test]
+fn an_images_schema_is_registered_from_a_real_registry_and_a_registry_down_changes_nothing() {
+    let mut registry = Registry::start();
+    let reference = format!("{}/workflows/restart:1.0.0", registry.host());
+    let pushed = client(&registry)
+        .push(
+            &reference,
+            &image(vec![layer(&[("workflow-schema.yaml", SCHEMA)])]),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = serve(dir.path(), &["--insecure-registry", &registry.host()]);
+    let address = daemon.address();
+    let register = |image: &str| {
+        call(
+            &address,
+            "POST",
+            "/api/v1/workflows",
+            Some(json!({"schemaImage": image})),
+        )
+    };
+    let (status, body) = register(&reference);
+    assert_eq!(status, 201, "{body}");
+    let expected = format!("{}/workflows/restart@{pushed}", registry.host());
+    assert_eq!(body["record"]["schemaImage"], expected.as_str());
+    let (status, body) = register(&format!("{}/workflows/none:1.0.0", registry.host()));
+    assert_eq!(
+        (status, problem_type(&body)),
+        (502, "registry-unreachable"),
+        "{body}"
+    );
+    let empty = format!("{}/workflows/empty:1.0.0", registry.host());
+    client(&registry)
+        .push(&empty, &image(vec![layer(&[("app/run.sh", b"true\n")])]))
+        .unwrap();
+    let (status, body) = register(&empty);
+    assert_eq!(
+        (status, problem_type(&body)),
+        (422, "schema-not-found"),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/workflow-schema.yaml")
+    );
+
+    registry.stop();
+    let (status, body) = register(&reference.replace("1.0.0", "1.0.1"));
+    assert_eq!(
+        (status, problem_type(&body)),
+        (502, "registry-unreachable"),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("restart:1.0.1"),
+        "{body}"
+    );
+    assert_eq!(everything(&address, "").len(), 1, "the catalog unchanged");
+}
+
+#[test]
+fn writes_need_the_token_when_one_is_set_and_reads_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let daemon = serve(
+        dir.path(),
+        &["--catalog-token-file", token.to_str().unwrap()],
+    );
+    let address = daemon.address();
+    let body = Some(json!({"schema": RESTART}));
+    let (status, problem) = call(&address, "POST", "/api/v1/workflows", body.clone());
+    assert_eq!(
+        (status, problem_type(&problem)),
+        (401, "unauthorized"),
+        "{problem}"
+    );
+    let wrong = [("Authorization", "Bearer s3cret-tokem")];
+    assert_eq!(
+        call_with(&address, "POST", "/api/v1/workflows", &wrong, body.clone()).0,
+        401
+    );
+    let right = [("Authorization", "Bearer s3cret-token")];
+    let (status, created) = call_with(&address, "POST", "/api/v1/workflows", &right, body);
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["record"]["registeredBy"], "api (bearer token)");
+    assert_eq!(everything(&address, "").len(), 1);
+    assert!(
+        !daemon.stderr().contains("s3cret"),
+        "the token is never printed"
+    );
+}
+
+#[test]
+fn an_agent_finds_and_reads_workflows_through_the_mcp_sdks_own_client() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = serve(dir.path(), &[]);
+    let address = daemon.address();
+    assert_eq!(register_text(&address, RESTART).0, 201);
+    assert_eq!(
+        register_text(&address, &RESTART.replace("1.0.0", "1.1.0")).0,
+        201
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("http://{address}/mcp");
+        let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await.unwrap();
+        let tools = client.list_all_tools().await.unwrap();
+        let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        names.sort();
+        assert_eq!(names, ["get_workflow", "search_workflows"]);
+        let call = |name: &'static str, arguments: Value| {
+            let arguments = arguments.as_object().unwrap().clone();
+            client.call_tool(CallToolRequestParams::new(name).with_arguments(arguments))
+        };
+        let found = call(
+            "search_workflows",
+            json!({"query": "restarts", "severity": "high"}),
+        )
+        .await
+        .unwrap();
+        let items = &found.structured_content.unwrap()["items"];
+        assert_eq!(items.as_array().unwrap().len(), 2, "{items}");
+        // Without a version: the newest that may run, with the schema its
+        // parameters must fit, as the catalog validates them.
+        let got = call("get_workflow", json!({"workflowId": "restart"}))
+            .await
+            .unwrap();
+        let view = got.structured_content.unwrap();
+        assert_eq!(view["workflow"]["version"], "1.1.0");
+        let schema = &view["parametersSchema"];
+        assert_eq!(schema["required"], json!(["POD"]), "{schema}");
+        assert_eq!(schema["properties"]["GRACE"]["maximum"], json!(600));
+        let missing = call("get_workflow", json!({"workflowId": "nothing"})).await;
+        assert!(format!("{missing:?}").contains("nothing"), "{missing:?}");
+        client.cancel().await.unwrap();
+    });
+    // A page elsewhere that rebinds its name to this address is not
+    // answered.
+    let rebound = [
+        ("Host", "attacker.example"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut headers = vec![("Content-Type", "application/json")];
+    headers.extend(rebound);
+    let (status, _, _) = http_request(&address, "POST", "/mcp", &headers, init);
+    assert_eq!(status, 403);
+}
