@@ -14,6 +14,7 @@ mod cluster;
 mod daemon;
 mod default_plugins;
 mod follow;
+mod gate;
 mod hardening_api;
 mod layering;
 mod mirror;

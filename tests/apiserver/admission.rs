@@ -1,10 +1,14 @@
-//! The validating admission webhook: before a write persists (and for a
+//! The validating admission webhooks: before a write persists (and for a
 //! dry run, which persists nothing), the server posts an
-//! `admission.k8s.io/v1` AdmissionReview to the configured webhook and
-//! waits for its answer, as a kube-apiserver with a
-//! ValidatingWebhookConfiguration does. The webhook only watches here
-//! (failurePolicy Ignore): a webhook that is down or denies holds nothing
-//! up.
+//! `admission.k8s.io/v1` AdmissionReview to the configured webhooks and
+//! waits for their answers, as a kube-apiserver with
+//! ValidatingWebhookConfigurations does:
+//!
+//! - one that only watches (failurePolicy Ignore), every write: a webhook
+//!   that is down or denies holds nothing up;
+//! - one that enforces (failurePolicy Fail), the creates of the resources
+//!   its rules name: a denial refuses the write with the webhook's
+//!   message, and so does a webhook that cannot be reached.
 
 use super::resources::Resource;
 use serde_json::{Value, json};
@@ -36,9 +40,22 @@ pub struct Review<'a> {
 /// Where reviews go, if anywhere.
 #[derive(Default)]
 pub struct Admission {
-    /// `host:port` and path of the webhook.
+    /// `host:port` and path of the webhook that watches.
     target: Mutex<Option<(String, String)>>,
+    /// The webhook that enforces, and the plurals it reviews.
+    enforcing: Mutex<Option<Enforcing>>,
     serial: AtomicU64,
+}
+
+/// A webhook whose denial refuses the write.
+#[derive(Clone)]
+struct Enforcing {
+    host: String,
+    path: String,
+    /// Its name, as the refusal says it.
+    name: String,
+    /// The resources whose creates it reviews.
+    plurals: Vec<String>,
 }
 
 impl Admission {
@@ -49,12 +66,41 @@ impl Admission {
         *self.target.lock().unwrap() = Some((host.to_owned(), format!("/{path}")));
     }
 
-    /// Posts the review of a write and waits for the answer, if reviews
-    /// are sent.
-    pub fn review(&self, review: Review<'_>) {
-        let Some((host, path)) = self.target.lock().unwrap().clone() else {
-            return;
-        };
+    /// Has the webhook `name` at `url` enforce, from now on, on the
+    /// creates of `plurals`.
+    pub fn enforce_with(&self, url: &str, name: &str, plurals: &[&str]) {
+        let rest = url.strip_prefix("http://").expect("an http:// URL");
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        *self.enforcing.lock().unwrap() = Some(Enforcing {
+            host: host.to_owned(),
+            path: format!("/{path}"),
+            name: name.to_owned(),
+            plurals: plurals.iter().map(|p| p.to_string()).collect(),
+        });
+    }
+
+    /// Posts the review of a write to each webhook and waits for the
+    /// answers: the refusal of the enforcing one, if it refuses.
+    pub fn review(&self, review: Review<'_>) -> Result<(), String> {
+        let watching = self.target.lock().unwrap().clone();
+        let enforcing = self.enforcing.lock().unwrap().clone().filter(|e| {
+            review.operation == "CREATE" && e.plurals.contains(&review.resource.plural)
+        });
+        if watching.is_none() && enforcing.is_none() {
+            return Ok(());
+        }
+        let body = self.body(&review);
+        if let Some((host, path)) = watching {
+            post(&host, &path, &body);
+        }
+        match enforcing {
+            Some(webhook) => verdict(&webhook, post(&webhook.host, &webhook.path, &body)),
+            None => Ok(()),
+        }
+    }
+
+    /// The AdmissionReview of `review`.
+    fn body(&self, review: &Review<'_>) -> Vec<u8> {
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let r = review.resource;
         let group_version_kind = json!({"group": r.group, "version": r.version, "kind": r.kind});
@@ -85,15 +131,48 @@ impl Admission {
         let body = json!({
             "kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": request,
         });
-        post(&host, &path, &serde_json::to_vec(&body).unwrap());
+        serde_json::to_vec(&body).unwrap()
+    }
+}
+
+/// What an enforcing webhook's answer means for the write, as a
+/// kube-apiserver words it.
+fn verdict(webhook: &Enforcing, answer: Option<Vec<u8>>) -> Result<(), String> {
+    let name = &webhook.name;
+    let Some(answer) = answer else {
+        return Err(format!(
+            "failed calling webhook \"{name}\": the webhook cannot be reached"
+        ));
+    };
+    let text = String::from_utf8_lossy(&answer);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let review: Value = serde_json::from_str(body)
+        .map_err(|e| format!("failed calling webhook \"{name}\": {e}: {body}"))?;
+    match review.pointer("/response/allowed") {
+        Some(Value::Bool(true)) => Ok(()),
+        Some(Value::Bool(false)) => {
+            let message = review
+                .pointer("/response/status/message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            Err(format!(
+                "admission webhook \"{name}\" denied the request: {message}"
+            ))
+        }
+        _ => Err(format!(
+            "failed calling webhook \"{name}\": no response.allowed in {body}"
+        )),
     }
 }
 
 /// One POST over plain HTTP/1.1, waiting for the answer (the API server's
-/// default webhook timeout is 10 s).
-fn post(host: &str, path: &str, body: &[u8]) {
+/// default webhook timeout is 10 s); none if it cannot be sent.
+fn post(host: &str, path: &str, body: &[u8]) -> Option<Vec<u8>> {
     let Ok(mut stream) = std::net::TcpStream::connect(host) else {
-        return;
+        return None;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let head = format!(
@@ -102,8 +181,9 @@ fn post(host: &str, path: &str, body: &[u8]) {
         body.len()
     );
     if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body).is_err() {
-        return;
+        return None;
     }
     let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
+    stream.read_to_end(&mut answer).ok()?;
+    Some(answer)
 }

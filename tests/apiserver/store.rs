@@ -394,17 +394,19 @@ impl Store {
         }
         managed(meta, &write.manager, "Update", &resource.api_version());
         let named = if generated { "" } else { name.as_str() };
-        self.admission.review(Review {
-            operation: "CREATE",
-            resource,
-            subresource: "",
-            namespace: object["metadata"]["namespace"].as_str(),
-            name: named,
-            object: Some(&object),
-            old_object: None,
-            user: &write.user,
-            dry_run: write.dry_run,
-        });
+        self.admission
+            .review(Review {
+                operation: "CREATE",
+                resource,
+                subresource: "",
+                namespace: object["metadata"]["namespace"].as_str(),
+                name: named,
+                object: Some(&object),
+                old_object: None,
+                user: &write.user,
+                dry_run: write.dry_run,
+            })
+            .map_err(|refusal| ApiError::new(403, "Forbidden", refusal))?;
         denied(&object)?;
         if write.dry_run {
             return Ok(object);
@@ -511,17 +513,19 @@ impl Store {
             operation,
             &resource.api_version(),
         );
-        self.admission.review(Review {
-            operation: "UPDATE",
-            resource,
-            subresource: if status { "status" } else { "" },
-            namespace,
-            name,
-            object: Some(&next),
-            old_object: Some(&current),
-            user: &write.user,
-            dry_run: write.dry_run,
-        });
+        self.admission
+            .review(Review {
+                operation: "UPDATE",
+                resource,
+                subresource: if status { "status" } else { "" },
+                namespace,
+                name,
+                object: Some(&next),
+                old_object: Some(&current),
+                user: &write.user,
+                dry_run: write.dry_run,
+            })
+            .map_err(|refusal| ApiError::new(403, "Forbidden", refusal))?;
         denied(&next)?;
         if write.dry_run {
             return Ok(next);
@@ -552,17 +556,19 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(resource, name))?;
-        self.admission.review(Review {
-            operation: "DELETE",
-            resource,
-            subresource: "",
-            namespace,
-            name: if write.named { name } else { "" },
-            object: None,
-            old_object: Some(&current),
-            user: &write.user,
-            dry_run: write.dry_run,
-        });
+        self.admission
+            .review(Review {
+                operation: "DELETE",
+                resource,
+                subresource: "",
+                namespace,
+                name: if write.named { name } else { "" },
+                object: None,
+                old_object: Some(&current),
+                user: &write.user,
+                dry_run: write.dry_run,
+            })
+            .map_err(|refusal| ApiError::new(403, "Forbidden", refusal))?;
         if write.dry_run {
             return Ok(current);
         }
@@ -610,17 +616,20 @@ impl Store {
                 .find(|r| r.group == key.0 && r.plural == key.1)
                 .cloned();
             if let Some(resource) = resource {
-                self.admission.review(Review {
-                    operation: "DELETE",
-                    resource: &resource,
-                    subresource: "",
-                    namespace: Some(key.2.as_str()).filter(|n| !n.is_empty()),
-                    name: &key.3,
-                    object: None,
-                    old_object: Some(&object),
-                    user: collector,
-                    dry_run: false,
-                });
+                self.admission
+                    .review(Review {
+                        operation: "DELETE",
+                        resource: &resource,
+                        subresource: "",
+                        namespace: Some(key.2.as_str()).filter(|n| !n.is_empty()),
+                        name: &key.3,
+                        object: None,
+                        old_object: Some(&object),
+                        user: collector,
+                        dry_run: false,
+                    })
+                    // Only creates are enforced: a delete is never refused.
+                    .expect("a delete is not enforced");
             }
             self.remove(inner, key, object, collector);
         }

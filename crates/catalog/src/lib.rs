@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod execution;
+pub mod executions;
 pub mod layers;
 pub mod params;
 pub mod workflow;

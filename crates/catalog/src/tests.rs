@@ -370,3 +370,137 @@ mod execution {
         );
     }
 }
+
+mod executions {
+    use crate::executions::{Runner, digest, read, repository, typed};
+    use serde_json::{Value, json};
+    use std::path::PathBuf;
+
+    /// The documents of a fixture under `tests/fixtures/tekton/`.
+    fn documents(path: &str) -> Vec<Value> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/tekton")
+            .join(path);
+        let text = std::fs::read_to_string(path).unwrap();
+        serde_saphyr::from_multiple(&text).unwrap()
+    }
+
+    fn first(path: &str, kind: &str) -> Value {
+        documents(path)
+            .into_iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_taskrun_by_the_bundles_resolver_runs_its_pinned_bundle_with_its_params() {
+        let run = read(&first("taskruns/beta-bundles-resolver.yaml", "TaskRun")).unwrap();
+        assert_eq!(run.runner, Runner::TaskRun);
+        let image = run.image.unwrap();
+        assert_eq!(
+            repository(&image),
+            "ghcr.io/tektoncd/catalog/upstream/tasks/git-clone"
+        );
+        assert!(digest(&image).unwrap().starts_with("sha256:65e61544"));
+        assert_eq!(
+            run.parameters.get("revision"),
+            Some(&json!("master")),
+            "{:?}",
+            run.parameters
+        );
+        assert_eq!(run.workflow, None);
+    }
+
+    #[test]
+    fn v1beta1_runs_by_the_resolver_and_by_the_old_bundle_field_are_read() {
+        let old = read(&first(
+            "taskruns/v1beta1-no-ci-tekton-bundles.yaml",
+            "TaskRun",
+        ))
+        .unwrap();
+        assert!(digest(old.image.as_deref().unwrap()).is_some(), "{old:?}");
+        let pipeline = first(
+            "resolvers/bundle-resolver-md-03-pipelinerun-pipeline-resolution.yaml",
+            "PipelineRun",
+        );
+        let run = read(&pipeline).unwrap();
+        assert_eq!(run.runner, Runner::PipelineRun);
+        assert_eq!(
+            run.image.as_deref(),
+            Some("10.96.190.208:5000/simple/pipeline:latest")
+        );
+        assert_eq!(
+            repository("10.96.190.208:5000/simple/pipeline:latest"),
+            "10.96.190.208:5000/simple/pipeline"
+        );
+        assert_eq!(digest("10.96.190.208:5000/simple/pipeline:latest"), None);
+    }
+
+    #[test]
+    fn a_job_runs_its_first_containers_image_with_its_literal_env_values() {
+        let job = read(&first("jobs/rabbitmq-job.yaml", "Job")).unwrap();
+        assert_eq!(job.runner, Runner::Job);
+        assert_eq!(job.image.as_deref(), Some("gcr.io/<project>/job-wq-1"));
+        assert_eq!(job.parameters.get("QUEUE"), Some(&json!("job1")));
+        let sketch = read(&first(
+            "kubernaut/doc-spike-s11-job-executor-job.yaml",
+            "Job",
+        ))
+        .unwrap();
+        assert!(
+            sketch.parameters.contains_key("TARGET_RESOURCE"),
+            "{sketch:?}"
+        );
+    }
+
+    #[test]
+    fn the_annotation_names_the_workflow_and_other_kinds_are_no_executions() {
+        let mut run = first("taskruns/beta-bundles-resolver.yaml", "TaskRun");
+        run["metadata"]["annotations"] = json!({"plumbline.dev/workflow": "git-clone@0.10.0"});
+        let read_run = read(&run).unwrap();
+        assert_eq!(
+            read_run.workflow,
+            Some(("git-clone".to_owned(), "0.10.0".to_owned()))
+        );
+        run["metadata"]["annotations"] = json!({"plumbline.dev/workflow": "git-clone"});
+        assert!(
+            read(&run)
+                .unwrap_err()
+                .to_string()
+                .contains("<workflowId>@<version>")
+        );
+        let cron = first("jobs/cronjob.yaml", "CronJob");
+        assert!(
+            read(&cron)
+                .unwrap_err()
+                .to_string()
+                .contains("CronJob is no execution")
+        );
+    }
+
+    #[test]
+    fn text_values_are_read_as_their_parameters_declare() {
+        let workflow = crate::read(
+            "metadata: {workflowId: scale, version: 1.0.0, description: {what: x}}\n\
+             execution: {engine: job}\n\
+             parameters:\n\
+             - {name: REPLICAS, type: integer}\n- {name: RATIO, type: number}\n\
+             - {name: DRY, type: boolean}\n- {name: NAMES, type: array}\n- {name: NOTE, type: string}\n",
+        )
+        .unwrap();
+        let given = json!({"REPLICAS": "3", "RATIO": "0.5", "DRY": "true", "NAMES": "[\"a\"]",
+                           "NOTE": "7", "OTHER": "1", "BAD": "x"})
+        .as_object()
+        .unwrap()
+        .clone();
+        let read = typed(&workflow, &given);
+        assert_eq!(read["REPLICAS"], json!(3));
+        assert_eq!(read["RATIO"], json!(0.5));
+        assert_eq!(read["DRY"], json!(true));
+        assert_eq!(read["NAMES"], json!(["a"]));
+        assert_eq!(read["NOTE"], json!("7"), "a string stays text");
+        assert_eq!(read["OTHER"], json!("1"), "undeclared: left as given");
+        let wrong = json!({"REPLICAS": "three"}).as_object().unwrap().clone();
+        assert_eq!(typed(&workflow, &wrong)["REPLICAS"], json!("three"));
+    }
+}

@@ -71,7 +71,16 @@ pub fn routes(catalog: Arc<Catalog>, access: Access) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Plumbline workflow catalog", version = "1"),
-    paths(register, search, versions, version, lifecycle, validate),
+    paths(
+        register,
+        search,
+        versions,
+        version,
+        lifecycle,
+        validate,
+        super::gate_api::check,
+        super::gate_api::allowed
+    ),
     components(schemas(Problem, Record, Summary, Page, Lifecycle, Registration))
 )]
 pub struct Document;
@@ -224,18 +233,21 @@ impl From<RegisterError> for Problem {
     }
 }
 
-fn bad_request(detail: String) -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "bad-request",
-        "The request cannot be read",
-        detail,
-    )
+impl Problem {
+    /// A request that cannot be read.
+    pub fn bad_request(detail: String) -> Problem {
+        let title = "The request cannot be read";
+        Problem::new(StatusCode::BAD_REQUEST, "bad-request", title, detail)
+    }
 }
 
-/// Whether the request may write; the actor it writes as.
-fn writer(api: &Api, headers: &HeaderMap, peer: &Peer) -> Result<String, Problem> {
-    match &api.access.token {
+fn bad_request(detail: String) -> Problem {
+    Problem::bad_request(detail)
+}
+
+/// Whether the request may write under `access`; the actor it writes as.
+pub fn writer(access: &Access, headers: &HeaderMap, peer: &Peer) -> Result<String, Problem> {
+    match &access.token {
         Some(token) => {
             let given = headers
                 .get(header::AUTHORIZATION)
@@ -316,7 +328,7 @@ async fn register(
     headers: HeaderMap,
     body: Result<Json<RegisterBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Registration>), Problem> {
-    let actor = writer(&api, &headers, &peer)?;
+    let actor = writer(&api.access, &headers, &peer)?;
     let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     let offer = match (body.schema_image, body.schema) {
         (Some(image), None) => Offer::Image(image),
@@ -418,7 +430,7 @@ async fn lifecycle(
     Path((id, version)): Path<(String, String)>,
     body: Result<Json<LifecycleBody>, JsonRejection>,
 ) -> Result<Json<Record>, Problem> {
-    let actor = writer(&api, &headers, &peer)?;
+    let actor = writer(&api.access, &headers, &peer)?;
     let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     if body.reason.trim().is_empty() {
         return Err(bad_request("say why: `reason` is empty".into()));

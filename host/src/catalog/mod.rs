@@ -10,6 +10,8 @@
 
 pub mod api;
 pub mod extract;
+pub mod gate;
+pub mod gate_api;
 pub mod mcp;
 pub mod register;
 pub mod search;

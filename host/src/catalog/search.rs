@@ -10,7 +10,7 @@ use super::store::{Lifecycle, Record};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The most results one page holds.
 pub const MAX_LIMIT: usize = 500;
@@ -136,6 +136,8 @@ pub struct BadCursor(pub String);
 pub struct Index {
     /// (workflowId, version) → the summary and its lower-cased text.
     entries: BTreeMap<(String, String), (Summary, String)>,
+    /// The repository of an execution image → the versions that run it.
+    images: BTreeMap<String, BTreeSet<(String, String)>>,
 }
 
 impl Index {
@@ -163,7 +165,20 @@ impl Index {
         .join("\n")
         .to_lowercase();
         let key = (w.workflow_id.clone(), w.version.clone());
+        if let Some(image) = record.execution_image() {
+            let repository = plumbline_catalog::executions::repository(image);
+            let versions = self.images.entry(repository.to_owned()).or_default();
+            versions.insert(key.clone());
+        }
         self.entries.insert(key, (summary, text));
+    }
+
+    /// The versions whose execution image is in `repository`.
+    pub fn running(&self, repository: &str) -> Vec<(String, String)> {
+        self.images
+            .get(repository)
+            .map(|versions| versions.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// How many versions are indexed.

@@ -4,7 +4,7 @@
 
 use super::register::{Offer, RegisterError, Registrar};
 use super::search::{BadCursor, Index, Page, Query};
-use super::store::{Change, Lifecycle, Record, Registered, StoreError};
+use super::store::{Change, ExecutionRecord, Lifecycle, Record, Registered, StoreError};
 use plumbline_catalog::Violation;
 use serde_json::{Map, Value};
 use std::sync::{PoisonError, RwLock};
@@ -58,6 +58,24 @@ impl Catalog {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .search(query)
+    }
+
+    /// The versions whose execution image is in `repository`.
+    pub fn running(&self, repository: &str) -> Vec<(String, String)> {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .running(repository)
+    }
+
+    /// Records an execution the gate allowed.
+    pub fn record_execution(&self, execution: &ExecutionRecord) -> Result<(), StoreError> {
+        self.registrar.store.record_execution(execution)
+    }
+
+    /// The last `limit` executions allowed, newest first.
+    pub fn executions(&self, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError> {
+        self.registrar.store.executions(limit)
     }
 
     /// How many versions are registered.

@@ -117,6 +117,22 @@ pub struct ServeArgs {
     /// Service's names when agents call it in a cluster.
     #[arg(long, value_name = "HOST", requires = "catalog")]
     pub mcp_allowed_host: Vec<String>,
+    /// Seconds the gate (POST /gate, /gate-webhook) has to decide; a
+    /// decision not made by then is a denial (fail-closed). Keep it below
+    /// the webhook's timeoutSeconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = deadline_seconds, requires = "catalog")]
+    pub gate_deadline: f64,
+}
+
+/// A deadline: more than 0, at most 30 s (the API server's own cap on a
+/// webhook).
+fn deadline_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 30.0 => Ok(s),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds above 0 and at most 30"
+        )),
+    }
 }
 
 /// The catalog's routes, if `args` ask for them: its store in `state`,
@@ -138,6 +154,7 @@ pub fn routes(
         None => None,
     };
     let store = DiskCatalog::open(&state.join("catalog.redb"))?;
+    let gate_policies = policies.clone();
     let rules = move |schema: &str, context: &str| schema_rules(&policies.set(), schema, context);
     let registrar = Registrar {
         store: Arc::new(store),
@@ -159,7 +176,13 @@ pub fn routes(
         given => given.to_vec(),
     };
     let mcp = crate::catalog::mcp::routes(catalog.clone(), hosts);
-    Ok(Some(api::routes(catalog, api::Access { token }).merge(mcp)))
+    let access = api::Access { token };
+    let gate =
+        crate::catalog::gate::Gate::new(catalog.clone(), Arc::new(move || gate_policies.set()));
+    let deadline = std::time::Duration::from_secs_f64(args.gate_deadline);
+    let gate =
+        crate::catalog::gate_api::routes(Arc::new(gate), catalog.clone(), access.clone(), deadline);
+    Ok(Some(api::routes(catalog, access).merge(mcp).merge(gate)))
 }
 
 /// The token in `path`: its first line, which must not be empty.

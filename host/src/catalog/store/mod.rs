@@ -19,6 +19,34 @@ use std::path::{Path, PathBuf};
 /// (workflowId, version) → the record, as JSON.
 const VERSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("catalog_versions");
 
+/// Sequence number → an allowed execution, as JSON.
+const EXECUTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog_executions");
+
+/// An execution the gate allowed: what ran, against what, for whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionRecord {
+    /// The workflow.
+    pub workflow_id: String,
+    /// Its version.
+    pub version: String,
+    /// What runs it: `PipelineRun ns/name`, `Job ns/name`, or `api`.
+    pub runner: String,
+    /// The image or bundle it runs, as referenced.
+    pub image: Option<String>,
+    /// The digest it was checked at.
+    pub image_digest: Option<String>,
+    /// The content hash of the schema its parameters were checked against.
+    pub schema_digest: String,
+    /// `sha256:` of its parameters' canonical JSON (not the values: they
+    /// may be sensitive).
+    pub parameters_hash: String,
+    /// Who asked for it.
+    pub requester: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
 /// Whether a version may be executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -67,6 +95,34 @@ pub struct Record {
     pub lifecycle: Lifecycle,
     /// The last lifecycle change.
     pub last_change: Option<Change>,
+}
+
+impl Record {
+    /// The image an execution of this version runs: its execution bundle,
+    /// else the image its schema came from.
+    pub fn execution_image(&self) -> Option<&str> {
+        let execution = &self.workflow.execution;
+        execution.bundle.as_deref().or(self.schema_image.as_deref())
+    }
+
+    /// The digest an execution must run: the execution's own, else the
+    /// one its bundle reference pins, else (when the bundle is the schema's
+    /// image, or none is named) the digest the schema was read at.
+    pub fn execution_digest(&self) -> Option<String> {
+        use plumbline_catalog::executions::{digest, repository};
+        let execution = &self.workflow.execution;
+        if let Some(digest) = &execution.digest {
+            return Some(digest.clone());
+        }
+        let bundle = execution.bundle.as_deref();
+        if let Some(pinned) = bundle.and_then(digest) {
+            return Some(pinned.to_owned());
+        }
+        let schema_image = self.schema_image.as_deref()?;
+        let same = bundle.is_none_or(|b| repository(b) == repository(schema_image));
+        same.then(|| digest(schema_image).map(str::to_owned))
+            .flatten()
+    }
 }
 
 /// The content hash of `workflow`: of its canonical JSON (fields in the
@@ -138,6 +194,12 @@ pub trait CatalogStore: Send + Sync {
 
     /// Every version of every workflow (what a search index is built from).
     fn all(&self) -> Result<Vec<Record>, StoreError>;
+
+    /// Records an execution the gate allowed.
+    fn record_execution(&self, execution: &ExecutionRecord) -> Result<(), StoreError>;
+
+    /// The last `limit` executions recorded, newest first.
+    fn executions(&self, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError>;
 }
 
 /// The embedded store: one redb file.
@@ -160,6 +222,7 @@ impl DiskCatalog {
         let db = Database::create(path).map_err(|e| error(e.into()))?;
         let txn = db.begin_write().map_err(|e| error(e.into()))?;
         txn.open_table(VERSIONS).map_err(|e| error(e.into()))?;
+        txn.open_table(EXECUTIONS).map_err(|e| error(e.into()))?;
         txn.commit().map_err(|e| error(e.into()))?;
         Ok(DiskCatalog {
             db,
@@ -256,6 +319,31 @@ impl CatalogStore for DiskCatalog {
             records.push(self.decode(value.value())?);
         }
         Ok(records)
+    }
+
+    fn record_execution(&self, execution: &ExecutionRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(execution).map_err(|e| self.error(e))?;
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut table = txn.open_table(EXECUTIONS).map_err(|e| self.error(e))?;
+            let last = table.last().map_err(|e| self.error(e))?;
+            let next = last.map_or(0, |(key, _)| key.value() + 1);
+            table
+                .insert(next, bytes.as_slice())
+                .map_err(|e| self.error(e))?;
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    fn executions(&self, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(EXECUTIONS).map_err(|e| self.error(e))?;
+        let mut found = Vec::new();
+        for row in table.iter().map_err(|e| self.error(e))?.rev().take(limit) {
+            let (_, value) = row.map_err(|e| self.error(e))?;
+            found.push(serde_json::from_slice(value.value()).map_err(|e| self.error(e))?);
+        }
+        Ok(found)
     }
 
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
