@@ -462,3 +462,187 @@ fn an_agent_finds_and_reads_workflows_through_the_mcp_sdks_own_client() {
     let (status, _, _) = http_request(&address, "POST", "/mcp", &headers, init);
     assert_eq!(status, 403);
 }
+
+/// The value of the series `name` (with its labels) in `/metrics`.
+fn metric(address: &str, name: &str) -> Option<f64> {
+    let (_, text) = crate::support::http_get(address, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_push_to_a_watched_repository_is_registered_with_no_api_call() {
+    let port = Registry::free_port();
+    let host = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let watch = format!("{host}/workflows/*");
+    let daemon = serve(
+        dir.path(),
+        &[
+            "--insecure-registry",
+            &host,
+            "--catalog-watch",
+            &watch,
+            "--catalog-resync",
+            "3600",
+        ],
+    );
+    let address = daemon.address();
+    let registry = Registry::start_notifying(port, &format!("http://{address}/registry-webhook"));
+    let layers = vec![layer(&[("workflow-schema.yaml", SCHEMA)])];
+    client(&registry)
+        .push(&format!("{host}/workflows/restart:1.0.0"), &image(layers))
+        .unwrap();
+    // Not watched: not registered.
+    let other = schema_for("other-pod");
+    client(&registry)
+        .push(
+            &format!("{host}/elsewhere/other:1.0.0"),
+            &image(vec![layer(&[("workflow-schema.yaml", other.as_bytes())])]),
+        )
+        .unwrap();
+    let record = crate::support::wait_for("the pushed version registered", || {
+        let (status, record) = call(
+            &address,
+            "GET",
+            "/api/v1/workflows/restart-pod/versions/1.0.0",
+            None,
+        );
+        (status == 200).then_some(record)
+    });
+    assert_eq!(
+        record["schemaReference"],
+        format!("{host}/workflows/restart:1.0.0")
+    );
+    assert_eq!(record["registeredBy"], "notification");
+    let source = "plumbline_catalog_registered_total{source=\"notification\"}";
+    assert_eq!(metric(&address, source), Some(1.0));
+    assert_eq!(
+        metric(&address, "plumbline_catalog_extraction_seconds_count"),
+        Some(1.0)
+    );
+    let (status, _) = call(&address, "GET", "/api/v1/workflows/other-pod", None);
+    assert_eq!(
+        status, 404,
+        "an unwatched repository's push is not registered"
+    );
+}
+
+/// A schema like [`SCHEMA`] for the workflow `id`.
+fn schema_for(id: &str) -> String {
+    String::from_utf8_lossy(SCHEMA).replace("restart-pod", id)
+}
+
+#[test]
+fn a_moved_tag_is_drift_never_adopted_and_the_gate_denies_the_version_until_a_new_one() {
+    let mut registry = Registry::start();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let watch = format!("{host}/fixed/scale");
+    let daemon = serve(
+        dir.path(),
+        &[
+            "--insecure-registry",
+            &host,
+            "--catalog-watch",
+            &watch,
+            "--catalog-resync",
+            "1",
+        ],
+    );
+    let address = daemon.address();
+    let tag = format!("{host}/workflows/restart:1.0.0");
+    let first = client(&registry)
+        .push(
+            &tag,
+            &image(vec![layer(&[("workflow-schema.yaml", SCHEMA)])]),
+        )
+        .unwrap();
+    let (status, body) = call(
+        &address,
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"schemaImage": tag})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let job = |digest: &str| {
+        json!({"object": {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "r", "annotations": {"plumbline.dev/workflow": "restart-pod@1.0.0"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "w",
+                "image": format!("{host}/workflows/restart@{digest}")}]}}}}})
+    };
+    let (_, decided) = call(&address, "POST", "/gate", Some(job(&first)));
+    assert_eq!(decided["allowed"], true, "{decided}");
+
+    // The tag is pushed again with other content: drift, not adopted.
+    let moved = client(&registry)
+        .push(
+            &tag,
+            &image(vec![layer(&[
+                ("workflow-schema.yaml", SCHEMA),
+                ("app/new", b"1"),
+            ])]),
+        )
+        .unwrap();
+    let record = crate::support::wait_for("the drift", || {
+        let (_, record) = call(
+            &address,
+            "GET",
+            "/api/v1/workflows/restart-pod/versions/1.0.0",
+            None,
+        );
+        (!record["drift"].is_null()).then_some(record)
+    });
+    assert_eq!(record["drift"]["registered"], first.as_str());
+    assert_eq!(record["drift"]["now"], moved.as_str());
+    assert_eq!(
+        record["schemaImage"],
+        format!("{host}/workflows/restart@{first}"),
+        "not adopted"
+    );
+    assert_eq!(metric(&address, "plumbline_catalog_drift_total"), Some(1.0));
+    let (_, decided) = call(&address, "POST", "/gate", Some(job(&first)));
+    assert_eq!(decided["allowed"], false);
+    assert!(
+        decided["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("register the new content as a new version"),
+        "{decided}"
+    );
+
+    // A tag of a watched repository no notification told of is found.
+    client(&registry)
+        .push(
+            &format!("{host}/fixed/scale:2.0.0"),
+            &image(vec![layer(&[(
+                "workflow-schema.yaml",
+                schema_for("scale").replace("1.0.0", "2.0.0").as_bytes(),
+            )])]),
+        )
+        .unwrap();
+    crate::support::wait_for("the missed tag registered", || {
+        let (status, _) = call(
+            &address,
+            "GET",
+            "/api/v1/workflows/scale/versions/2.0.0",
+            None,
+        );
+        (status == 200).then_some(())
+    });
+    let source = "plumbline_catalog_registered_total{source=\"reconciler\"}";
+    assert_eq!(metric(&address, source), Some(1.0));
+
+    // The registry down is not drift: what was found stays as it was.
+    registry.stop();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(metric(&address, "plumbline_catalog_drift_total"), Some(1.0));
+    let (_, scale) = call(
+        &address,
+        "GET",
+        "/api/v1/workflows/scale/versions/2.0.0",
+        None,
+    );
+    assert!(scale["drift"].is_null(), "{scale}");
+}

@@ -28,13 +28,34 @@ impl Registry {
         Registry::start_with(Some(auth))
     }
 
-    fn start_with(auth: Option<&str>) -> Registry {
-        let root = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+    /// A port free now, for a registry started later on it (when what it
+    /// notifies must know its address first).
+    #[allow(dead_code)] // the benchmark does not notify
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
-            .port();
+            .port()
+    }
+
+    /// Starts a registry on `port` that notifies `url` of every push (its
+    /// `notifications` section), as a registry configured for Plumbline's
+    /// `/registry-webhook` does.
+    #[allow(dead_code)] // the benchmark does not notify
+    pub fn start_notifying(port: u16, url: &str) -> Registry {
+        let notifications = format!(
+            "notifications:\n  endpoints:\n  - name: plumbline\n    url: {url}\n    timeout: 2s\n    threshold: 3\n    backoff: 1s\n"
+        );
+        Registry::launch(port, None, &notifications)
+    }
+
+    fn start_with(auth: Option<&str>) -> Registry {
+        Registry::launch(Registry::free_port(), auth, "")
+    }
+
+    fn launch(port: u16, auth: Option<&str>, more: &str) -> Registry {
+        let root = tempfile::tempdir().unwrap();
         let mut config = format!(
             "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             root.path().join("storage").display()
@@ -42,6 +63,7 @@ impl Registry {
         if let Some(auth) = auth {
             config.push_str(&format!("auth:\n{auth}"));
         }
+        config.push_str(more);
         let config_path = root.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let process = std::process::Command::new("docker-registry")

@@ -70,6 +70,11 @@ impl OciClient {
         self.driver.run(self.registry.manifest(reference))?
     }
 
+    /// Every tag of `repository` ([`Registry::tags`]).
+    pub fn tags(&self, repository: &str) -> Result<Vec<String>, OciError> {
+        self.driver.run(self.registry.tags(repository))?
+    }
+
     /// The manifests of `artifact_type` that refer to `digest`
     /// ([`Registry::referrers`]).
     pub fn referrers(

@@ -13,6 +13,9 @@ use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// Tags asked for per page of a listing.
+const TAGS_PAGE: usize = 1000;
+
 /// An async registry client.
 pub struct Registry {
     client: Client,
@@ -61,6 +64,28 @@ impl Registry {
             config: Descriptor::from(&manifest.config),
             layers: manifest.layers.iter().map(Descriptor::from).collect(),
         })
+    }
+
+    /// Every tag of `repository` (`registry/repo`), a page at a time.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, OciError> {
+        // Any reference of the repository names it for the listing.
+        let parsed = parse(&format!("{repository}:latest"))?;
+        let auth = self.auth(&parsed);
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let last = tags.last().cloned();
+            let page = self
+                .client
+                .list_tags(&parsed, &auth, Some(TAGS_PAGE), last.as_deref())
+                .await
+                .map_err(|e| registry("listing the tags of", repository, e))?;
+            let full = page.tags.len() >= TAGS_PAGE;
+            tags.extend(page.tags);
+            // A registry that ignores `last` would send the same page again.
+            if !full || tags.last() == last.as_ref() {
+                return Ok(tags);
+            }
+        }
     }
 
     /// The manifests that refer to `digest` in `reference`'s repository

@@ -103,10 +103,10 @@ impl Gate {
         let verdict = (self.policies)()
             .chain(Decision::Gate)
             .decide(&request.to_string());
-        let reasons = match verdict {
-            Verdict::Allow => Vec::new(),
-            Verdict::Deny(reasons) => reasons,
-        };
+        let mut reasons: Vec<String> = record.drift.iter().map(drifted).collect();
+        if let Verdict::Deny(denied) = verdict {
+            reasons.extend(denied);
+        }
         let decided = Decided {
             allowed: reasons.is_empty(),
             reasons,
@@ -188,6 +188,14 @@ fn without_engine_parameters(
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Why a drifted version does not run.
+fn drifted(drift: &super::store::Drift) -> String {
+    format!(
+        "{} names {} since {}, but this version was registered at {}: the catalog does not adopt it; register the new content as a new version",
+        drift.reference, drift.now, drift.found_at, drift.registered
+    )
 }
 
 fn hash(value: &Value) -> String {

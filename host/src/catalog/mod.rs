@@ -13,6 +13,8 @@ pub mod extract;
 pub mod gate;
 pub mod gate_api;
 pub mod mcp;
+pub mod notify;
+pub mod reconcile;
 pub mod register;
 pub mod search;
 pub mod service;

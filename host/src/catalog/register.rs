@@ -114,8 +114,11 @@ impl Registrar {
                 violations,
             });
         }
+        let schema_reference = image.as_ref().map(|(reference, _)| reference.to_string());
         let schema_image = image.map(|(reference, e): (&str, Extracted)| pinned(reference, &e));
         let record = Record {
+            schema_reference,
+            drift: None,
             content_hash: content_hash(&workflow),
             workflow,
             schema_image,

@@ -4,7 +4,7 @@
 
 use super::register::{Offer, RegisterError, Registrar};
 use super::search::{BadCursor, Index, Page, Query};
-use super::store::{Change, ExecutionRecord, Lifecycle, Record, Registered, StoreError};
+use super::store::{Change, Drift, ExecutionRecord, Lifecycle, Record, Registered, StoreError};
 use plumbline_catalog::Violation;
 use serde_json::{Map, Value};
 use std::sync::{PoisonError, RwLock};
@@ -58,6 +58,23 @@ impl Catalog {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .search(query)
+    }
+
+    /// Every version registered.
+    pub fn all(&self) -> Result<Vec<Record>, StoreError> {
+        self.registrar.store.all()
+    }
+
+    /// Records (or clears) a version's drift.
+    pub fn set_drift(
+        &self,
+        id: &str,
+        version: &str,
+        drift: Option<Drift>,
+    ) -> Result<Record, StoreError> {
+        let record = self.registrar.store.set_drift(id, version, drift)?;
+        self.index_put(&record);
+        Ok(record)
     }
 
     /// The versions whose execution image is in `repository`.

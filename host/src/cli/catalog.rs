@@ -122,6 +122,18 @@ pub struct ServeArgs {
     /// the webhook's timeoutSeconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = deadline_seconds, requires = "catalog")]
     pub gate_deadline: f64,
+    /// A repository whose pushed tags are registered (`registry/repo`, or
+    /// `registry/prefix/*` for every repository under a prefix): as the
+    /// registry's notification to /registry-webhook arrives, and at each
+    /// --catalog-resync for tags a notification missed (exact
+    /// repositories). Given again for more.
+    #[arg(long, value_name = "REPO", requires = "catalog")]
+    pub catalog_watch: Vec<String>,
+    /// Seconds between two looks at the registry: every registered tag is
+    /// resolved again (one that moved is drift, recorded and never
+    /// adopted), and every watched repository's tags are listed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = super::at_least_one, requires = "catalog")]
+    pub catalog_resync: u64,
 }
 
 /// A deadline: more than 0, at most 30 s (the API server's own cap on a
@@ -135,17 +147,18 @@ fn deadline_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The catalog's routes, if `args` ask for them: its store in `state`,
-/// images read with `registry`, schemas checked by the schema chain that
-/// `policies` serve at the time.
+/// The catalog's routes, if `args` ask for them, and its series for
+/// `/metrics`: its store in `state`, images read with `registry`, schemas
+/// checked by the schema chain that `policies` serve at the time. The
+/// reconciler starts on a thread of its own.
 pub fn routes(
     args: &ServeArgs,
     state: &std::path::Path,
     registry: crate::oci::OciClient,
     policies: crate::bundle::Serving,
-) -> anyhow::Result<Option<axum::Router>> {
-    use crate::catalog::{Catalog, api, register::Registrar, store::DiskCatalog};
-    use anyhow::Context as _;
+) -> anyhow::Result<Option<(axum::Router, crate::daemon::Export)>> {
+    use crate::catalog::reconcile::{Metrics, Reconciler, Watched};
+    use crate::catalog::{api, gate, gate_api, mcp, notify};
     if !args.catalog {
         return Ok(None);
     }
@@ -153,12 +166,55 @@ pub fn routes(
         Some(path) => Some(read_token(path)?),
         None => None,
     };
+    let watched = args
+        .catalog_watch
+        .iter()
+        .map(|w| Watched::parse(w).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let registry = Arc::new(registry);
+    let catalog = open(state, registry.clone(), policies.clone())?;
+    eprintln!(
+        "catalog: {} version(s) registered; serving /api/v1/workflows, /mcp, /gate and /registry-webhook",
+        catalog.len()
+    );
+    let access = api::Access { token };
+    let gate = gate::Gate::new(catalog.clone(), Arc::new(move || policies.set()));
+    let deadline = std::time::Duration::from_secs_f64(args.gate_deadline);
+    let metrics = Metrics::default();
+    let reconciler = Arc::new(Reconciler::new(
+        catalog.clone(),
+        registry,
+        watched,
+        metrics.clone(),
+    ));
+    reconcile(reconciler.clone(), args.catalog_resync)?;
+    let router = api::routes(catalog.clone(), access.clone())
+        .merge(mcp::routes(catalog.clone(), mcp_hosts(args)))
+        .merge(gate_api::routes(
+            Arc::new(gate),
+            catalog,
+            access.clone(),
+            deadline,
+        ))
+        .merge(notify::routes(reconciler, access));
+    let export: crate::daemon::Export = Box::new(move |registry| metrics.register(registry));
+    Ok(Some((router, export)))
+}
+
+/// The catalog in `state`, its schemas checked by the schema chain
+/// `policies` serve at the time.
+fn open(
+    state: &std::path::Path,
+    registry: Arc<crate::oci::OciClient>,
+    policies: crate::bundle::Serving,
+) -> anyhow::Result<Arc<crate::catalog::Catalog>> {
+    use crate::catalog::{Catalog, register::Registrar, store::DiskCatalog};
+    use anyhow::Context as _;
     let store = DiskCatalog::open(&state.join("catalog.redb"))?;
-    let gate_policies = policies.clone();
     let rules = move |schema: &str, context: &str| schema_rules(&policies.set(), schema, context);
     let registrar = Registrar {
         store: Arc::new(store),
-        registry: Arc::new(registry),
+        registry,
         paths: plumbline_catalog::layers::DEFAULT_PATHS
             .iter()
             .map(|p| p.to_string())
@@ -166,23 +222,46 @@ pub fn routes(
         caps: Default::default(),
         rules: Arc::new(rules),
     };
-    let catalog = Arc::new(Catalog::open(registrar).context("opening the catalog")?);
-    eprintln!(
-        "catalog: {} version(s) registered; serving /api/v1/workflows and /mcp",
-        catalog.len()
-    );
-    let hosts = match args.mcp_allowed_host.as_slice() {
+    Ok(Arc::new(
+        Catalog::open(registrar).context("opening the catalog")?,
+    ))
+}
+
+/// The `Host`s the MCP endpoint answers.
+fn mcp_hosts(args: &ServeArgs) -> Vec<String> {
+    match args.mcp_allowed_host.as_slice() {
         [] => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
         given => given.to_vec(),
-    };
-    let mcp = crate::catalog::mcp::routes(catalog.clone(), hosts);
-    let access = api::Access { token };
-    let gate =
-        crate::catalog::gate::Gate::new(catalog.clone(), Arc::new(move || gate_policies.set()));
-    let deadline = std::time::Duration::from_secs_f64(args.gate_deadline);
-    let gate =
-        crate::catalog::gate_api::routes(Arc::new(gate), catalog.clone(), access.clone(), deadline);
-    Ok(Some(api::routes(catalog, access).merge(mcp).merge(gate)))
+    }
+}
+
+/// Runs `reconciler` every `seconds` on a thread of its own, saying what
+/// each pass found (a failure once until it changes).
+fn reconcile(
+    reconciler: Arc<crate::catalog::reconcile::Reconciler>,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let mut said: Vec<String> = Vec::new();
+    std::thread::Builder::new()
+        .name("catalog-reconcile".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(seconds));
+                let report = reconciler.once();
+                if report.drifted + report.registered > 0 {
+                    eprintln!(
+                        "catalog: {} tag(s) checked, {} drifted, {} new version(s) registered",
+                        report.checked, report.drifted, report.registered
+                    );
+                }
+                for failure in report.failed.iter().filter(|f| !said.contains(f)) {
+                    tracing::warn!("catalog reconciliation: {failure}");
+                }
+                said = report.failed;
+            }
+        })
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("starting the catalog's reconciler: {e}"))
 }
 
 /// The token in `path`: its first line, which must not be empty.

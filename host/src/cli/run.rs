@@ -336,14 +336,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let policies = Serving::new(Arc::new(set), digests);
     let registry = crate::oci::OciClient::on(handle.clone(), global.oci_config()?)?;
-    if let Some(catalog) =
+    let mut export: Vec<Export> = Vec::new();
+    if let Some((catalog, metrics)) =
         super::catalog::routes(&args.catalog, &state, registry, policies.clone())?
     {
         routes = routes.merge(catalog);
+        export.push(metrics);
     }
     let attribution = (facts.is_some() || admissions.is_some())
         .then(|| Arc::new(Attribution::new(facts, admissions)));
-    let mut export: Vec<Export> = Vec::new();
     if let Some(attribution) = attribution.clone() {
         export.push(Box::new(move |registry| attribution.register(registry)));
     }

@@ -61,6 +61,20 @@ pub enum Lifecycle {
     Archived,
 }
 
+/// A tag that points elsewhere than when its version was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    /// The tag.
+    pub reference: String,
+    /// The digest registered.
+    pub registered: String,
+    /// The digest it names now.
+    pub now: String,
+    /// When this was found (RFC 3339).
+    pub found_at: String,
+}
+
 /// A lifecycle change: what, why and who.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
@@ -84,6 +98,13 @@ pub struct Record {
     /// Where the schema came from: an image reference pinned by digest,
     /// or none for an inline schema.
     pub schema_image: Option<String>,
+    /// The image reference as it was given (its tag), which is resolved
+    /// again to find drift.
+    #[serde(default)]
+    pub schema_reference: Option<String>,
+    /// The tag moved since registration: found, never adopted.
+    #[serde(default)]
+    pub drift: Option<Drift>,
     /// `sha256:` of the schema's canonical JSON: what "the same content"
     /// means.
     pub content_hash: String,
@@ -192,6 +213,14 @@ pub trait CatalogStore: Send + Sync {
     /// Sets a version's lifecycle.
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError>;
 
+    /// Records (or, with none, clears) a version's drift.
+    fn set_drift(
+        &self,
+        id: &str,
+        version: &str,
+        drift: Option<Drift>,
+    ) -> Result<Record, StoreError>;
+
     /// Every version of every workflow (what a search index is built from).
     fn all(&self) -> Result<Vec<Record>, StoreError>;
 
@@ -239,6 +268,38 @@ impl DiskCatalog {
 
     fn decode(&self, bytes: &[u8]) -> Result<Record, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| self.error(e))
+    }
+
+    /// Changes what `change` changes of a version, in one transaction.
+    fn modify(
+        &self,
+        id: &str,
+        version: &str,
+        change: impl FnOnce(&mut Record),
+    ) -> Result<Record, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let record = {
+            let mut table = txn.open_table(VERSIONS).map_err(|e| self.error(e))?;
+            let existing = table
+                .get((id, version))
+                .map_err(|e| self.error(e))?
+                .map(|bytes| self.decode(bytes.value()))
+                .transpose()?;
+            let Some(mut record) = existing else {
+                return Err(StoreError::NotFound {
+                    id: id.to_owned(),
+                    version: version.to_owned(),
+                });
+            };
+            change(&mut record);
+            let encoded = serde_json::to_vec(&record).map_err(|e| self.error(e))?;
+            table
+                .insert((id, version), encoded.as_slice())
+                .map_err(|e| self.error(e))?;
+            record
+        };
+        txn.commit().map_err(|e| self.error(e))?;
+        Ok(record)
     }
 }
 
@@ -347,30 +408,19 @@ impl CatalogStore for DiskCatalog {
     }
 
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        let record = {
-            let mut table = txn.open_table(VERSIONS).map_err(|e| self.error(e))?;
-            let existing = table
-                .get((id, version))
-                .map_err(|e| self.error(e))?
-                .map(|bytes| self.decode(bytes.value()))
-                .transpose()?;
-            let Some(mut record) = existing else {
-                return Err(StoreError::NotFound {
-                    id: id.to_owned(),
-                    version: version.to_owned(),
-                });
-            };
+        self.modify(id, version, |record| {
             record.lifecycle = change.lifecycle;
             record.last_change = Some(change);
-            let encoded = serde_json::to_vec(&record).map_err(|e| self.error(e))?;
-            table
-                .insert((id, version), encoded.as_slice())
-                .map_err(|e| self.error(e))?;
-            record
-        };
-        txn.commit().map_err(|e| self.error(e))?;
-        Ok(record)
+        })
+    }
+
+    fn set_drift(
+        &self,
+        id: &str,
+        version: &str,
+        drift: Option<Drift>,
+    ) -> Result<Record, StoreError> {
+        self.modify(id, version, |record| record.drift = drift)
     }
 }
 

@@ -18,6 +18,8 @@ fn record(workflow: Workflow) -> Record {
         content_hash: content_hash(&workflow),
         workflow,
         schema_image: None,
+        schema_reference: None,
+        drift: None,
         registered_by: "alice".into(),
         registered_at: "2026-12-06T00:00:00Z".into(),
         lifecycle: Lifecycle::Active,
