@@ -646,3 +646,98 @@ fn a_moved_tag_is_drift_never_adopted_and_the_gate_denies_the_version_until_a_ne
     );
     assert!(scale["drift"].is_null(), "{scale}");
 }
+
+/// `plumbline ARGS`: status, standard output and standard error.
+fn plumbline(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(crate::support::binary())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_cli_registers_lists_changes_and_checks_on_a_store_on_disk_and_through_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let schema = dir.path().join("restart.yaml");
+    std::fs::write(&schema, RESTART).unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, RESTART.replace("'1.0.0'", "'one'")).unwrap();
+    let schema = schema.to_str().unwrap();
+    let (ok, out, err) = plumbline(&["catalog", "register", "--state-dir", state, schema]);
+    assert!(ok, "{err}");
+    assert!(out.contains("created restart 1.0.0 (sha256:"), "{out}");
+    let (ok, out, _) = plumbline(&["catalog", "register", "--state-dir", state, schema]);
+    assert!(ok && out.contains("unchanged restart 1.0.0"), "{out}");
+    let (ok, _, err) = plumbline(&[
+        "catalog",
+        "register",
+        "--state-dir",
+        state,
+        broken.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("The schema breaks rules") && err.contains("  metadata.version: "),
+        "{err}"
+    );
+    let (ok, out, _) = plumbline(&["catalog", "list", "--state-dir", state, "-q", "restarts"]);
+    assert!(
+        ok && out.starts_with("restart\t1.0.0\tactive\trestarts a pod"),
+        "{out}"
+    );
+
+    // The gate, on a manifest an operator would apply.
+    let run = dir.path().join("run.yaml");
+    let job = |pod: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: passed-by}}\n---\n\
+             apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: restart\n  annotations: {{plumbline.dev/workflow: restart@1.0.0}}\n\
+             spec:\n  template:\n    spec:\n      containers:\n      - name: w\n        image: 'example.com/restart@sha256:{}'\n        env: [{{name: POD, value: '{pod}'}}]\n",
+            "0".repeat(64)
+        )
+    };
+    std::fs::write(&run, job("web-0")).unwrap();
+    let run = run.to_str().unwrap();
+    let (ok, out, err) = plumbline(&["gate", "check", "--state-dir", state, run]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("Job restart: allowed") && !out.contains("passed-by"),
+        "{out}"
+    );
+    std::fs::write(run, job("Web_0")).unwrap();
+    let (ok, out, _) = plumbline(&["gate", "check", "--state-dir", state, run]);
+    assert!(
+        !ok && out.contains("Job restart: denied\n  invalid parameter: /POD"),
+        "{out}"
+    );
+    let (ok, out, _) = plumbline(&[
+        "catalog",
+        "disable",
+        "--state-dir",
+        state,
+        "restart",
+        "1.0.0",
+        "--reason",
+        "broken",
+    ]);
+    assert!(ok && out.contains("restart 1.0.0: disabled"), "{out}");
+    let (_, out, _) = plumbline(&["catalog", "show", "--state-dir", state, "restart", "1.0.0"]);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["lastChange"]["reason"], "broken");
+
+    // The same through a daemon's API; one that is not there is said.
+    let daemon = serve(&dir.path().join("daemon"), &[]);
+    let api = format!("http://{}", daemon.address());
+    let (ok, out, err) = plumbline(&["catalog", "register", "--api", &api, schema]);
+    assert!(ok && out.contains("created restart 1.0.0"), "{out}{err}");
+    let (ok, out, _) = plumbline(&["catalog", "list", "--api", &api]);
+    assert!(ok && out.contains("restart\t1.0.0"), "{out}");
+    let (ok, out, _) = plumbline(&["gate", "check", "--api", &api, run]);
+    assert!(!ok && out.contains("/POD"), "{out}");
+    let (ok, _, err) = plumbline(&["catalog", "list", "--api", "http://127.0.0.1:1"]);
+    assert!(!ok && err.contains("cannot be reached"), "{err}");
+}

@@ -234,6 +234,12 @@ impl From<RegisterError> for Problem {
 }
 
 impl Problem {
+    /// The daemon cannot be reached, or answered what is no problem.
+    pub fn unreachable(detail: String) -> Problem {
+        let title = "The catalog cannot be reached";
+        Problem::new(StatusCode::BAD_GATEWAY, "unreachable", title, detail)
+    }
+
     /// A request that cannot be read.
     pub fn bad_request(detail: String) -> Problem {
         let title = "The request cannot be read";

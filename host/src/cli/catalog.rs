@@ -1,6 +1,9 @@
-//! `plumbline catalog lint FILE…`: every check a workflow schema must pass
-//! before the catalog takes it, run locally (a pre-commit hook, a CI
-//! step), with every violation and its path.
+//! `plumbline catalog …`: `lint FILE…` runs every check a workflow schema
+//! must pass before the catalog takes it, locally (a pre-commit hook, a CI
+//! step), with every violation and its path; `register`, `list`, `show`
+//! and the lifecycle changes work on a daemon's catalog or a store on
+//! disk ([`super::catalog_client`]); and how `plumbline run` serves the
+//! catalog ([`ServeArgs`], [`routes`]).
 
 use super::{GlobalArgs, load_policies};
 use crate::catalog::read;
@@ -18,6 +21,106 @@ pub enum CatalogCommand {
     /// RemediationWorkflow) as registration would: their shape, what
     /// every schema must be, and the policies' schema rules.
     Lint(LintArgs),
+    /// Registers workflow versions: images that carry their schema
+    /// (registry/repo:tag), or schema files.
+    Register(RegisterArgs),
+    /// Lists the versions a search finds (those that may run, unless
+    /// --lifecycle says otherwise).
+    List(ListArgs),
+    /// Shows one version (JSON), or every version of a workflow.
+    Show(ShowArgs),
+    /// Deprecates a version: it still runs (unless the gate's policies
+    /// say otherwise); a newer one should be picked.
+    Deprecate(ChangeArgs),
+    /// Disables a version: the gate denies its executions.
+    Disable(ChangeArgs),
+    /// Enables (activates) a version again.
+    Enable(ChangeArgs),
+    /// Archives a version: kept for the record only.
+    Archive(ChangeArgs),
+}
+
+/// Arguments of `plumbline catalog register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Images (registry/repo:tag) or schema files (YAML or JSON); a path
+    /// that exists is a file.
+    #[arg(required = true, value_name = "IMAGE|FILE")]
+    what: Vec<String>,
+    #[command(flatten)]
+    target: super::catalog_client::Target,
+}
+
+/// Arguments of `plumbline catalog list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Words that must all appear in the id, action type or description.
+    #[arg(long, short)]
+    q: Option<String>,
+    /// A severity label.
+    #[arg(long)]
+    severity: Option<String>,
+    /// An environment label.
+    #[arg(long)]
+    environment: Option<String>,
+    /// A component label.
+    #[arg(long)]
+    component: Option<String>,
+    /// Only versions in this lifecycle (default: those that may run).
+    #[arg(long, value_enum)]
+    lifecycle: Option<LifecycleArg>,
+    #[command(flatten)]
+    target: super::catalog_client::Target,
+}
+
+/// Arguments of `plumbline catalog show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The workflow's id.
+    id: String,
+    /// Its version; without one, every version.
+    version: Option<String>,
+    #[command(flatten)]
+    target: super::catalog_client::Target,
+}
+
+/// Arguments of a lifecycle change.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// The workflow's id.
+    id: String,
+    /// The version.
+    version: String,
+    /// Why (recorded with who and when).
+    #[arg(long, required = true)]
+    reason: String,
+    #[command(flatten)]
+    target: super::catalog_client::Target,
+}
+
+/// A lifecycle, as the command line names it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LifecycleArg {
+    /// Picked and executed.
+    Active,
+    /// Refused by the gate.
+    Disabled,
+    /// Still executable; a newer version should be picked.
+    Deprecated,
+    /// Kept for the record only.
+    Archived,
+}
+
+impl From<LifecycleArg> for crate::catalog::store::Lifecycle {
+    fn from(arg: LifecycleArg) -> Self {
+        use crate::catalog::store::Lifecycle;
+        match arg {
+            LifecycleArg::Active => Lifecycle::Active,
+            LifecycleArg::Disabled => Lifecycle::Disabled,
+            LifecycleArg::Deprecated => Lifecycle::Deprecated,
+            LifecycleArg::Archived => Lifecycle::Archived,
+        }
+    }
 }
 
 /// Arguments of `plumbline catalog lint`.
@@ -34,7 +137,49 @@ pub struct LintArgs {
 
 /// Runs the command.
 pub fn run(global: &GlobalArgs, command: CatalogCommand) -> anyhow::Result<ExitCode> {
-    let CatalogCommand::Lint(args) = command;
+    use super::catalog_client as client;
+    use crate::catalog::store::Lifecycle;
+    match command {
+        CatalogCommand::Lint(args) => lint_files(global, &args),
+        CatalogCommand::Register(args) => client::register(global, &args.target, &args.what),
+        CatalogCommand::List(args) => {
+            let query = crate::catalog::search::Query {
+                q: args.q,
+                severity: args.severity,
+                environment: args.environment,
+                component: args.component,
+                lifecycle: args.lifecycle.map(Into::into),
+                limit: Some(crate::catalog::search::MAX_LIMIT),
+                ..Default::default()
+            };
+            client::list(global, &args.target, query)
+        }
+        CatalogCommand::Show(args) => {
+            client::show(global, &args.target, &args.id, args.version.as_deref())
+        }
+        CatalogCommand::Deprecate(args) => change(global, args, Lifecycle::Deprecated),
+        CatalogCommand::Disable(args) => change(global, args, Lifecycle::Disabled),
+        CatalogCommand::Enable(args) => change(global, args, Lifecycle::Active),
+        CatalogCommand::Archive(args) => change(global, args, Lifecycle::Archived),
+    }
+}
+
+fn change(
+    global: &GlobalArgs,
+    args: ChangeArgs,
+    lifecycle: crate::catalog::store::Lifecycle,
+) -> anyhow::Result<ExitCode> {
+    let ChangeArgs {
+        id,
+        version,
+        reason,
+        target,
+    } = args;
+    super::catalog_client::change(global, &target, (&id, &version), lifecycle, &reason)
+}
+
+/// `plumbline catalog lint`.
+fn lint_files(global: &GlobalArgs, args: &LintArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_policies(global, args.policy.as_deref(), None, None)?;
     let mut failed = 0;
     let rules = |schema: &str, context: &str| schema_rules(&loaded.set, schema, context);
@@ -203,7 +348,7 @@ pub fn routes(
 
 /// The catalog in `state`, its schemas checked by the schema chain
 /// `policies` serve at the time.
-fn open(
+pub(super) fn open(
     state: &std::path::Path,
     registry: Arc<crate::oci::OciClient>,
     policies: crate::bundle::Serving,
@@ -265,7 +410,7 @@ fn reconcile(
 }
 
 /// The token in `path`: its first line, which must not be empty.
-fn read_token(path: &std::path::Path) -> anyhow::Result<Arc<str>> {
+pub(super) fn read_token(path: &std::path::Path) -> anyhow::Result<Arc<str>> {
     let text = crate::ingest::directory::walk::read_file(path, 64 << 10)
         .map_err(|e| anyhow::anyhow!("reading the catalog token: {e}"))?;
     let token = text.lines().next().unwrap_or_default().trim();

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod catalog;
+mod catalog_client;
 mod config_file;
 mod crds;
 mod plugin_new;
@@ -89,9 +90,31 @@ enum Command {
     /// Prints Plumbline's custom resource definitions as YAML, for
     /// `kubectl apply -f -`.
     Crds(crds::CrdsArgs),
-    /// The workflow catalog: lint workflow schemas before they are pushed.
+    /// The workflow catalog: lint schemas before they are pushed;
+    /// register, list, show, and change the lifecycle of versions.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// The execution gate.
+    #[command(subcommand)]
+    Gate(GateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GateCommand {
+    /// Asks the gate about each execution (PipelineRun, TaskRun, Job) in
+    /// YAML files, as the admission webhook would; nothing is recorded
+    /// with --state-dir. Exit 1 if any is denied.
+    Check(GateCheckArgs),
+}
+
+/// Arguments of `plumbline gate check`.
+#[derive(Debug, clap::Args)]
+struct GateCheckArgs {
+    /// Manifests (YAML, multi-document).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    target: catalog_client::Target,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +148,9 @@ pub fn main() -> ExitCode {
         Command::Bundle(command) => bundle::run(&cli.global, command),
         Command::Crds(args) => crds::run(args),
         Command::Catalog(command) => catalog::run(&cli.global, command),
+        Command::Gate(GateCommand::Check(args)) => {
+            catalog_client::gate_check(&cli.global, &args.target, &args.files)
+        }
     };
     match result {
         Ok(code) => code,
