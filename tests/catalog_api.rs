@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 /// `extra` flags.
 fn serve(dir: &Path, extra: &[&str]) -> Daemon {
     std::fs::create_dir_all(dir.join("src")).unwrap();
-    let mut args: Vec<std::ffi::OsString> = vec!["--catalog".into(), "--source-dir".into()];
-    args.push(dir.join("src").into());
-    args.extend(["--repo".into(), dir.join("out.git").into()]);
+    let mut args: Vec<std::ffi::OsString> = vec!["--catalog".into()];
+    if !extra.contains(&"--kubeconfig") {
+        args.extend(["--source-dir".into(), dir.join("src").into()]);
+        args.extend(["--repo".into(), dir.join("out.git").into()]);
+    }
     args.extend(["--state-dir".into(), dir.join("state").into()]);
     args.extend(extra.iter().map(Into::into));
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
@@ -740,4 +742,124 @@ fn the_cli_registers_lists_changes_and_checks_on_a_store_on_disk_and_through_a_d
     assert!(!ok && out.contains("/POD"), "{out}");
     let (ok, _, err) = plumbline(&["catalog", "list", "--api", "http://127.0.0.1:1"]);
     assert!(!ok && err.contains("cannot be reached"), "{err}");
+}
+
+#[test]
+fn remediation_workflows_applied_with_kubectl_are_registered_and_their_status_written() {
+    use crate::apiserver::ApiServer;
+    let api = ApiServer::start();
+    crate::cluster::install_crds(&api);
+    let crd = std::fs::read_to_string(
+        crate::support::root()
+            .join("tests/fixtures/kubernaut/api/kubernaut.ai_remediationworkflows.crd.yaml"),
+    )
+    .unwrap();
+    assert!(api.apply_as("alice", &crd).status.success());
+    let hello = std::fs::read_to_string(
+        crate::support::root()
+            .join("tests/fixtures/kubernaut/crd-era-schemas/hello-world.workflow-schema.yaml"),
+    )
+    .unwrap();
+    let applied = api.apply_as("alice", &hello);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let invalid = hello
+        .replace("test-hello-world", "broken")
+        .replace("\"1.0.0\"", "\"one\"");
+    assert!(api.apply_as("alice", &invalid).status.success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig();
+    let daemon = serve(dir.path(), &["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let address = daemon.address();
+    let status = |name: &str| -> Value {
+        let text = api.kubectl(&["get", "remediationworkflow", name, "-o", "json"]);
+        serde_json::from_str::<Value>(&text).unwrap()["status"].clone()
+    };
+    let registered = crate::support::wait_for("the resource registered", || {
+        let status = status("test-hello-world");
+        (status["catalogStatus"] == "Active").then_some(status)
+    });
+    assert_eq!(registered["workflowId"], "test-hello-world");
+    assert!(
+        registered["contentHash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(
+        registered["registeredBy"],
+        "RemediationWorkflow default/test-hello-world"
+    );
+    assert_eq!(registered["conditions"][0]["reason"], "Registered");
+    let (code, record) = call(
+        &address,
+        "GET",
+        "/api/v1/workflows/test-hello-world/versions/1.0.0",
+        None,
+    );
+    assert_eq!(code, 200, "{record}");
+    assert_eq!(record["contentHash"], registered["contentHash"]);
+    let broken = crate::support::wait_for("the invalid one said", || {
+        let status = status("broken");
+        (status["catalogStatus"] == "Invalid").then_some(status)
+    });
+    assert_eq!(broken["conditions"][0]["reason"], "InvalidSchema");
+    assert!(
+        broken["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.version"),
+        "{broken}"
+    );
+
+    // A lifecycle change through the API shows on the resource.
+    let path = "/api/v1/workflows/test-hello-world/versions/1.0.0/lifecycle";
+    let (code, _) = call(
+        &address,
+        "POST",
+        path,
+        Some(json!({"lifecycle": "deprecated", "reason": "old"})),
+    );
+    assert_eq!(code, 200);
+    crate::support::wait_for("the lifecycle on the resource", || {
+        (status("test-hello-world")["catalogStatus"] == "Deprecated").then_some(())
+    });
+
+    // With the webhook: the same version with other content is refused,
+    // and so is what registration would refuse.
+    let url = format!("http://{address}/remediationworkflow-webhook");
+    api.enforce_admission_with(
+        &url,
+        "rw.plumbline.dev",
+        &["remediationworkflows"],
+        &["CREATE", "UPDATE"],
+    );
+    let changed = hello.replace("Simple hello-world workflow", "Another workflow");
+    let out = api.apply_as("alice", &changed);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("denied the request: version 1.0.0 is kept but its content changes"),
+        "{stderr}"
+    );
+    let bumped = changed.replace("\"1.0.0\"", "\"1.1.0\"");
+    let out = api.apply_as("alice", &bumped);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = api.apply_as(
+        "alice",
+        &invalid.replace("name: broken", "name: broken-two"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("metadata.version"),
+        "{stderr}"
+    );
 }

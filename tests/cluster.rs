@@ -945,7 +945,7 @@ fn follow_the_clusters_rules(api: &ApiServer, state: &Path) -> Daemon {
 }
 
 /// Plumbline's CRDs, installed in `api` as an operator would.
-fn install_crds(api: &ApiServer) {
+pub(crate) fn install_crds(api: &ApiServer) {
     let crds = std::process::Command::new(binary())
         .arg("crds")
         .output()

@@ -216,7 +216,12 @@ fn kubectl_creates_what_the_gate_allows_and_is_refused_what_it_denies() {
         String::from_utf8_lossy(&applied.stderr)
     );
     let url = format!("http://{address}/gate-webhook");
-    api.enforce_admission_with(&url, "gate.plumbline.dev", &["pipelineruns", "jobs"]);
+    api.enforce_admission_with(
+        &url,
+        "gate.plumbline.dev",
+        &["pipelineruns", "jobs"],
+        &["CREATE"],
+    );
     let create = |run: &Value| api.with_input_as("bob", &["create", "-f", "-"], &run.to_string());
     let fits = pipeline_run(BUNDLE, &[("POD", "web-0")]);
     let out = create(&fits);

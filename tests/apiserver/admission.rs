@@ -6,9 +6,9 @@
 //!
 //! - one that only watches (failurePolicy Ignore), every write: a webhook
 //!   that is down or denies holds nothing up;
-//! - one that enforces (failurePolicy Fail), the creates of the resources
-//!   its rules name: a denial refuses the write with the webhook's
-//!   message, and so does a webhook that cannot be reached.
+//! - one that enforces (failurePolicy Fail), the operations on the
+//!   resources its rules name: a denial refuses the write with the
+//!   webhook's message, and so does a webhook that cannot be reached.
 
 use super::resources::Resource;
 use serde_json::{Value, json};
@@ -54,8 +54,10 @@ struct Enforcing {
     path: String,
     /// Its name, as the refusal says it.
     name: String,
-    /// The resources whose creates it reviews.
+    /// The resources whose writes it reviews.
     plurals: Vec<String>,
+    /// The operations it reviews (`CREATE`, `UPDATE`).
+    operations: Vec<String>,
 }
 
 impl Admission {
@@ -67,8 +69,8 @@ impl Admission {
     }
 
     /// Has the webhook `name` at `url` enforce, from now on, on the
-    /// creates of `plurals`.
-    pub fn enforce_with(&self, url: &str, name: &str, plurals: &[&str]) {
+    /// `operations` of `plurals`.
+    pub fn enforce_with(&self, url: &str, name: &str, plurals: &[&str], operations: &[&str]) {
         let rest = url.strip_prefix("http://").expect("an http:// URL");
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         *self.enforcing.lock().unwrap() = Some(Enforcing {
@@ -76,6 +78,7 @@ impl Admission {
             path: format!("/{path}"),
             name: name.to_owned(),
             plurals: plurals.iter().map(|p| p.to_string()).collect(),
+            operations: operations.iter().map(|o| o.to_string()).collect(),
         });
     }
 
@@ -84,7 +87,8 @@ impl Admission {
     pub fn review(&self, review: Review<'_>) -> Result<(), String> {
         let watching = self.target.lock().unwrap().clone();
         let enforcing = self.enforcing.lock().unwrap().clone().filter(|e| {
-            review.operation == "CREATE" && e.plurals.contains(&review.resource.plural)
+            e.operations.iter().any(|o| o == review.operation)
+                && e.plurals.contains(&review.resource.plural)
         });
         if watching.is_none() && enforcing.is_none() {
             return Ok(());

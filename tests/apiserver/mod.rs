@@ -105,11 +105,19 @@ impl ApiServer {
         self.server.store.admission.send_to(url);
     }
 
-    /// Has the webhook `name` at `url` review the creates of `plurals` from
-    /// now on and refuse those it denies (failurePolicy Fail), as an API
-    /// server with an enforcing ValidatingWebhookConfiguration does.
-    pub fn enforce_admission_with(&self, url: &str, name: &str, plurals: &[&str]) {
-        self.server.store.admission.enforce_with(url, name, plurals);
+    /// Has the webhook `name` at `url` review the `operations` (`CREATE`,
+    /// `UPDATE`) of `plurals` from now on and refuse what it denies
+    /// (failurePolicy Fail), as an API server with an enforcing
+    /// ValidatingWebhookConfiguration does.
+    pub fn enforce_admission_with(
+        &self,
+        url: &str,
+        name: &str,
+        plurals: &[&str],
+        operations: &[&str],
+    ) {
+        let admission = &self.server.store.admission;
+        admission.enforce_with(url, name, plurals, operations);
     }
 
     /// Refuses (403) every request for `plural` from now on, or, with

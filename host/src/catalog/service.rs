@@ -35,6 +35,11 @@ impl Catalog {
         Ok(registered)
     }
 
+    /// Every violation registration would find in `workflow` now.
+    pub fn problems(&self, workflow: &plumbline_catalog::Workflow) -> Vec<Violation> {
+        super::register::problems(workflow, &*self.registrar.rules)
+    }
+
     /// One version.
     pub fn get(&self, id: &str, version: &str) -> Result<Record, StoreError> {
         self.registrar.store.get(id, version)

@@ -301,6 +301,7 @@ pub fn routes(
     state: &std::path::Path,
     registry: crate::oci::OciClient,
     policies: crate::bundle::Serving,
+    cluster: Option<(kube::Client, tokio::runtime::Handle, u64)>,
 ) -> anyhow::Result<Option<(axum::Router, crate::daemon::Export)>> {
     use crate::catalog::reconcile::{Metrics, Reconciler, Watched};
     use crate::catalog::{api, gate, gate_api, mcp, notify};
@@ -333,7 +334,20 @@ pub fn routes(
         metrics.clone(),
     ));
     reconcile(reconciler.clone(), args.catalog_resync)?;
-    let router = api::routes(catalog.clone(), access.clone())
+    let mut router = api::routes(catalog.clone(), access.clone());
+    if let Some((client, runtime, interval)) = cluster {
+        // The cluster's RemediationWorkflows are registered too.
+        let controller = crate::catalog::controller::Controller {
+            client,
+            runtime,
+            catalog: catalog.clone(),
+        };
+        controller
+            .follow(std::time::Duration::from_secs(interval))
+            .map_err(|e| anyhow::anyhow!("starting the RemediationWorkflow controller: {e}"))?;
+        router = router.merge(crate::catalog::controller::routes(catalog.clone()));
+    }
+    let router = router
         .merge(mcp::routes(catalog.clone(), mcp_hosts(args)))
         .merge(gate_api::routes(
             Arc::new(gate),

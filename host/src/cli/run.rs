@@ -338,7 +338,10 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = crate::oci::OciClient::on(handle.clone(), global.oci_config()?)?;
     let mut export: Vec<Export> = Vec::new();
     if let Some((catalog, metrics)) =
-        super::catalog::routes(&args.catalog, &state, registry, policies.clone())?
+        super::catalog::routes(&args.catalog, &state, registry, policies.clone(), {
+            let client = cluster.as_ref().map(|(client, _)| client.clone());
+            client.map(|c| (c, handle.clone(), args.interval))
+        })?
     {
         routes = routes.merge(catalog);
         export.push(metrics);
