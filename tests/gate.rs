@@ -255,3 +255,81 @@ fn kubectl_creates_what_the_gate_allows_and_is_refused_what_it_denies() {
     assert_eq!(executions[0]["runner"], "PipelineRun default/wfe-1");
     assert!(!daemon.stderr().contains("ERROR"), "{}", daemon.stderr());
 }
+
+#[test]
+fn a_job_is_held_to_the_action_contract_its_image_carries() {
+    use crate::catalog::{client, image, layer};
+    let registry = crate::support::Registry::start();
+    let contract = "apiVersion: plumbline.dev/v1alpha1\nkind: ActionContract\n\
+        metadata: {workflowId: scale, version: 1.0.0, description: {what: scales a deployment, whenToUse: when asked}}\n\
+        execution: {engine: job}\n\
+        inputs:\n- {name: REPLICAS, type: integer, required: true, minimum: 1, maximum: 20, description: how many}\n\
+        outputs:\n- {name: PREVIOUS, type: integer, description: the count before}\n\
+        resources: {limits: {cpu: 500m, memory: 256Mi}}\n\
+        securityContext: {runAsNonRoot: true, allowPrivilegeEscalation: false}\n";
+    let reference = format!("{}/workflows/scale:1.0.0", registry.host());
+    let pushed = client(&registry)
+        .push(
+            &reference,
+            &image(vec![layer(&[(
+                "action-contract.yaml",
+                contract.as_bytes(),
+            )])]),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "--catalog".into(),
+        "--insecure-registry".into(),
+        registry.host().into(),
+        "--source-dir".into(),
+        dir.path().join("src").into(),
+        "--repo".into(),
+        dir.path().join("out.git").into(),
+        "--state-dir".into(),
+        dir.path().join("state").into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let daemon = Daemon::start(&args);
+    let address = daemon.address();
+    let (status, answer) = post(
+        &address,
+        "/api/v1/workflows",
+        &json!({"schemaImage": reference}),
+    );
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["record"]["workflow"]["contract"]["resources"]["limits"]["cpu"],
+        "500m"
+    );
+    let job = |limits: Value, security: Value| {
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "scale"},
+            "spec": {"template": {"spec": {"securityContext": {"runAsNonRoot": true}, "containers": [{
+                "name": "w", "image": format!("{}/workflows/scale@{pushed}", registry.host()),
+                "env": [{"name": "REPLICAS", "value": "3"}],
+                "resources": {"limits": limits}, "securityContext": security}]}}}
+        })
+    };
+    let within = job(
+        json!({"cpu": "250m", "memory": "128Mi"}),
+        json!({"allowPrivilegeEscalation": false}),
+    );
+    let (allowed, reasons) = decide(&address, within);
+    assert!(allowed, "{reasons:?}");
+    let beyond = job(json!({"cpu": "2"}), json!({"runAsNonRoot": false}));
+    let (allowed, reasons) = decide(&address, beyond);
+    assert!(!allowed);
+    for want in [
+        "limit of cpu is 2",
+        "sets no limit of memory",
+        "runAsNonRoot: true",
+        "allowPrivilegeEscalation: false",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "{want} in {reasons:?}"
+        );
+    }
+}

@@ -46,6 +46,8 @@ pub struct Execution {
     pub parameters: Map<String, Value>,
     /// The schema digest it names, if any.
     pub schema_digest: Option<String>,
+    /// A Job's pod template `spec`: what its action contract bounds.
+    pub pod: Option<Value>,
 }
 
 /// Why an object is no execution this reads.
@@ -100,12 +102,16 @@ pub fn read(object: &Value) -> Result<Execution, ExecutionError> {
         Runner::TaskRun => tekton(object.pointer("/spec/taskRef"), object),
         Runner::Job => job(object),
     };
+    let pod = (runner == Runner::Job)
+        .then(|| object.pointer("/spec/template/spec").cloned())
+        .flatten();
     Ok(Execution {
         runner,
         workflow,
         image,
         parameters,
         schema_digest: annotation(SCHEMA_ANNOTATION).map(str::to_owned),
+        pod,
     })
 }
 

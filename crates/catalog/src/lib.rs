@@ -6,6 +6,7 @@
 pub mod check;
 pub mod execution;
 pub mod executions;
+pub mod formats;
 pub mod layers;
 pub mod params;
 pub mod workflow;

@@ -504,3 +504,76 @@ mod executions {
         assert_eq!(typed(&workflow, &wrong)["REPLICAS"], json!("three"));
     }
 }
+
+mod formats {
+    use crate::formats::Contract;
+    use crate::{parameters_schema, read};
+
+    const FLAT: &str = "metadata: {workflowId: scale, version: 1.0.0, description: {what: scales}}\n\
+        execution: {engine: job}\n\
+        parameters:\n\
+        - {name: REPLICAS, type: integer, required: true, minimum: 1, maximum: 20, description: how many}\n\
+        - {name: REASON, type: string, dependsOn: [TICKET]}\n\
+        - {name: TICKET, type: string, pattern: '^T-[0-9]+$'}\n";
+
+    #[test]
+    fn a_playbook_schema_is_the_same_workflow_as_its_flat_schema() {
+        let playbook = r#"{
+          "metadata": {"workflowId": "scale", "version": "1.0.0", "description": {"what": "scales"}},
+          "execution": {"engine": "job"},
+          "parameters": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+              "REASON": {"type": "string"},
+              "REPLICAS": {"type": "integer", "minimum": 1, "maximum": 20, "description": "how many"},
+              "TICKET": {"type": "string", "pattern": "^T-[0-9]+$"}
+            },
+            "required": ["REPLICAS"],
+            "dependentRequired": {"REASON": ["TICKET"]}
+          }
+        }"#;
+        let from_playbook = read(playbook).unwrap();
+        let from_flat = read(FLAT).unwrap();
+        assert_eq!(
+            parameters_schema(&from_playbook),
+            parameters_schema(&from_flat)
+        );
+        assert!(crate::check(&from_playbook).is_empty());
+    }
+
+    #[test]
+    fn a_keyword_the_catalog_cannot_carry_is_refused_by_name() {
+        let playbook = r#"{"metadata": {"workflowId": "x", "version": "1.0.0"}, "execution": {"engine": "job"},
+            "parameters": {"type": "object", "properties": {"URL": {"type": "string", "format": "uri"}}}}"#;
+        let error = read(playbook).unwrap_err().to_string();
+        assert!(
+            error.contains("properties.URL.format: not carried"),
+            "{error}"
+        );
+        let referring = r#"{"metadata": {"workflowId": "x", "version": "1.0.0"}, "execution": {"engine": "job"},
+            "parameters": {"$ref": "https://example.com/schema.json"}}"#;
+        let error = read(referring).unwrap_err().to_string();
+        assert!(error.contains("`$ref` is not carried"), "{error}");
+    }
+
+    #[test]
+    fn an_action_contract_carries_its_inputs_and_its_bounds() {
+        let text = "apiVersion: plumbline.dev/v1alpha1\nkind: ActionContract\n\
+            metadata: {workflowId: scale, version: 1.0.0, description: {what: scales}}\n\
+            execution: {engine: job}\n\
+            inputs:\n- {name: REPLICAS, type: integer, required: true, minimum: 1, maximum: 20, description: how many}\n\
+            outputs:\n- {name: PREVIOUS, type: integer, description: the count before}\n\
+            resources: {limits: {cpu: 500m, memory: 256Mi}}\n\
+            securityContext: {runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: {add: []}}\n";
+        let workflow = read(text).unwrap();
+        assert_eq!(workflow.parameters.len(), 1);
+        let contract: &Contract = workflow.contract.as_ref().unwrap();
+        assert_eq!(contract.outputs[0].name, "PREVIOUS");
+        assert_eq!(contract.resources.limits["memory"], "256Mi");
+        assert_eq!(contract.security_context.run_as_non_root, Some(true));
+        let wrong = text.replace("runAsNonRoot", "runAsRoot");
+        let error = read(&wrong).unwrap_err().to_string();
+        assert!(error.contains("runAsRoot"), "{error}");
+    }
+}

@@ -5,7 +5,9 @@
 //!   (`schemaVersion`, `metadata.workflowId`, `metadata.version`, then
 //!   `actionType`, `labels`, `execution`, `parameters` at the top);
 //! - the `RemediationWorkflow` resource (`kubernaut.ai/v1alpha1`), whose
-//!   name is the workflow's id and whose `spec` holds the rest.
+//!   name is the workflow's id and whose `spec` holds the rest;
+//! - and, through [`crate::formats`], the playbook schema (parameters as a
+//!   JSON Schema) and the action contract.
 //!
 //! Reading checks shape only (fields, types); what a sound schema must
 //! also be is [`crate::check`]'s.
@@ -34,6 +36,10 @@ pub struct Workflow {
     /// Its parameters, in order.
     #[serde(default)]
     pub parameters: Vec<Parameter>,
+    /// What an action contract bounds beyond the parameters (read from
+    /// `/action-contract.yaml` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<crate::formats::Contract>,
 }
 
 /// What a workflow is for.
@@ -214,17 +220,17 @@ struct FlatMetadata {
     description: Description,
 }
 
-/// What both formats hold beside the id, version and description.
+/// What every format holds beside the id, version and description.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Body {
+pub(crate) struct Body {
     #[serde(default)]
     action_type: Option<String>,
     #[serde(default)]
     labels: Labels,
     execution: Execution,
     #[serde(default)]
-    parameters: Vec<Parameter>,
+    pub(crate) parameters: Vec<Parameter>,
 }
 
 /// The resource format's `spec`.
@@ -251,6 +257,12 @@ pub fn read(text: &str) -> Result<Workflow, ReadError> {
 /// [`read`], from a parsed document.
 pub fn from_value(value: Value) -> Result<Workflow, ReadError> {
     let shape = |e: serde_json::Error| ReadError::Shape(e.to_string());
+    if value.get("kind").and_then(Value::as_str) == Some("ActionContract") {
+        return crate::formats::contract(value);
+    }
+    if value.get("parameters").is_some_and(Value::is_object) {
+        return crate::formats::playbook(value);
+    }
     let is_resource = value.get("kind").and_then(Value::as_str) == Some("RemediationWorkflow");
     if is_resource {
         let api_version = value
@@ -284,7 +296,12 @@ pub fn from_value(value: Value) -> Result<Workflow, ReadError> {
     ))
 }
 
-fn assemble(id: String, version: String, description: Description, body: Body) -> Workflow {
+pub(crate) fn assemble(
+    id: String,
+    version: String,
+    description: Description,
+    body: Body,
+) -> Workflow {
     Workflow {
         workflow_id: id,
         version,
@@ -293,5 +310,6 @@ fn assemble(id: String, version: String, description: Description, body: Body) -
         labels: body.labels,
         execution: body.execution,
         parameters: body.parameters,
+        contract: None,
     }
 }

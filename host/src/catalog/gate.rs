@@ -104,6 +104,9 @@ impl Gate {
             .chain(Decision::Gate)
             .decide(&request.to_string());
         let mut reasons: Vec<String> = record.drift.iter().map(drifted).collect();
+        if let (Some(contract), Some(pod)) = (&record.workflow.contract, &execution.pod) {
+            reasons.extend(super::contract::breaches(contract, pod));
+        }
         if let Verdict::Deny(denied) = verdict {
             reasons.extend(denied);
         }

@@ -139,6 +139,7 @@ pub(super) async fn check(
             image: body.image,
             parameters: body.parameters,
             schema_digest: None,
+            pod: None,
         },
     };
     let requester = body.requester.unwrap_or(actor);

@@ -9,6 +9,7 @@
 //!   and the embedded one, a redb file in the state folder.
 
 pub mod api;
+pub mod contract;
 pub mod controller;
 pub mod extract;
 pub mod gate;
