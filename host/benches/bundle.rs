@@ -18,6 +18,10 @@
 #[path = "../../tests/registry.rs"]
 mod registry;
 
+mod common;
+
+use common::{listening_address, median, report};
+
 use plumbline::bundle::{BundleSource, BundleStore, PolicyLoader, format};
 use plumbline::oci::{OciClient, OciConfig};
 use plumbline::policy::builtin;
@@ -62,7 +66,7 @@ fn main() {
         source.fetch(&reference, &digest, &mut |_| {}).unwrap();
         started.elapsed()
     });
-    match oras_pull(&registry, &reference, rounds) {
+    match common::oras_pull(&registry.host(), &reference, rounds) {
         Some(oras) => report("pull + verify", pull, "oras pull", oras),
         None => {
             println!("pull + verify: {pull:.2?} (no oras in target/test-tools: run scripts/test)")
@@ -226,22 +230,6 @@ fn decided_by(repo: &Path, written: usize, kept: &str) -> bool {
 
 /// The address the daemon says it serves HTTP on; its standard error is
 /// drained for the rest of its life.
-fn listening_address(stderr: std::process::ChildStderr) -> String {
-    use std::io::BufRead as _;
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the daemon says where it listens")
-            .unwrap();
-        if let Some((_, rest)) = line.split_once(" on http://") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    address
-}
-
 fn metrics(address: &str) -> String {
     use std::io::{Read as _, Write as _};
     let Ok(mut stream) = std::net::TcpStream::connect(address) else {
@@ -301,36 +289,4 @@ fn client(registry: &Registry) -> OciClient {
         ..OciConfig::default()
     })
     .unwrap()
-}
-
-/// The median of `rounds` runs of `oras pull`, timed inside Python (so
-/// the interpreter's start is not counted).
-fn oras_pull(registry: &Registry, reference: &str, rounds: usize) -> Option<Duration> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools/bin/python");
-    let script = format!(
-        "import oras.client, tempfile, time, statistics\n\
-         c = oras.client.OrasClient(hostname='{host}', insecure=True)\n\
-         times = []\n\
-         for _ in range({rounds}):\n\
-         \x20   d = tempfile.mkdtemp()\n\
-         \x20   t = time.perf_counter(); c.pull(target='{reference}', outdir=d); times.append(time.perf_counter() - t)\n\
-         print(statistics.median(times))\n",
-        host = registry.host()
-    );
-    let out = Command::new(python).arg("-c").arg(script).output().ok()?;
-    let seconds: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    Some(Duration::from_secs_f64(seconds))
-}
-
-fn median(rounds: usize, mut run: impl FnMut() -> Duration) -> Duration {
-    let mut times: Vec<Duration> = (0..rounds.max(1)).map(|_| run()).collect();
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn report(what: &str, measured: Duration, baseline_name: &str, baseline: Duration) {
-    println!(
-        "{what}: {measured:.2?} vs {baseline_name}: {baseline:.2?} → {:.2}×",
-        measured.as_secs_f64() / baseline.as_secs_f64()
-    );
 }
