@@ -863,3 +863,44 @@ fn remediation_workflows_applied_with_kubectl_are_registered_and_their_status_wr
         "{stderr}"
     );
 }
+
+/// What the catalog answers by design that schemathesis would otherwise
+/// call a failure: a 422 for a request that reads but cannot be acted on
+/// (a schema that breaks rules, a cursor no page gave), a 502 when the
+/// registry an image names cannot be reached.
+const SCHEMATHESIS: &str = r#"
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "401", "403", "404", "409", "422", "502"]
+
+[[operations]]
+include-name = "POST /api/v1/workflows"
+checks.not_a_server_error.expected-statuses = ["2xx", "4xx", "502"]
+"#;
+
+#[test]
+fn the_rest_api_answers_as_its_own_openapi_document_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = serve(dir.path(), &[]);
+    let address = daemon.address();
+    assert_eq!(register_text(&address, RESTART).0, 201);
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(&config, SCHEMATHESIS).unwrap();
+    let st = crate::support::root().join("target/test-tools/bin/st");
+    let out = std::process::Command::new(&st)
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &format!("http://{address}/api/v1/openapi.json")])
+        .args(["--checks", "all", "--max-examples", "30", "--seed", "7"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test installs schemathesis)", st.display()));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains(" passed"), "{report}");
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -14,10 +14,10 @@
 use super::Catalog;
 use super::extract::ExtractError;
 use super::register::{Offer, RegisterError};
-use super::search::{Page, Query, Summary};
+use super::search::{BadCursor, Page, Query, Summary};
 use super::store::{Lifecycle, Record, Registered, StoreError};
 use crate::api::tls::Peer;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -240,6 +240,11 @@ impl Problem {
         Problem::new(StatusCode::BAD_GATEWAY, "unreachable", title, detail)
     }
 
+    /// A request that reads but cannot be acted on.
+    pub fn unprocessable(cause: &str, title: &str, detail: String) -> Problem {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, cause, title, detail)
+    }
+
     /// A request that cannot be read.
     pub fn bad_request(detail: String) -> Problem {
         let title = "The request cannot be read";
@@ -249,6 +254,26 @@ impl Problem {
 
 fn bad_request(detail: String) -> Problem {
     Problem::bad_request(detail)
+}
+
+/// A JSON object body, read as `T`: anything else (an array, a number,
+/// a body that is no JSON) is a 400 problem that says why.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Problem> {
+        let Json(value) = Json::<Value>::from_request(request, state)
+            .await
+            .map_err(|e| bad_request(e.body_text()))?;
+        if !value.is_object() {
+            return Err(bad_request("the body must be a JSON object".into()));
+        }
+        serde_json::from_value(value)
+            .map(Body)
+            .map_err(|e| bad_request(e.to_string()))
+    }
 }
 
 /// Whether the request may write under `access`; the actor it writes as.
@@ -294,16 +319,46 @@ pub fn writer(access: &Access, headers: &HeaderMap, peer: &Peer) -> Result<Strin
 
 /// A registration: an image that carries its schema, or the schema itself.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegisterBody {
-    /// The image whose schema is registered (`registry/repo:tag`).
-    #[serde(default)]
-    pub schema_image: Option<String>,
-    /// The schema's text (YAML or JSON), or the schema as an object.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub schema: Option<Value>,
+#[serde(untagged)]
+pub enum RegisterBody {
+    /// An image that carries its schema.
+    Image(ImageBody),
+    /// The schema itself.
+    Inline(InlineBody),
 }
+
+/// An image that carries its schema.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageBody {
+    /// The image whose schema is registered (`registry/repo:tag`).
+    #[schema(min_length = 1)]
+    pub schema_image: String,
+}
+
+/// A schema given inline.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineBody {
+    /// The schema's text (YAML or JSON), or the schema as an object.
+    pub schema: SchemaGiven,
+}
+
+/// A schema's text, or the schema as an object.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SchemaGiven {
+    /// YAML or JSON text.
+    Text(String),
+    /// The schema itself.
+    Object(SchemaObject),
+}
+
+/// A schema as an object.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub struct SchemaObject(serde_json::Map<String, Value>);
 
 /// What a registration did.
 #[derive(Debug, Serialize, ToSchema)]
@@ -332,20 +387,26 @@ async fn register(
     State(api): State<Api>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    body: Result<Json<RegisterBody>, JsonRejection>,
+    Body(body): Body<Value>,
 ) -> Result<(StatusCode, Json<Registration>), Problem> {
     let actor = writer(&api.access, &headers, &peer)?;
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
-    let offer = match (body.schema_image, body.schema) {
-        (Some(image), None) => Offer::Image(image),
-        (None, Some(Value::String(text))) => Offer::Inline(text),
-        (None, Some(object @ Value::Object(_))) => Offer::Inline(object.to_string()),
-        _ => {
-            return Err(bad_request(
-                "give exactly one of `schemaImage` (an image reference) and `schema` (text or an object)"
-                    .into(),
-            ));
+    let body: RegisterBody = serde_json::from_value(body).map_err(|_| {
+        bad_request(
+            "give exactly one of `schemaImage` (an image reference) and `schema` (text or an object), and nothing else"
+                .into(),
+        )
+    })?;
+    let offer = match body {
+        RegisterBody::Image(ImageBody { schema_image }) if !schema_image.trim().is_empty() => {
+            Offer::Image(schema_image)
         }
+        RegisterBody::Image(_) => return Err(bad_request("`schemaImage` is empty".into())),
+        RegisterBody::Inline(InlineBody {
+            schema: SchemaGiven::Text(text),
+        }) => Offer::Inline(text),
+        RegisterBody::Inline(InlineBody {
+            schema: SchemaGiven::Object(SchemaObject(object)),
+        }) => Offer::Inline(Value::Object(object).to_string()),
     };
     let catalog = api.catalog.clone();
     let registered = tokio::task::spawn_blocking(move || catalog.register(&offer, &actor))
@@ -367,17 +428,26 @@ fn outcome(what: &str, record: Record) -> Json<Registration> {
 /// Searches the versions by labels and words of their description.
 #[utoipa::path(
     get, path = "/api/v1/workflows", params(Query),
-    responses((status = 200, body = Page), (status = 400, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = Page),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No page has this cursor", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 async fn search(
     State(api): State<Api>,
     query: Result<axum::extract::Query<Query>, QueryRejection>,
 ) -> Result<Json<Page>, Problem> {
     let axum::extract::Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
-    let page = api
-        .catalog
-        .search(&query)
-        .map_err(|e| bad_request(e.to_string()))?;
+    let page = api.catalog.search(&query).map_err(|e| match e {
+        BadCursor::Unknown(_) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad-cursor",
+            "No page has this cursor",
+            e.to_string(),
+        ),
+        _ => bad_request(e.to_string()),
+    })?;
     Ok(Json(page))
 }
 
@@ -413,7 +483,8 @@ pub struct LifecycleBody {
     /// The lifecycle now: `active` (enable), `disabled`, `deprecated` or
     /// `archived`.
     pub lifecycle: Lifecycle,
-    /// Why.
+    /// Why (not blank).
+    #[schema(pattern = "\\S")]
     pub reason: String,
 }
 
@@ -434,10 +505,9 @@ async fn lifecycle(
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     Path((id, version)): Path<(String, String)>,
-    body: Result<Json<LifecycleBody>, JsonRejection>,
+    Body(body): Body<LifecycleBody>,
 ) -> Result<Json<Record>, Problem> {
     let actor = writer(&api.access, &headers, &peer)?;
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     if body.reason.trim().is_empty() {
         return Err(bad_request("say why: `reason` is empty".into()));
     }
@@ -478,9 +548,8 @@ pub struct Validation {
 async fn validate(
     State(api): State<Api>,
     Path((id, version)): Path<(String, String)>,
-    body: Result<Json<ValidateBody>, JsonRejection>,
+    Body(body): Body<ValidateBody>,
 ) -> Result<Json<Validation>, Problem> {
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     let violations = api.catalog.validate(&id, &version, &body.parameters)?;
     Ok(Json(Validation {
         valid: violations.is_empty(),

@@ -8,12 +8,11 @@
 //! that says so.
 
 use super::Catalog;
-use super::api::{Access, Problem, writer};
+use super::api::{Access, Body, Problem, writer};
 use super::gate::{Decided, Gate};
 use super::store::ExecutionRecord;
 use crate::api::tls::Peer;
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -92,7 +91,7 @@ fn denied(reason: String) -> Decided {
 pub struct GateBody {
     /// A PipelineRun, TaskRun or Job, as it would be created.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub object: Option<Value>,
     /// Or: the workflow.
     #[serde(default)]
@@ -119,20 +118,21 @@ pub struct GateBody {
         (status = 200, body = Decided),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The object is no execution", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn check(
     State(state): State<GateState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    body: Result<Json<GateBody>, JsonRejection>,
+    Body(body): Body<GateBody>,
 ) -> Result<Json<Decided>, Problem> {
     let actor = writer(&state.access, &headers, &peer)?;
-    let Json(body) = body.map_err(|e| Problem::bad_request(e.body_text()))?;
     let execution = match body.object {
-        Some(object) => {
-            executions::read(&object).map_err(|e| Problem::bad_request(e.to_string()))?
-        }
+        Some(object) => executions::read(&object).map_err(|e| {
+            Problem::unprocessable("not-an-execution", "No execution", e.to_string())
+        })?,
         None => Execution {
             runner: Runner::PipelineRun,
             workflow: body.workflow_id.zip(body.version),

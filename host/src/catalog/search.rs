@@ -45,9 +45,13 @@ pub struct Query {
     pub lifecycle: Option<Lifecycle>,
     /// Results per page (50 when not given, at most 500).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// Where the page starts: the `next` of the page before.
     #[serde(default)]
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
+    #[schema(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
@@ -128,8 +132,17 @@ pub struct Page {
 
 /// Why a search could not run.
 #[derive(Debug, thiserror::Error)]
-#[error("the cursor `{0}` is not one a page of this catalog gave")]
-pub struct BadCursor(pub String);
+pub enum BadCursor {
+    /// Not a cursor at all (not base64url).
+    #[error("the cursor `{0}` is not one a page of this catalog gave (it is not base64url)")]
+    Malformed(String),
+    /// A base64url text no page gave.
+    #[error("the cursor `{0}` is not one a page of this catalog gave")]
+    Unknown(String),
+    /// A page size outside 1 to 500.
+    #[error("limit {0} is outside 1 to {MAX_LIMIT}")]
+    Limit(usize),
+}
 
 /// Every version's summary, with the text words are searched in.
 #[derive(Debug, Default)]
@@ -193,7 +206,10 @@ impl Index {
 
     /// The page of results `query` asks for.
     pub fn search(&self, query: &Query) -> Result<Page, BadCursor> {
-        let limit = query.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
+        let limit = query.limit.unwrap_or(50);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(BadCursor::Limit(limit));
+        }
         let words: Vec<String> = query
             .q
             .as_deref()
@@ -201,7 +217,9 @@ impl Index {
             .split_whitespace()
             .map(str::to_lowercase)
             .collect();
-        let after = query.cursor.as_deref().map(decode).transpose()?;
+        // An empty cursor is the first page, as an absent one is.
+        let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
+        let after = cursor.map(decode).transpose()?;
         let start = match &after {
             Some(key) => std::ops::Bound::Excluded(key.clone()),
             None => std::ops::Bound::Unbounded,
@@ -229,7 +247,12 @@ fn encode(id: &str, version: &str) -> String {
 }
 
 fn decode(cursor: &str) -> Result<(String, String), BadCursor> {
-    let bad = || BadCursor(cursor.chars().take(64).collect());
+    let shown = || cursor.chars().take(64).collect::<String>();
+    let bad = || BadCursor::Unknown(shown());
+    let charset = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if !cursor.chars().all(charset) {
+        return Err(BadCursor::Malformed(shown()));
+    }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (id, version) = text.split_once('\n').ok_or_else(bad)?;
