@@ -357,6 +357,18 @@ fn an_images_schema_is_registered_from_a_real_registry_and_a_registry_down_chang
             .unwrap()
             .contains("/workflow-schema.yaml")
     );
+    // `catalog lint` reads images as registration does, before anything
+    // is registered.
+    let host = registry.host();
+    let (ok, out, err) = plumbline(&["catalog", "lint", "--insecure-registry", &host, &reference]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("the schema is /workflow-schema.yaml"), "{err}");
+    assert!(out.ends_with(": ok\n"), "{out}");
+    let (ok, out, _) = plumbline(&["catalog", "lint", "--insecure-registry", &host, &empty]);
+    assert!(
+        !ok && out.contains("holds none of /workflow-schema.yaml"),
+        "{out}"
+    );
 
     registry.stop();
     let (status, body) = register(&reference.replace("1.0.0", "1.0.1"));

@@ -17,9 +17,10 @@ use std::sync::Arc;
 /// `plumbline catalog …`.
 #[derive(Debug, Subcommand)]
 pub enum CatalogCommand {
-    /// Checks workflow schema files (the flat workflow-schema format or a
-    /// RemediationWorkflow) as registration would: their shape, what
-    /// every schema must be, and the policies' schema rules.
+    /// Checks workflow schemas as registration would: files (any format
+    /// the catalog reads) or images (registry/repo:tag: the schema is
+    /// extracted as registration extracts it): their shape, what every
+    /// schema must be, and the policies' schema rules.
     Lint(LintArgs),
     /// Registers workflow versions: images that carry their schema
     /// (registry/repo:tag), or schema files.
@@ -126,8 +127,9 @@ impl From<LifecycleArg> for crate::catalog::store::Lifecycle {
 /// Arguments of `plumbline catalog lint`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// Workflow schema files (YAML or JSON).
-    #[arg(required = true, value_name = "FILE")]
+    /// Workflow schema files (YAML or JSON), or images; a path that exists
+    /// is a file.
+    #[arg(required = true, value_name = "FILE|IMAGE")]
     files: Vec<PathBuf>,
     /// Policy configuration whose schema chain runs; without one the
     /// built-in one (schema-lint).
@@ -183,8 +185,21 @@ fn lint_files(global: &GlobalArgs, args: &LintArgs) -> anyhow::Result<ExitCode> 
     let loaded = load_policies(global, args.policy.as_deref(), None, None)?;
     let mut failed = 0;
     let rules = |schema: &str, context: &str| schema_rules(&loaded.set, schema, context);
+    let mut registry = None;
     for file in &args.files {
-        let found = lint(file, &rules);
+        let text = if file.exists() {
+            crate::ingest::directory::walk::read_file(file, 4 << 20).map_err(|e| e.to_string())
+        } else {
+            let client = match &mut registry {
+                Some(client) => client,
+                None => registry.insert(crate::oci::OciClient::new(global.oci_config()?)?),
+            };
+            extracted(client, &file.to_string_lossy())
+        };
+        let found = match text {
+            Ok(text) => lint(&text, &rules),
+            Err(error) => vec![error],
+        };
         for line in &found {
             println!("{}: {line}", file.display());
         }
@@ -205,17 +220,25 @@ fn lint_files(global: &GlobalArgs, args: &LintArgs) -> anyhow::Result<ExitCode> 
     })
 }
 
-/// Every problem of the schema in `file`, each `path: message`, as
+/// The schema in the image `reference`, extracted as registration does.
+fn extracted(client: &crate::oci::OciClient, reference: &str) -> Result<String, String> {
+    let paths = plumbline_catalog::layers::DEFAULT_PATHS;
+    let found = crate::catalog::extract::schema_of(client, reference, paths, Default::default())
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "{reference}: the schema is {} ({})",
+        found.path, found.digest
+    );
+    String::from_utf8(found.bytes).map_err(|_| format!("{reference}: the schema is not UTF-8"))
+}
+
+/// Every problem of the schema `text`, each `path: message`, as
 /// registration finds them with `rules` as the schema chain.
 fn lint(
-    file: &std::path::Path,
+    text: &str,
     rules: &dyn Fn(&str, &str) -> Vec<plumbline_catalog::Violation>,
 ) -> Vec<String> {
-    let text = match crate::ingest::directory::walk::read_file(file, 4 << 20) {
-        Ok(text) => text,
-        Err(error) => return vec![error.to_string()],
-    };
-    let workflow = match read(&text) {
+    let workflow = match read(text) {
         Ok(workflow) => workflow,
         Err(error) => return vec![error.to_string()],
     };
