@@ -11,8 +11,9 @@
 //! cannot be reached is not drift.
 
 use super::Catalog;
-use super::register::Offer;
-use super::store::{Drift, Registered};
+use super::extract::ExtractError;
+use super::register::{Offer, RegisterError};
+use super::store::{Drift, Registered, StoreError};
 use crate::oci::OciClient;
 use plumbline_catalog::executions::{digest, repository};
 use prometheus_client::metrics::counter::Counter;
@@ -272,22 +273,30 @@ impl Reconciler {
     }
 
     /// Registers `reference` unless its digest was offered already:
-    /// whether a new version was written.
+    /// whether a new version was written. A refusal is remembered (the
+    /// same digest is not offered again); a failure that may pass (the
+    /// registry, the store) is not.
     pub fn offer(&self, reference: &str, source: &'static str) -> Result<bool, String> {
         let now = self
             .registry
             .resolve(reference)
             .map_err(|e| e.to_string())?;
-        let mut offered = self.offered.lock().unwrap_or_else(PoisonError::into_inner);
-        if offered.get(reference) == Some(&now) {
+        let offered = || self.offered.lock().unwrap_or_else(PoisonError::into_inner);
+        if offered().get(reference) == Some(&now) {
             return Ok(false);
         }
-        offered.insert(reference.to_owned(), now);
-        drop(offered);
-        match self
+        let outcome = self
             .catalog
-            .register(&Offer::Image(reference.to_owned()), source)
-        {
+            .register(&Offer::Image(reference.to_owned()), source);
+        let transient = matches!(
+            &outcome,
+            Err(RegisterError::Extract(ExtractError::Registry { .. }))
+                | Err(RegisterError::Store(StoreError::Store { .. }))
+        );
+        if !transient {
+            offered().insert(reference.to_owned(), now);
+        }
+        match outcome {
             Ok(Registered::Created(record)) => {
                 self.metrics.registered(source);
                 let w = &record.workflow;
