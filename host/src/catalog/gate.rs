@@ -56,12 +56,19 @@ impl Decided {
 pub struct Gate {
     catalog: Arc<Catalog>,
     policies: Policies,
+    recorder: super::recorder::Recorder,
 }
 
 impl Gate {
-    /// The gate of `catalog`, running the drift-gate chain `policies` give.
-    pub fn new(catalog: Arc<Catalog>, policies: Policies) -> Gate {
-        Gate { catalog, policies }
+    /// The gate of `catalog`, running the drift-gate chain `policies` give;
+    /// its recorder runs on a thread of its own.
+    pub fn new(catalog: Arc<Catalog>, policies: Policies) -> std::io::Result<Gate> {
+        let recorder = super::recorder::Recorder::start(catalog.clone())?;
+        Ok(Gate {
+            catalog,
+            policies,
+            recorder,
+        })
     }
 
     /// Decides `execution`, asked for by `requester` through `runner`
@@ -130,7 +137,7 @@ impl Gate {
             };
             // Recording is the gate's duty too: an execution that cannot be
             // recorded does not run.
-            if let Err(error) = self.catalog.record_execution(&allowed) {
+            if let Err(error) = self.recorder.record(allowed) {
                 return Decided::deny(format!("the execution cannot be recorded: {error}"));
             }
         }

@@ -90,9 +90,9 @@ impl Catalog {
             .running(repository)
     }
 
-    /// Records an execution the gate allowed.
-    pub fn record_execution(&self, execution: &ExecutionRecord) -> Result<(), StoreError> {
-        self.registrar.store.record_execution(execution)
+    /// Records executions the gate allowed, in one write.
+    pub fn record_executions(&self, executions: &[ExecutionRecord]) -> Result<(), StoreError> {
+        self.registrar.store.record_executions(executions)
     }
 
     /// The last `limit` executions allowed, newest first.

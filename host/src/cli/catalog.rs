@@ -347,7 +347,8 @@ pub fn routes(
         catalog.len()
     );
     let access = api::Access { token };
-    let gate = gate::Gate::new(catalog.clone(), Arc::new(move || policies.set()));
+    let gate = gate::Gate::new(catalog.clone(), Arc::new(move || policies.set()))
+        .map_err(|e| anyhow::anyhow!("starting the gate's recorder: {e}"))?;
     let deadline = std::time::Duration::from_secs_f64(args.gate_deadline);
     let metrics = Metrics::default();
     let reconciler = Arc::new(Reconciler::new(

@@ -236,7 +236,7 @@ fn disk(global: &GlobalArgs, state: &Path) -> anyhow::Result<Backend> {
     let policies = crate::bundle::Serving::new(Arc::new(loaded.set), Default::default());
     let registry = Arc::new(crate::oci::OciClient::new(global.oci_config()?)?);
     let catalog = super::catalog::open(state, registry, policies.clone())?;
-    let gate = Gate::new(catalog.clone(), Arc::new(move || policies.set()));
+    let gate = Gate::new(catalog.clone(), Arc::new(move || policies.set()))?;
     Ok(Backend::Disk { catalog, gate })
 }
 

@@ -224,8 +224,9 @@ pub trait CatalogStore: Send + Sync {
     /// Every version of every workflow (what a search index is built from).
     fn all(&self) -> Result<Vec<Record>, StoreError>;
 
-    /// Records an execution the gate allowed.
-    fn record_execution(&self, execution: &ExecutionRecord) -> Result<(), StoreError>;
+    /// Records executions the gate allowed, all in one atomic write (the
+    /// gate batches the decisions that arrive together).
+    fn record_executions(&self, executions: &[ExecutionRecord]) -> Result<(), StoreError>;
 
     /// The last `limit` executions recorded, newest first.
     fn executions(&self, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError>;
@@ -382,16 +383,18 @@ impl CatalogStore for DiskCatalog {
         Ok(records)
     }
 
-    fn record_execution(&self, execution: &ExecutionRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(execution).map_err(|e| self.error(e))?;
+    fn record_executions(&self, executions: &[ExecutionRecord]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         {
             let mut table = txn.open_table(EXECUTIONS).map_err(|e| self.error(e))?;
             let last = table.last().map_err(|e| self.error(e))?;
-            let next = last.map_or(0, |(key, _)| key.value() + 1);
-            table
-                .insert(next, bytes.as_slice())
-                .map_err(|e| self.error(e))?;
+            let first = last.map_or(0, |(key, _)| key.value() + 1);
+            for (key, execution) in (first..).zip(executions) {
+                let bytes = serde_json::to_vec(execution).map_err(|e| self.error(e))?;
+                table
+                    .insert(key, bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
         }
         txn.commit().map_err(|e| self.error(e))
     }
