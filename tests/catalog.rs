@@ -176,3 +176,41 @@ fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn a_layer_whose_declared_size_passes_the_read_cap_is_not_downloaded() {
+    let registry = Registry::start();
+    let client = client(&registry);
+    let mut x = 88_172_645_463_325_252u64;
+    let noise: Vec<u8> = (0..64 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let reference = format!("{}/workflows/big:1.0.0", registry.host());
+    let layers = vec![
+        layer(&[("workflow-schema.yaml", SCHEMA)]),
+        layer(&[("app/big.bin", &noise)]),
+    ];
+    client.push(&reference, &image(layers)).unwrap();
+    let caps = Caps {
+        max_read_bytes: 32 << 10,
+        ..Caps::default()
+    };
+    let error = schema_of(&client, &reference, DEFAULT_PATHS, caps).unwrap_err();
+    let said = error.to_string();
+    assert!(
+        matches!(
+            &error,
+            ExtractError::Layers {
+                source: plumbline_catalog::layers::LayerError::Cap(_),
+                ..
+            }
+        ),
+        "{said}"
+    );
+    assert!(said.contains("it was not downloaded"), "{said}");
+}

@@ -116,6 +116,11 @@ fn every_kubernaut_schema_is_registered_once_and_each_version_stays_as_registere
                 assert_eq!(problem_type(&body), "conflict", "{body}");
                 assert!(body["detail"].as_str().unwrap().contains("other content"));
             }
+            // `v1.0.0` in one era, `1.0.0` in the other: one version.
+            422 => assert!(
+                body.to_string().contains("is registered already as"),
+                "{body}"
+            ),
             _ => panic!("{}: {status} {body}", file.display()),
         }
     }
@@ -168,6 +173,22 @@ fn each_refusal_is_a_problem_that_names_its_cause_and_lifecycles_and_validation_
     let daemon = serve(dir.path(), &[]);
     let address = daemon.address();
     assert_eq!(register_text(&address, RESTART).0, 201);
+    // One version, one spelling.
+    let (status, body) = register_text(&address, &RESTART.replace("'1.0.0'", "'v1.0.0'"));
+    assert_eq!((status, problem_type(&body)), (422, "validation"), "{body}");
+    assert!(
+        body.to_string().contains("registered already as `1.0.0`"),
+        "{body}"
+    );
+    // A web page cannot write to a daemon on the same machine.
+    let (status, body) = call_with(
+        &address,
+        "POST",
+        "/api/v1/workflows",
+        &[("Origin", "http://evil.example")],
+        Some(json!({"schema": RESTART})),
+    );
+    assert_eq!((status, problem_type(&body)), (403, "forbidden"), "{body}");
 
     // Every violation at once, each at its path.
     let broken = RESTART
@@ -625,6 +646,31 @@ fn a_moved_tag_is_drift_never_adopted_and_the_gate_denies_the_version_until_a_ne
             .contains("register the new content as a new version"),
         "{decided}"
     );
+    // The tag's new content registered as a new version ends the drift:
+    // the old version, pinned at its own digest, runs again.
+    let next = schema_for("restart-pod").replace("1.0.0", "1.0.1");
+    client(&registry)
+        .push(
+            &tag,
+            &image(vec![layer(&[("workflow-schema.yaml", next.as_bytes())])]),
+        )
+        .unwrap();
+    let (status, body) = call(
+        &address,
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"schemaImage": tag})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, record) = call(
+        &address,
+        "GET",
+        "/api/v1/workflows/restart-pod/versions/1.0.0",
+        None,
+    );
+    assert!(record["drift"].is_null(), "{record}");
+    let (_, decided) = call(&address, "POST", "/gate", Some(job(&first)));
+    assert_eq!(decided["allowed"], true, "{decided}");
 
     // A tag of a watched repository no notification told of is found.
     client(&registry)
@@ -649,9 +695,11 @@ fn a_moved_tag_is_drift_never_adopted_and_the_gate_denies_the_version_until_a_ne
     assert_eq!(metric(&address, source), Some(1.0));
 
     // The registry down is not drift: what was found stays as it was.
+    let drifts = metric(&address, "plumbline_catalog_drift_total");
+    assert!(drifts >= Some(1.0), "{drifts:?}");
     registry.stop();
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    assert_eq!(metric(&address, "plumbline_catalog_drift_total"), Some(1.0));
+    assert_eq!(metric(&address, "plumbline_catalog_drift_total"), drifts);
     let (_, scale) = call(
         &address,
         "GET",
@@ -752,6 +800,23 @@ fn the_cli_registers_lists_changes_and_checks_on_a_store_on_disk_and_through_a_d
     assert!(ok && out.contains("restart\t1.0.0"), "{out}");
     let (ok, out, _) = plumbline(&["gate", "check", "--api", &api, run]);
     assert!(!ok && out.contains("/POD"), "{out}");
+    // An id or version is one path segment, whatever it holds.
+    let (ok, out, err) = plumbline(&["catalog", "show", "--api", &api, "restart?x=1"]);
+    assert!(
+        !ok && err.contains("No such workflow version"),
+        "{ok} {out} {err}"
+    );
+    let (ok, _, err) = plumbline(&[
+        "catalog",
+        "deprecate",
+        "--api",
+        &api,
+        "restart",
+        "../../../../registry-webhook?",
+        "--reason",
+        "x",
+    ]);
+    assert!(!ok && err.contains("No such workflow version"), "{err}");
     let (ok, _, err) = plumbline(&["catalog", "list", "--api", "http://127.0.0.1:1"]);
     assert!(!ok && err.contains("cannot be reached"), "{err}");
 }

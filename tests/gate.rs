@@ -77,6 +77,23 @@ fn pipeline_run(bundle: &str, params: &[(&str, &str)]) -> Value {
     run
 }
 
+/// The `restart-job` Job with `env` (a value, or a `valueFrom`).
+fn job_of(env: &[(&str, Value)]) -> Value {
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => json!({"name": name, "value": text}),
+            from => json!({"name": name, "valueFrom": from}),
+        })
+        .collect();
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "restart", "annotations": {"plumbline.dev/workflow": "restart-job@1.0.0"}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+            "name": "workflow", "image": BUNDLE, "env": env}]}}}
+    })
+}
+
 fn decide(address: &str, object: Value) -> (bool, Vec<String>) {
     let (status, decided) = post(address, "/gate", &json!({"object": object}));
     assert_eq!(status, 200, "{decided}");
@@ -178,6 +195,22 @@ fn the_gate_allows_what_fits_the_catalog_and_denies_with_every_reason() {
     });
     let (allowed, reasons) = decide(&address, job);
     assert!(allowed, "{reasons:?}");
+    // Another image beside it, or a declared parameter the gate cannot
+    // read (from a ConfigMap, or set twice: the last one wins), is denied.
+    let mut sneaky = job_of(&[
+        ("POD", json!("web-0")),
+        ("POD", json!({"configMapKeyRef": {"name": "c", "key": "k"}})),
+    ]);
+    sneaky["spec"]["template"]["spec"]["initContainers"] =
+        json!([{"name": "init", "image": "docker.io/attacker/miner:latest"}]);
+    denied_for(
+        &address,
+        sneaky,
+        &[
+            "also runs docker.io/attacker/miner:latest",
+            "/POD: set from a Secret or ConfigMap, or set twice",
+        ],
+    );
 
     // What was allowed is recorded: which version, at which digests, for
     // whom; the parameters by their hash only.

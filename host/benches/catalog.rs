@@ -290,6 +290,7 @@ fn search() {
         paths: Vec::new(),
         caps: Default::default(),
         rules: Arc::new(|_: &str, _: &str| Vec::new()),
+        reading: Default::default(),
     };
     let catalog = Catalog::open(registrar).unwrap();
     let words = [

@@ -40,11 +40,25 @@ pub fn check(workflow: &Workflow) -> Vec<Violation> {
             ),
         );
     }
-    if let Err(error) = version(&workflow.version) {
-        say(
+    match version(&workflow.version) {
+        _ if workflow.version.len() > VERSION_MAX_LEN => say(
+            "metadata.version".into(),
+            format!("longer than {VERSION_MAX_LEN} characters"),
+        ),
+        Err(error) => say(
             "metadata.version".into(),
             format!("`{}` is not a semantic version: {error}", workflow.version),
-        );
+        ),
+        // Build metadata does not make another version (semver: it is
+        // ignored in precedence), so it cannot key a different content.
+        Ok(v) if !v.build.is_empty() => say(
+            "metadata.version".into(),
+            format!(
+                "`{}` carries build metadata (`+{}`): versions that differ only in it are one version",
+                workflow.version, v.build
+            ),
+        ),
+        Ok(_) => {}
     }
     if workflow.description.what.trim().is_empty() {
         say(
@@ -79,22 +93,48 @@ pub fn version(text: &str) -> Result<semver::Version, semver::Error> {
     semver::Version::parse(text.strip_prefix('v').unwrap_or(text))
 }
 
-/// An id the catalog keys by and a URL path can carry.
+/// An id the catalog keys by and a URL path can carry: DNS labels
+/// (lower-case letters, digits, `-` inside) joined by single dots.
 fn is_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 253
-        && id
+    id.len() <= 253
+        && id.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The longest parameter name taken (an environment variable's name, or a
+/// Tekton param's, in practice far shorter).
+pub const NAME_MAX_LEN: usize = 128;
+
+/// The longest version taken.
+pub const VERSION_MAX_LEN: usize = 64;
+
+/// A parameter name an execution can pass as a Tekton param and as an
+/// environment variable: letters, digits, `_`, `-` and `.`, not too long.
+fn is_parameter_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_MAX_LEN
+        && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && id.starts_with(|c: char| c.is_ascii_alphanumeric())
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn check_parameter(p: &Parameter, names: &[&str]) -> Vec<(String, String)> {
     let mut found = Vec::new();
-    if p.name.is_empty() || p.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !is_parameter_name(&p.name) {
+        let shown: String = p.name.chars().take(64).collect();
         found.push((
             ".name".into(),
-            format!("`{}` is no parameter name", p.name.escape_debug()),
+            format!(
+                "`{}` is no parameter name (letters, digits, `_`, `-` and `.`, at most {NAME_MAX_LEN})",
+                shown.escape_debug()
+            ),
         ));
     }
     let numeric = matches!(p.kind, ParameterType::Integer | ParameterType::Number);
@@ -112,6 +152,7 @@ fn check_parameter(p: &Parameter, names: &[&str]) -> Vec<(String, String)> {
             format!("{min} is above the maximum {max}"),
         ));
     }
+    let mut compiled = None;
     if let Some(pattern) = &p.pattern {
         if p.kind != ParameterType::String {
             found.push((
@@ -119,22 +160,25 @@ fn check_parameter(p: &Parameter, names: &[&str]) -> Vec<(String, String)> {
                 format!("a pattern on a {} parameter", p.kind.json_type()),
             ));
         }
-        if let Err(message) = compile(pattern) {
-            found.push((".pattern".into(), message));
+        match compile(pattern) {
+            Ok(re) => compiled = Some(re),
+            Err(message) => found.push((".pattern".into(), message)),
         }
     }
+    // The pattern is compiled once for every value checked against it.
+    let fit = |value: &Value| misfit_with(p, value, compiled.as_ref());
     if let Some(allowed) = &p.allowed {
         if allowed.is_empty() {
             found.push((".enum".into(), "is empty: no value could be passed".into()));
         }
         for (j, value) in allowed.iter().enumerate() {
-            if let Some(message) = misfit(p, value) {
+            if let Some(message) = fit(value) {
                 found.push((format!(".enum[{j}]"), message));
             }
         }
     }
     if let Some(default) = &p.default
-        && let Some(message) = misfit(p, default)
+        && let Some(message) = fit(default)
     {
         found.push((".default".into(), message));
     }
@@ -163,6 +207,15 @@ pub fn compile(pattern: &str) -> Result<regex::Regex, String> {
 
 /// Why `value` cannot be a value of `p`; `None` if it can.
 pub(crate) fn misfit(p: &Parameter, value: &Value) -> Option<String> {
+    let compiled = p
+        .pattern
+        .as_deref()
+        .and_then(|pattern| compile(pattern).ok());
+    misfit_with(p, value, compiled.as_ref())
+}
+
+/// [`misfit`], with `p`'s pattern compiled already.
+fn misfit_with(p: &Parameter, value: &Value, pattern: Option<&regex::Regex>) -> Option<String> {
     let fits = match p.kind {
         ParameterType::String => value.is_string(),
         ParameterType::Integer => value.is_i64() || value.is_u64(),
@@ -183,11 +236,11 @@ pub(crate) fn misfit(p: &Parameter, value: &Value) -> Option<String> {
             bound(p.maximum)
         ));
     }
-    if let (Some(text), Some(pattern)) = (value.as_str(), &p.pattern)
-        && let Ok(re) = compile(pattern)
+    if let (Some(text), Some(re)) = (value.as_str(), pattern)
         && !re.is_match(text)
     {
-        return Some(format!("`{text}` does not match the pattern"));
+        let shown: String = text.chars().take(64).collect();
+        return Some(format!("`{shown}` does not match the pattern"));
     }
     None
 }

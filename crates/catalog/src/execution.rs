@@ -6,13 +6,20 @@ use crate::check::{Violation, misfit};
 use crate::workflow::Workflow;
 use serde_json::{Map, Value};
 
-/// Every reason `given` is not a valid parameter set of `workflow`; none
-/// means it is.
+/// The most violations said of one parameter set: past it, one more says
+/// how many were left out (a set of a million unknown names must not make
+/// a million messages).
+pub const MAX_VIOLATIONS: usize = 64;
+
+/// Every reason `given` is not a valid parameter set of `workflow`, up to
+/// [`MAX_VIOLATIONS`]; none means it is.
 pub fn validate(workflow: &Workflow, given: &Map<String, Value>) -> Vec<Violation> {
     let mut found = Vec::new();
     let mut say = |name: &str, message: String| {
+        // A name the caller sent may be long: it is shown cut short.
+        let shown: String = name.chars().take(crate::check::NAME_MAX_LEN).collect();
         found.push(Violation {
-            path: format!("/{name}"),
+            path: format!("/{shown}"),
             message,
         })
     };
@@ -22,10 +29,7 @@ pub fn validate(workflow: &Workflow, given: &Map<String, Value>) -> Vec<Violatio
         .map(|p| p.name.as_str())
         .collect();
     for name in given.keys().filter(|n| !known.contains(&n.as_str())) {
-        say(
-            name,
-            format!("no such parameter (known: {})", known.join(", ")),
-        );
+        say(name, "no such parameter".into());
     }
     let present = |name: &str| {
         given.contains_key(name)
@@ -56,6 +60,20 @@ pub fn validate(workflow: &Workflow, given: &Map<String, Value>) -> Vec<Violatio
         for other in parameter.depends_on.iter().filter(|o| !present(o)) {
             say(&parameter.name, format!("needs `{other}` too"));
         }
+    }
+    if found.iter().any(|v| v.message == "no such parameter") {
+        found.push(Violation {
+            path: String::new(),
+            message: format!("the parameters this workflow takes: {}", known.join(", ")),
+        });
+    }
+    if found.len() > MAX_VIOLATIONS {
+        let left = found.len() - MAX_VIOLATIONS;
+        found.truncate(MAX_VIOLATIONS);
+        found.push(Violation {
+            path: String::new(),
+            message: format!("… and {left} more"),
+        });
     }
     found
 }

@@ -48,6 +48,12 @@ pub struct Execution {
     pub schema_digest: Option<String>,
     /// A Job's pod template `spec`: what its action contract bounds.
     pub pod: Option<Value>,
+    /// A Job's other images (more containers, init containers): a
+    /// workflow's Job runs its own image only.
+    pub other_images: Vec<String>,
+    /// A Job's environment names whose value the gate cannot read (from a
+    /// Secret or ConfigMap) or that are set twice (the last one wins).
+    pub unread: Vec<String>,
 }
 
 /// Why an object is no execution this reads.
@@ -105,6 +111,7 @@ pub fn read(object: &Value) -> Result<Execution, ExecutionError> {
     let pod = (runner == Runner::Job)
         .then(|| object.pointer("/spec/template/spec").cloned())
         .flatten();
+    let (other_images, unread) = pod.as_ref().map(job_extras).unwrap_or_default();
     Ok(Execution {
         runner,
         workflow,
@@ -112,6 +119,8 @@ pub fn read(object: &Value) -> Result<Execution, ExecutionError> {
         parameters,
         schema_digest: annotation(SCHEMA_ANNOTATION).map(str::to_owned),
         pod,
+        other_images,
+        unread,
     })
 }
 
@@ -145,6 +154,41 @@ fn job(object: &Value) -> (Option<String>, Map<String, Value>) {
         .cloned()
         .collect();
     (image, named_values(Some(&Value::Array(literal))))
+}
+
+/// A Job pod's images beyond its first container's, and its first
+/// container's environment names that cannot be read or are set twice.
+fn job_extras(spec: &Value) -> (Vec<String>, Vec<String>) {
+    let list = |key: &str| {
+        spec.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let containers = list("containers");
+    let images = containers
+        .iter()
+        .skip(1)
+        .chain(list("initContainers").iter())
+        .filter_map(|c| c.get("image").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let env = containers
+        .first()
+        .and_then(|c| c.get("env"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut unread = Vec::new();
+    for entry in &env {
+        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        if entry.get("value").is_none() || !seen.insert(name) {
+            unread.push(name.to_owned());
+        }
+    }
+    (images, unread)
 }
 
 /// `[{name, value}]` as a map.

@@ -204,8 +204,12 @@ fn search(
         let path = absolute(&raw.to_string_lossy());
         let (folder, name) = path.rsplit_once('/').unwrap_or(("", &path));
         let folder = if folder.is_empty() { "/" } else { folder };
+        // Only what could hide one of `paths` is kept: a layer of a million
+        // whiteouts costs no memory.
         if name == ".wh..wh..opq" {
-            lower.folders.insert(folder.to_owned());
+            if covers(folder, paths) {
+                lower.folders.insert(folder.to_owned());
+            }
             continue;
         }
         if let Some(gone) = name.strip_prefix(".wh.") {
@@ -214,7 +218,9 @@ fn search(
             } else {
                 format!("{folder}/{gone}")
             };
-            lower.paths.insert(gone);
+            if covers(&gone, paths) {
+                lower.paths.insert(gone);
+            }
             continue;
         }
         let Some(rank) = paths.iter().position(|p| *p == path) else {
@@ -240,6 +246,17 @@ fn search(
         best = Some((rank, Found { path, bytes, layer }));
     }
     Ok((best.map(|(_, found)| found), lower))
+}
+
+/// Whether `path` is one of `paths` or a folder above one.
+fn covers(path: &str, paths: &[&str]) -> bool {
+    path == "/"
+        || paths.iter().any(|wanted| {
+            *wanted == path
+                || wanted
+                    .strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
 }
 
 /// A tar entry's path as an absolute path without `.` parts.

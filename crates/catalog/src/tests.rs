@@ -94,6 +94,39 @@ parameters:
 "#;
 
 #[test]
+fn ids_versions_and_names_are_what_keys_and_executions_can_carry() {
+    let schema = |id: &str, version: &str, name: &str| {
+        read(&format!(
+            "metadata: {{workflowId: '{id}', version: '{version}', description: {{what: x}}}}\n\
+             execution: {{engine: job}}\nparameters: [{{name: '{name}', type: string}}]\n"
+        ))
+        .unwrap()
+    };
+    let paths = |w: &Workflow| -> Vec<String> { check(w).into_iter().map(|v| v.path).collect() };
+    assert!(paths(&schema("restart.pod-v1", "v1.2.3-rc.1", "POD_NAME")).is_empty());
+    for (id, version, name, path) in [
+        ("a..b", "1.0.0", "N", "metadata.workflowId"),
+        ("a.", "1.0.0", "N", "metadata.workflowId"),
+        ("-a", "1.0.0", "N", "metadata.workflowId"),
+        ("a", "1.0.0+evil", "N", "metadata.version"),
+        (
+            "a",
+            &format!("1.0.0-{}", "a".repeat(100)),
+            "N",
+            "metadata.version",
+        ),
+        ("a", "1.0.0", "A B", "parameters[0].name"),
+        ("a", "1.0.0", &"N".repeat(200), "parameters[0].name"),
+    ] {
+        assert_eq!(
+            paths(&schema(id, version, name)),
+            [path],
+            "{id} {version} {name}"
+        );
+    }
+}
+
+#[test]
 fn every_violation_is_found_at_once_with_its_path() {
     let workflow = read(BROKEN).unwrap();
     let found: Vec<String> = check(&workflow)
@@ -334,6 +367,18 @@ mod execution {
     }
 
     #[test]
+    fn a_flood_of_unknown_names_makes_a_bounded_answer() {
+        let flood: serde_json::Map<String, Value> = (0..10_000)
+            .map(|i| (format!("{}{i}", "X".repeat(1000)), json!(1)))
+            .collect();
+        let found = validate(&workflow(), &flood);
+        assert_eq!(found.len(), crate::execution::MAX_VIOLATIONS + 1);
+        assert!(found.last().unwrap().message.starts_with("… and "));
+        let said: usize = found.iter().map(|v| v.path.len() + v.message.len()).sum();
+        assert!(said < 64 << 10, "{said} bytes");
+    }
+
+    #[test]
     fn every_problem_of_a_set_is_said_at_its_parameter() {
         let bad = given(json!({
             "NAMESPACE": "Shop_1", "REPLICAS": "3", "MODE": "slow",
@@ -344,7 +389,8 @@ mod execution {
             .map(|v| format!("{}: {}", v.path, v.message))
             .collect();
         for expected in [
-            "/COLOUR: no such parameter (known: NAMESPACE, REPLICAS, MODE, REASON, TICKET)",
+            "/COLOUR: no such parameter",
+            ": the parameters this workflow takes: NAMESPACE, REPLICAS, MODE, REASON, TICKET",
             "/NAMESPACE: `Shop_1` does not match the pattern",
             "/REPLICAS: \"3\" is not of type integer",
             "/MODE: \"slow\" is not one of \"fast\", \"safe\"",

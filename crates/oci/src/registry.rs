@@ -13,6 +13,12 @@ use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// How long a connection to a registry may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a registry may go without sending anything.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Tags asked for per page of a listing.
 const TAGS_PAGE: usize = 1000;
 
@@ -30,6 +36,10 @@ impl Registry {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
+            // A registry that accepts a connection and never answers must
+            // not hold a registration (and its thread) for ever.
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
             ..ClientConfig::default()
         });
         Registry {

@@ -32,6 +32,12 @@ use utoipa::{OpenApi, ToSchema};
 /// The largest request body taken (an inline schema is far smaller).
 const MAX_BODY_BYTES: usize = 4 << 20;
 
+/// The longest lifecycle reason kept.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// The longest `detail` a problem carries (an error may quote its input).
+const MAX_DETAIL_BYTES: usize = 4096;
+
 /// Where problem types are named.
 const PROBLEMS: &str = "https://plumbline.dev/problems/";
 
@@ -121,7 +127,15 @@ pub struct ViolationBody {
 }
 
 impl Problem {
-    fn new(status: StatusCode, cause: &str, title: &str, detail: String) -> Problem {
+    fn new(status: StatusCode, cause: &str, title: &str, mut detail: String) -> Problem {
+        if detail.len() > MAX_DETAIL_BYTES {
+            let mut cut = MAX_DETAIL_BYTES;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push_str(" …");
+        }
         Problem {
             kind: format!("{PROBLEMS}{cause}"),
             title: title.to_owned(),
@@ -187,6 +201,12 @@ impl From<RegisterError> for Problem {
         let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
         match error {
             RegisterError::Store(error) => error.into(),
+            RegisterError::Busy(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "Too many images are being read",
+                detail,
+            ),
             RegisterError::Invalid { violations, .. } => Problem::new(
                 unprocessable,
                 "validation",
@@ -280,10 +300,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 pub fn writer(access: &Access, headers: &HeaderMap, peer: &Peer) -> Result<String, Problem> {
     match &access.token {
         Some(token) => {
+            // The scheme is case-insensitive (RFC 9110).
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
             // Compared whole, in constant time: the token is a secret.
             let matches = given.is_some_and(|given| {
                 given.len() == token.len()
@@ -304,6 +327,15 @@ pub fn writer(access: &Access, headers: &HeaderMap, peer: &Peer) -> Result<Strin
                 ))
             }
         }
+        // A browser sends `Origin`: without a token, a web page could
+        // otherwise write to a daemon on the same machine.
+        None if headers.contains_key(header::ORIGIN) => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Writes from a web page are refused",
+            "with no --catalog-token-file, catalog writes with an Origin header (a browser's) are refused"
+                .into(),
+        )),
         None => match peer.address {
             Some(address) if address.ip().is_loopback() => Ok(format!("api ({})", address.ip())),
             _ => Err(Problem::new(
@@ -510,6 +542,11 @@ async fn lifecycle(
     let actor = writer(&api.access, &headers, &peer)?;
     if body.reason.trim().is_empty() {
         return Err(bad_request("say why: `reason` is empty".into()));
+    }
+    if body.reason.len() > MAX_REASON_BYTES {
+        return Err(bad_request(format!(
+            "`reason` is longer than {MAX_REASON_BYTES} bytes"
+        )));
     }
     let record = api
         .catalog

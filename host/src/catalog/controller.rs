@@ -203,7 +203,9 @@ fn refused(error: &RegisterError, generation: Option<i64>) -> Value {
             ("InvalidSchema", "Invalid", true)
         }
         RegisterError::Store(StoreError::Conflict { .. }) => ("VersionConflict", "Invalid", true),
-        RegisterError::Extract(_) => ("SchemaUnavailable", "Pending", false),
+        RegisterError::Extract(_) | RegisterError::Busy(_) => {
+            ("SchemaUnavailable", "Pending", false)
+        }
         RegisterError::Store(_) => ("CatalogUnavailable", "Pending", false),
     };
     // What may work later (a registry, the store) is tried again: the

@@ -112,25 +112,52 @@ pub fn schema_of(
     let labelled = labels.get(SCHEMA_PATH_LABEL).map(String::as_str);
     let paths: Vec<&str> = labelled.into_iter().chain(paths.iter().copied()).collect();
     let mut read = 0;
+    // What stopped a layer before it was read: a cap its declared size
+    // would pass (then it is not downloaded), or the registry's failure.
+    let mut stopped: Option<ExtractError> = None;
+    let mut declared = 0u64;
     let on_demand = manifest.layers.iter().rev().map(|descriptor| {
         read += 1;
-        let mut bytes = Vec::new();
-        let content: Box<dyn Read> =
-            match client.pull_blob(&pinned, descriptor, &mut bytes, &mut |_| {}) {
-                Ok(()) => Box::new(Cursor::new(bytes)),
-                // Said as the layer's read error, with the registry's words.
-                Err(error) => Box::new(Failing(Some(std::io::Error::other(error.to_string())))),
-            };
+        declared = declared.saturating_add(descriptor.size);
+        let outcome = if declared > caps.max_read_bytes {
+            Err(ExtractError::Layers {
+                reference: reference.to_owned(),
+                source: LayerError::Cap(format!(
+                    "layer {} declares {} bytes, past the cap of {} bytes read from all layers; it was not downloaded",
+                    descriptor.digest, descriptor.size, caps.max_read_bytes
+                )),
+            })
+        } else {
+            let mut bytes = Vec::new();
+            client
+                .pull_blob(&pinned, descriptor, &mut bytes, &mut |_| {})
+                .map(|()| bytes)
+                .map_err(|source| ExtractError::Registry {
+                    reference: reference.to_owned(),
+                    source,
+                })
+        };
+        let content: Box<dyn Read> = match outcome {
+            Ok(bytes) => Box::new(Cursor::new(bytes)),
+            Err(cause) => {
+                stopped = Some(cause);
+                Box::new(Failing(Some(std::io::Error::other("not read"))))
+            }
+        };
         Layer {
             media_type: descriptor.media_type.clone(),
             content,
         }
     });
-    let in_layers =
-        layers::find(on_demand, &paths, caps).map_err(|source| ExtractError::Layers {
+    let searched = layers::find(on_demand, &paths, caps);
+    let in_layers = match (searched, stopped) {
+        // The layer failed for what stopped it: that is the cause.
+        (Err(_), Some(cause)) => return Err(cause),
+        (searched, _) => searched.map_err(|source| ExtractError::Layers {
             reference: reference.to_owned(),
             source,
-        })?;
+        })?,
+    };
     match in_layers {
         Some(schema) => Ok(found(schema.path, schema.bytes, read)),
         None => Err(ExtractError::NotFound {

@@ -114,6 +114,7 @@ impl Gate {
         if let (Some(contract), Some(pod)) = (&record.workflow.contract, &execution.pod) {
             reasons.extend(super::contract::breaches(contract, pod));
         }
+        reasons.extend(unchecked(execution, &record));
         if let Verdict::Deny(denied) = verdict {
             reasons.extend(denied);
         }
@@ -198,6 +199,26 @@ fn without_engine_parameters(
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// What of a Job the gate cannot vouch for: other images than the
+/// workflow's, and declared parameters whose value it cannot read.
+fn unchecked(execution: &Execution, record: &Record) -> Vec<String> {
+    let mut found: Vec<String> = execution
+        .other_images
+        .iter()
+        .filter(|image| Some(image.as_str()) != execution.image.as_deref())
+        .map(|image| format!("the Job also runs {image}: a workflow's Job runs its own image only"))
+        .collect();
+    let declared = |name: &str| record.workflow.parameters.iter().any(|p| p.name == name);
+    found.extend(
+        execution
+            .unread
+            .iter()
+            .filter(|name| declared(name))
+            .map(|name| format!("/{name}: set from a Secret or ConfigMap, or set twice: its value cannot be checked")),
+    );
+    found
 }
 
 /// Why a drifted version does not run.

@@ -140,9 +140,16 @@ pub(super) async fn check(
             parameters: body.parameters,
             schema_digest: None,
             pod: None,
+            other_images: Vec::new(),
+            unread: Vec::new(),
         },
     };
-    let requester = body.requester.unwrap_or(actor);
+    // Who asked is the caller the server knows; whom it names is said
+    // beside, never instead.
+    let requester = match body.requester {
+        Some(named) => format!("{actor} for {named}"),
+        None => actor,
+    };
     Ok(Json(
         decide(&state, execution, requester, "api".into(), false).await,
     ))

@@ -80,7 +80,8 @@ async fn notified(
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
     };
-    let pushes: Vec<String> = envelope
+    // A registry may repeat an event: each tag is offered once.
+    let pushes: std::collections::BTreeSet<String> = envelope
         .events
         .iter()
         .filter(|e| e.action == "push" && !e.target.tag.is_empty())

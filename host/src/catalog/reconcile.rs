@@ -197,6 +197,16 @@ impl Reconciler {
             Ok(records) => records,
             Err(error) => return report.failed.push(error.to_string()),
         };
+        // What each tag names in the catalog: a tag that moved to content
+        // registered since is adopted, not drift.
+        let registered_at: std::collections::BTreeSet<(String, String)> = records
+            .iter()
+            .filter_map(|r| {
+                let reference = r.schema_reference.clone()?;
+                let pinned = digest(r.schema_image.as_deref()?)?.to_owned();
+                Some((reference, pinned))
+            })
+            .collect();
         for record in records {
             let (Some(reference), Some(image)) = (&record.schema_reference, &record.schema_image)
             else {
@@ -217,7 +227,8 @@ impl Reconciler {
                 }
             };
             let w = &record.workflow;
-            let drift = (now != registered).then(|| Drift {
+            let adopted = registered_at.contains(&(reference.clone(), now.clone()));
+            let drift = (now != registered && !adopted).then(|| Drift {
                 reference: reference.clone(),
                 registered: registered.to_owned(),
                 now: now.clone(),
@@ -292,6 +303,7 @@ impl Reconciler {
             &outcome,
             Err(RegisterError::Extract(ExtractError::Registry { .. }))
                 | Err(RegisterError::Store(StoreError::Store { .. }))
+                | Err(RegisterError::Busy(_))
         );
         if !transient {
             offered().insert(reference.to_owned(), now);

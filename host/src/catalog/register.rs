@@ -53,6 +53,9 @@ pub enum RegisterError {
     /// The store refused (another content under this version) or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// As many images are being read as may be at once.
+    #[error("{0} images are being read already: try again shortly")]
+    Busy(usize),
 }
 
 fn said(violations: &[Violation]) -> String {
@@ -79,6 +82,32 @@ pub struct Registrar {
     pub caps: Caps,
     /// The policies' schema chain, as it is now.
     pub rules: SchemaRules,
+    /// Images being read now (each holds a layer in memory and a thread).
+    pub reading: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The most images read at once.
+pub const MAX_READING: usize = 4;
+
+/// One image being read, counted until dropped.
+struct Reading<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Reading<'a> {
+    fn start(count: &'a std::sync::atomic::AtomicUsize) -> Result<Reading<'a>, RegisterError> {
+        use std::sync::atomic::Ordering;
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        if before >= MAX_READING {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return Err(RegisterError::Busy(before));
+        }
+        Ok(Reading(count))
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Registrar {
@@ -92,6 +121,7 @@ impl Registrar {
         let (text, image) = match offer {
             Offer::Inline(text) => (text.clone(), None),
             Offer::Image(reference) => {
+                let _reading = Reading::start(&self.reading)?;
                 let paths: Vec<&str> = self.paths.iter().map(String::as_str).collect();
                 let extracted = schema_of(&self.registry, reference, &paths, self.caps)?;
                 let text = String::from_utf8_lossy(&extracted.bytes).into_owned();
@@ -106,7 +136,8 @@ impl Registrar {
                     .unwrap_or_default(),
                 source,
             })?;
-        let violations = problems(&workflow, &*self.rules);
+        let mut violations = problems(&workflow, &*self.rules);
+        violations.extend(self.spelled_otherwise(&workflow));
         if !violations.is_empty() {
             return Err(RegisterError::Invalid {
                 id: workflow.workflow_id,
@@ -128,6 +159,26 @@ impl Registrar {
             last_change: None,
         };
         Ok(self.store.register(record)?)
+    }
+}
+
+impl Registrar {
+    /// The version registered under the other spelling (`v1.0.0` for
+    /// `1.0.0`, or the reverse): one version has one spelling, or an
+    /// execution naming either could get either content.
+    fn spelled_otherwise(&self, workflow: &Workflow) -> Option<Violation> {
+        let version = &workflow.version;
+        let other = match version.strip_prefix('v') {
+            Some(bare) => bare.to_owned(),
+            None => format!("v{version}"),
+        };
+        self.store.get(&workflow.workflow_id, &other).ok()?;
+        Some(Violation {
+            path: "metadata.version".into(),
+            message: format!(
+                "`{version}` is registered already as `{other}`: a version has one spelling"
+            ),
+        })
     }
 }
 

@@ -31,6 +31,7 @@ impl Catalog {
         let registered = self.registrar.register(offer, actor, &now())?;
         if let Registered::Created(record) = &registered {
             self.index_put(record);
+            self.adopted(record)?;
         }
         Ok(registered)
     }
@@ -38,6 +39,32 @@ impl Catalog {
     /// Every violation registration would find in `workflow` now.
     pub fn problems(&self, workflow: &plumbline_catalog::Workflow) -> Vec<Violation> {
         super::register::problems(workflow, &*self.registrar.rules)
+    }
+
+    /// A new version registered from a tag ends the drift of the versions
+    /// that tag moved away from: what it names now is in the catalog, and
+    /// each older version runs at its own digest again.
+    fn adopted(&self, record: &Record) -> Result<(), StoreError> {
+        let (Some(reference), Some(image)) = (&record.schema_reference, &record.schema_image)
+        else {
+            return Ok(());
+        };
+        let Some(digest) = plumbline_catalog::executions::digest(image) else {
+            return Ok(());
+        };
+        for older in self.all()? {
+            // The tag may have moved again since the drift was found: what
+            // it names now was just registered, whichever digest that is.
+            let ended = older
+                .drift
+                .as_ref()
+                .is_some_and(|d| &d.reference == reference && d.registered != digest);
+            if ended {
+                let w = &older.workflow;
+                self.set_drift(&w.workflow_id, &w.version, None)?;
+            }
+        }
+        Ok(())
     }
 
     /// One version.

@@ -404,6 +404,7 @@ pub(super) fn open(
             .collect(),
         caps: Default::default(),
         rules: Arc::new(rules),
+        reading: Default::default(),
     };
     Ok(Arc::new(
         Catalog::open(registrar).context("opening the catalog")?,

@@ -134,16 +134,14 @@ impl Backend {
     /// One version, or every version of `id`.
     pub fn show(&self, id: &str, version: Option<&str>) -> Result<Value, Problem> {
         match (self, version) {
-            (Backend::Api { .. }, Some(v)) => self.call(
-                reqwest::Method::GET,
-                &format!("/api/v1/workflows/{id}/versions/{v}"),
-                None,
-            ),
-            (Backend::Api { .. }, None) => self.call(
-                reqwest::Method::GET,
-                &format!("/api/v1/workflows/{id}"),
-                None,
-            ),
+            (Backend::Api { .. }, Some(v)) => {
+                let path = path(&["api", "v1", "workflows", id, "versions", v]);
+                self.call(reqwest::Method::GET, &path, None)
+            }
+            (Backend::Api { .. }, None) => {
+                let path = path(&["api", "v1", "workflows", id]);
+                self.call(reqwest::Method::GET, &path, None)
+            }
             (Backend::Disk { catalog, .. }, Some(v)) => Ok(json!(catalog.get(id, v)?)),
             (Backend::Disk { catalog, .. }, None) => Ok(json!(catalog.versions(id)?)),
         }
@@ -159,7 +157,15 @@ impl Backend {
     ) -> Result<Value, Problem> {
         match self {
             Backend::Api { .. } => {
-                let path = format!("/api/v1/workflows/{id}/versions/{version}/lifecycle");
+                let path = path(&[
+                    "api",
+                    "v1",
+                    "workflows",
+                    id,
+                    "versions",
+                    version,
+                    "lifecycle",
+                ]);
                 let body = json!({"lifecycle": lifecycle, "reason": reason});
                 self.call(reqwest::Method::POST, &path, Some(body))
             }
@@ -228,6 +234,24 @@ impl Backend {
             Problem::unreachable(format!("{base} answered {status}: {}", text.trim()))
         }))
     }
+}
+
+/// A URL path of `segments`, each percent-encoded: an id or a version can
+/// never reach another route (nor take the token there).
+fn path(segments: &[&str]) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    segments
+        .iter()
+        // `.` and `..` would be resolved away by the URL; `%2E` too.
+        .map(|s| match *s {
+            "." | ".." => "/%2F".to_owned(),
+            s => format!("/{}", percent_encoding::utf8_percent_encode(s, SEGMENT)),
+        })
+        .collect()
 }
 
 /// The catalog in `state`, opened directly.
@@ -396,12 +420,20 @@ pub fn gate_check(
 ) -> anyhow::Result<ExitCode> {
     let backend = Backend::of(global, target)?;
     let mut denied = 0;
+    let mut checked = 0;
     for file in files {
         let text = crate::ingest::directory::walk::read_file(file, 4 << 20)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
             .map_err(|e| anyhow::anyhow!("{}: not YAML: {e}", file.display()))?;
-        for object in documents {
+        // `kubectl get -o yaml` wraps what it prints in a List.
+        let objects = documents
+            .into_iter()
+            .flat_map(|d| match d["kind"].as_str() {
+                Some("List") => d["items"].as_array().cloned().unwrap_or_default(),
+                _ => vec![d],
+            });
+        for object in objects {
             if plumbline_catalog::executions::read(&object).is_err_and(|e| {
                 matches!(
                     e,
@@ -419,6 +451,7 @@ pub fn gate_check(
                     .or_else(|| object["metadata"]["generateName"].as_str())
                     .unwrap_or_default()
             );
+            checked += 1;
             match backend.gate(object) {
                 Ok(decided) if decided["allowed"] == true => println!("{name}: allowed"),
                 Ok(decided) => {
@@ -434,6 +467,12 @@ pub fn gate_check(
                 }
             }
         }
+    }
+    if checked == 0 {
+        eprintln!(
+            "no PipelineRun, TaskRun or Job (tekton.dev/v1 or v1beta1, batch/v1) in the files: nothing was checked"
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(exit(denied))
 }
