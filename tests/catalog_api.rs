@@ -356,6 +356,12 @@ fn an_images_schema_is_registered_from_a_real_registry_and_a_registry_down_chang
     assert_eq!(status, 201, "{body}");
     let expected = format!("{}/workflows/restart@{pushed}", registry.host());
     assert_eq!(body["record"]["schemaImage"], expected.as_str());
+    let (status, body) = register("not a reference");
+    assert_eq!(
+        (status, problem_type(&body)),
+        (422, "bad-reference"),
+        "{body}"
+    );
     let (status, body) = register(&format!("{}/workflows/none:1.0.0", registry.host()));
     assert_eq!(
         (status, problem_type(&body)),

@@ -220,6 +220,16 @@ impl From<RegisterError> for Problem {
                 "No workflow schema",
                 detail,
             ),
+            // No registry was asked: the reference itself is wrong.
+            RegisterError::Extract(ExtractError::Registry {
+                source: crate::oci::OciError::Reference { .. },
+                ..
+            }) => Problem::new(
+                unprocessable,
+                "bad-reference",
+                "Not an image reference",
+                detail,
+            ),
             RegisterError::Extract(ExtractError::Registry { .. }) => Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "registry-unreachable",
