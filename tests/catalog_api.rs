@@ -411,6 +411,49 @@ fn an_images_schema_is_registered_from_a_real_registry_and_a_registry_down_chang
     assert_eq!(everything(&address, "").len(), 1, "the catalog unchanged");
 }
 
+/// The read timeout is the client's time to send its request, not the
+/// handler's to do its work: a registration from a registry slower than
+/// the timeout gets its own answer, not a 408 while it goes on.
+#[test]
+fn a_registration_slower_than_the_read_timeout_gets_its_answer_not_a_408() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                std::thread::sleep(std::time::Duration::from_millis(2500));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = serve(
+        dir.path(),
+        &["--insecure-registry", &host, "--http-read-timeout", "1"],
+    );
+    let (status, body) = call(
+        &daemon.address(),
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"schemaImage": format!("{host}/workflows/slow:1.0.0")})),
+    );
+    assert_eq!(
+        (status, problem_type(&body)),
+        (502, "registry-unreachable"),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("slow:1.0.0"),
+        "{body}"
+    );
+}
+
 #[test]
 fn writes_need_the_token_when_one_is_set_and_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -959,6 +1002,95 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "422", "502"]
 include-name = "POST /api/v1/workflows"
 checks.not_a_server_error.expected-statuses = ["2xx", "4xx", "502"]
 "#;
+
+/// With `--webhook-client-ca`, every webhook the API server calls takes
+/// only the certificate the CA signed: the gate's and the
+/// RemediationWorkflow one would otherwise record and refuse on the word
+/// of anyone who can reach the port. The probes and the catalog's API ask
+/// for none.
+#[test]
+fn with_a_webhook_client_ca_every_webhook_takes_only_the_api_servers_certificate() {
+    use crate::apiserver::ApiServer;
+    let api = ApiServer::start();
+    crate::cluster::install_crds(&api);
+    let crd = std::fs::read_to_string(
+        crate::support::root()
+            .join("tests/fixtures/kubernaut/api/kubernaut.ai_remediationworkflows.crd.yaml"),
+    )
+    .unwrap();
+    assert!(api.apply_as("alice", &crd).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    crate::support::python_in(
+        &certs,
+        &std::fs::read_to_string(crate::support::root().join("tests/tools/certs.py")).unwrap(),
+    );
+    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+    let kubeconfig = api.kubeconfig();
+    let daemon = serve(
+        dir.path(),
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--admission-webhook",
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--webhook-client-ca",
+            &file("ca.pem"),
+        ],
+    );
+    let review = |object: Value| {
+        json!({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+            "request": {"uid": "u-1", "operation": "CREATE", "name": "a",
+                "resource": {"resource": "configmaps"}, "userInfo": {"username": "x"},
+                "object": object}})
+        .to_string()
+    };
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "spec": {"template": {"spec": {"containers": [{"name": "w", "image": "example.com/none:1"}]}}}});
+    let webhooks = [
+        (
+            "POST",
+            "/process-validating-webhook",
+            review(json!({"metadata": {"name": "a"}})),
+        ),
+        ("POST", "/gate-webhook", review(job)),
+        (
+            "POST",
+            "/remediationworkflow-webhook",
+            review(json!({"metadata": {"name": "a"}})),
+        ),
+    ];
+    let webhooks: Vec<(&str, &str, &str)> = webhooks
+        .iter()
+        .map(|(m, p, b)| (*m, *p, b.as_str()))
+        .collect();
+    let open = [("GET", "/healthz", ""), ("GET", "/api/v1/workflows", "")];
+    let address = daemon.address();
+    for answer in crate::cluster::https(&certs, &address, None, &open) {
+        assert!(answer.starts_with("200"), "{answer}");
+    }
+    let answers = crate::cluster::https(&certs, &address, None, &webhooks);
+    for ((_, path, _), answer) in webhooks.iter().zip(&answers) {
+        assert!(
+            answer.starts_with(&format!(
+                "401 {path} takes requests with a client certificate the configured CA signed"
+            )),
+            "{answers:?}"
+        );
+    }
+    let answers = crate::cluster::https(&certs, &address, Some("client"), &webhooks);
+    for answer in &answers {
+        assert!(
+            answer.starts_with(r#"200 {"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":"#),
+            "{answers:?}"
+        );
+    }
+    assert!(answers[1].contains(r#""allowed":false"#), "{answers:?}");
+}
 
 #[test]
 fn the_rest_api_answers_as_its_own_openapi_document_says() {

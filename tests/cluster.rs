@@ -554,7 +554,7 @@ fn changes_are_authored_by_the_user_the_admission_webhook_names() {
 /// with the client certificate `client` (a stem of `dir`) if any: each
 /// request's status and body, or the name of the error that ended it, one
 /// a line.
-fn https(
+pub(crate) fn https(
     dir: &Path,
     address: &str,
     client: Option<&str>,

@@ -286,8 +286,13 @@ impl Daemon {
 
     /// The address its HTTP server bound, once it says so.
     pub fn address(&self) -> String {
+        let started = std::time::Instant::now();
         wait_for("the daemon to serve HTTP", || {
             let text = self.stderr();
+            assert!(
+                started.elapsed().as_secs() < 55,
+                "the daemon never served HTTP; it said:\n{text}"
+            );
             let (_, rest) = text
                 .split_once(" on http://")
                 .or_else(|| text.split_once(" on https://"))?;

@@ -14,8 +14,8 @@
 //! - a client has [`ServerLimits::read_timeout`] to send a request's headers,
 //!   counted from when it connects or its previous response went out, so a
 //!   slow or idle connection is closed then; and as long again for the rest
-//!   of the request (its body, and the answer), or it gets a 408: a body
-//!   sent a byte a second held a connection for its whole lifetime;
+//!   of the request's body, or it gets a 408 ([`deadline`]): a body sent a
+//!   byte a second held a connection for its whole lifetime;
 //! - no connection lives longer than [`CONNECTION_LIFETIME`], so one that
 //!   stops reading its response does not hold its place for ever;
 //! - at most [`ServerLimits::max_connections`] are served at once; the next
@@ -27,6 +27,7 @@
 //! timeout too; what the handshake learnt of the client reaches the routes
 //! as a [`tls::Peer`] request extension.
 
+mod deadline;
 pub mod tls;
 
 use axum::{Extension, Router};
@@ -86,7 +87,7 @@ pub fn serve(
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = app.layer(axum::middleware::from_fn_with_state(
         limits.read_timeout,
-        deadline,
+        deadline::deadline,
     ));
     runtime.spawn(accept_loop(listener, app, limits, tls));
     Ok(bound)
@@ -167,23 +168,6 @@ where
         // A client that went away or timed out: its business.
         Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
         Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
-    }
-}
-
-/// A request not over within `limit` of its headers gets a 408.
-async fn deadline(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => (
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            "the request's body did not arrive within the read timeout\n",
-        )
-            .into_response(),
     }
 }
 

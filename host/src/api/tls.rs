@@ -8,7 +8,8 @@
 //!
 //! Client certificates are checked against a CA when one is given, but
 //! not required by the handshake: the kubelet's probes present none. A
-//! route that must have one (the audit webhook) asks [`Peer`].
+//! route that must have one (a webhook only the API server calls) asks
+//! [`Peer`], or is wrapped in [`certified_only`].
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -26,6 +27,33 @@ pub struct Peer {
     pub client_certified: bool,
     /// Its address.
     pub address: Option<std::net::SocketAddr>,
+}
+
+/// Middleware: with `required`, a request from a client that presented no
+/// certificate the client CA signed gets a 401 that says so; without, every
+/// request passes.
+pub async fn certified_only(
+    axum::extract::State(required): axum::extract::State<bool>,
+    peer: Option<axum::Extension<Peer>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if required && !peer.is_some_and(|axum::Extension(p)| p.client_certified) {
+        tracing::debug!(
+            path = request.uri().path(),
+            "a webhook request without a client certificate refused"
+        );
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            format!(
+                "{} takes requests with a client certificate the configured CA signed\n",
+                request.uri().path()
+            ),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// Why the server's TLS cannot be set up.

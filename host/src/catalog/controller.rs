@@ -218,10 +218,16 @@ fn refused(error: &RegisterError, generation: Option<i64>) -> Value {
     })
 }
 
-/// The validating webhook's route.
-pub fn routes(catalog: Arc<Catalog>) -> Router {
+/// The validating webhook's route; with `certified`, only for clients
+/// whose certificate the server's client CA signed.
+pub fn routes(catalog: Arc<Catalog>, certified: bool) -> Router {
+    let certified_only =
+        axum::middleware::from_fn_with_state(certified, crate::api::tls::certified_only);
     Router::new()
-        .route("/remediationworkflow-webhook", post(review))
+        .route(
+            "/remediationworkflow-webhook",
+            post(review).layer(certified_only),
+        )
         .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .with_state(catalog)
 }

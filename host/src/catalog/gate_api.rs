@@ -35,16 +35,21 @@ pub(super) struct GateState {
     deadline: Duration,
 }
 
-/// The gate's routes over `gate`, each decision within `deadline`.
+/// The gate's routes over `gate`, each decision within `deadline`; with
+/// `certified`, the webhook's only for clients whose certificate the
+/// server's client CA signed.
 pub fn routes(
     gate: Arc<Gate>,
     catalog: Arc<Catalog>,
     access: Access,
     deadline: Duration,
+    certified: bool,
 ) -> Router {
+    let certified_only =
+        axum::middleware::from_fn_with_state(certified, crate::api::tls::certified_only);
     Router::new()
         .route("/gate", post(check))
-        .route("/gate-webhook", post(webhook))
+        .route("/gate-webhook", post(webhook).layer(certified_only))
         .route("/api/v1/executions", get(allowed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(GateState {

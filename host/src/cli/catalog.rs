@@ -318,9 +318,11 @@ fn deadline_seconds(text: &str) -> Result<f64, String> {
 /// The catalog's routes, if `args` ask for them, and its series for
 /// `/metrics`: its store in `state`, images read with `registry`, schemas
 /// checked by the schema chain that `policies` serve at the time. The
-/// reconciler starts on a thread of its own.
+/// reconciler starts on a thread of its own. With `certified`, the webhooks
+/// the API server calls take only clients the server's client CA signed.
 pub fn routes(
     args: &ServeArgs,
+    certified: bool,
     state: &std::path::Path,
     registry: crate::oci::OciClient,
     policies: crate::bundle::Serving,
@@ -369,7 +371,10 @@ pub fn routes(
         controller
             .follow(std::time::Duration::from_secs(interval))
             .map_err(|e| anyhow::anyhow!("starting the RemediationWorkflow controller: {e}"))?;
-        router = router.merge(crate::catalog::controller::routes(catalog.clone()));
+        router = router.merge(crate::catalog::controller::routes(
+            catalog.clone(),
+            certified,
+        ));
     }
     let router = router
         .merge(mcp::routes(catalog.clone(), mcp_hosts(args)))
@@ -378,6 +383,7 @@ pub fn routes(
             catalog,
             access.clone(),
             deadline,
+            certified,
         ))
         .merge(notify::routes(reconciler, access));
     let export: crate::daemon::Export = Box::new(move |registry| metrics.register(registry));

@@ -76,9 +76,21 @@ pub struct RunArgs {
     /// With --audit-webhook and --tls-cert: the audit webhook takes only
     /// requests that present a client certificate this CA (PEM) signed,
     /// as the API server's audit kubeconfig can. Other routes (the
-    /// probes, the admission webhook) ask for none.
+    /// probes, the admission webhooks) ask for none.
     #[arg(long, value_name = "FILE", requires_all = ["audit_webhook", "tls_cert"])]
     audit_client_ca: Option<PathBuf>,
+    /// With --tls-cert: every webhook the API server calls (audit,
+    /// admission, /gate-webhook, /remediationworkflow-webhook) takes only
+    /// requests that present a client certificate this CA (PEM) signed,
+    /// as the API server's audit and admission kubeconfigs can (401
+    /// otherwise). The probes, /metrics and the catalog's API ask for none.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        conflicts_with = "audit_client_ca"
+    )]
+    webhook_client_ca: Option<PathBuf>,
     /// Most admission facts kept waiting for the watch event of their
     /// change; beyond it, the least recent go (each counted in
     /// plumbline_attribution_evictions_total).
@@ -266,7 +278,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let stamp = args.config.as_deref().and_then(config_file::Stamp::of);
     // The certificate and the kubeconfig first: a run that cannot serve
     // or reach its source creates no repository.
-    let tls = args.http.tls(args.audit_client_ca.as_deref())?;
+    let client_ca = args
+        .webhook_client_ca
+        .as_ref()
+        .or(args.audit_client_ca.as_ref());
+    let tls = args.http.tls(client_ca.map(PathBuf::as_path))?;
+    let webhooks_certified = args.webhook_client_ca.is_some();
     let reach = match (&args.kubeconfig, args.in_cluster) {
         (Some(path), _) => Some(cluster::Reach::Kubeconfig(path)),
         (None, true) => Some(cluster::Reach::InCluster),
@@ -331,18 +348,23 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         }))
     });
     let mut routes = attribution::routes(
-        facts.clone().map(|f| (f, args.audit_client_ca.is_some())),
-        admissions.clone(),
+        facts.clone().map(|f| (f, client_ca.is_some())),
+        admissions.clone().map(|a| (a, webhooks_certified)),
     );
     let policies = Serving::new(Arc::new(set), digests);
     let registry = crate::oci::OciClient::on(handle.clone(), global.oci_config()?)?;
     let mut export: Vec<Export> = Vec::new();
-    if let Some((catalog, metrics)) =
-        super::catalog::routes(&args.catalog, &state, registry, policies.clone(), {
+    if let Some((catalog, metrics)) = super::catalog::routes(
+        &args.catalog,
+        webhooks_certified,
+        &state,
+        registry,
+        policies.clone(),
+        {
             let client = cluster.as_ref().map(|(client, _)| client.clone());
             client.map(|c| (c, handle.clone(), args.interval))
-        })?
-    {
+        },
+    )? {
         routes = routes.merge(catalog);
         export.push(metrics);
     }

@@ -26,7 +26,7 @@ pub(crate) mod testing;
 pub use admitted::{Admissions, AdmittedConfig};
 pub use facts::{Facts, FactsConfig};
 
-use crate::api::tls::Peer;
+use crate::api::tls::{Peer, certified_only};
 use crate::model::Event;
 use axum::Extension;
 use axum::Router;
@@ -181,8 +181,12 @@ impl Attribution {
 
 /// The webhooks' routes: the audit one recording into `audit` (with
 /// `true`, only from clients whose certificate the server's client CA
-/// signed), the admission one into `admission`, each only if given.
-pub fn routes(audit: Option<(Arc<Facts>, bool)>, admission: Option<Arc<Admissions>>) -> Router {
+/// signed), the admission one into `admission` (with `true`, likewise),
+/// each only if given.
+pub fn routes(
+    audit: Option<(Arc<Facts>, bool)>,
+    admission: Option<(Arc<Admissions>, bool)>,
+) -> Router {
     let mut router = Router::new();
     if let Some((facts, certified)) = audit {
         router = router.merge(
@@ -193,10 +197,14 @@ pub fn routes(audit: Option<(Arc<Facts>, bool)>, admission: Option<Arc<Admission
                 .with_state(AuditState { facts, certified }),
         );
     }
-    if let Some(admissions) = admission {
+    if let Some((admissions, certified)) = admission {
+        let certified_only = axum::middleware::from_fn_with_state(certified, certified_only);
         router = router.merge(
             Router::new()
-                .route("/process-validating-webhook", post(admission_webhook))
+                .route(
+                    "/process-validating-webhook",
+                    post(admission_webhook).layer(certified_only),
+                )
                 .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
                 .with_state(admissions),
         );
