@@ -409,6 +409,16 @@ fn an_images_schema_is_registered_from_a_real_registry_and_a_registry_down_chang
         "{body}"
     );
     assert_eq!(everything(&address, "").len(), 1, "the catalog unchanged");
+    // A registry that is down shows in the metrics, by cause; /readyz
+    // stays ready, since the reads and the gate serve on without it.
+    let failures = |cause: &str| {
+        let name = format!("plumbline_catalog_registration_failures_total{{cause=\"{cause}\"}}");
+        metric(&address, &name)
+    };
+    assert_eq!(failures("registry-unreachable"), Some(2.0));
+    assert_eq!(failures("schema-not-found"), Some(1.0));
+    assert_eq!(failures("busy"), Some(0.0));
+    assert_eq!(crate::support::http_get(&address, "/readyz").0, 200);
 }
 
 /// The read timeout is the client's time to send its request, not the

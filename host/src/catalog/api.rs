@@ -12,7 +12,6 @@
 //! loopback clients only. Reads are open, as the probes are.
 
 use super::Catalog;
-use super::extract::ExtractError;
 use super::register::{Offer, RegisterError};
 use super::search::{BadCursor, Page, Query, Summary};
 use super::store::{Lifecycle, Record, Registered, StoreError};
@@ -23,7 +22,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use plumbline_catalog::layers::LayerError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -168,98 +166,53 @@ impl IntoResponse for Problem {
 
 impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Problem {
-        let detail = error.to_string();
-        match error {
-            StoreError::Conflict { .. } => Problem::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "Version registered with other content",
-                detail,
-            ),
-            StoreError::NotFound { .. } => Problem::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "No such workflow version",
-                detail,
-            ),
-            StoreError::Store { .. } => {
-                tracing::error!("{detail}");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "store",
-                    "The catalog store failed",
-                    detail,
-                )
-            }
+        if let StoreError::Store { .. } = error {
+            tracing::error!("{error}");
         }
+        Problem::of(error.cause(), error.to_string())
     }
 }
 
 impl From<RegisterError> for Problem {
     fn from(error: RegisterError) -> Problem {
-        let detail = error.to_string();
-        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        let problem = Problem::of(error.cause(), error.to_string());
         match error {
-            RegisterError::Store(error) => error.into(),
-            RegisterError::Busy(_) => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "Too many images are being read",
-                detail,
-            ),
-            RegisterError::Invalid { violations, .. } => Problem::new(
-                unprocessable,
-                "validation",
-                "The schema breaks rules",
-                detail,
-            )
-            .with(&violations),
-            RegisterError::Unreadable { .. } => Problem::new(
-                unprocessable,
-                "unreadable-schema",
-                "No workflow schema",
-                detail,
-            ),
-            // No registry was asked: the reference itself is wrong.
-            RegisterError::Extract(ExtractError::Registry {
-                source: crate::oci::OciError::Reference { .. },
-                ..
-            }) => Problem::new(
-                unprocessable,
-                "bad-reference",
-                "Not an image reference",
-                detail,
-            ),
-            RegisterError::Extract(ExtractError::Registry { .. }) => Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "registry-unreachable",
-                "The registry refused or could not be reached",
-                detail,
-            ),
-            RegisterError::Extract(ExtractError::Layers {
-                source: LayerError::Cap(_),
-                ..
-            }) => Problem::new(
-                unprocessable,
-                "cap-exceeded",
-                "A cap of extraction was reached",
-                detail,
-            ),
-            RegisterError::Extract(ExtractError::Layers { .. }) => Problem::new(
-                unprocessable,
-                "unreadable-image",
-                "The image's layers cannot be read",
-                detail,
-            ),
-            RegisterError::Extract(
-                ExtractError::NotFound { .. } | ExtractError::EmptyArtifact { .. },
-            ) => Problem::new(
-                unprocessable,
-                "schema-not-found",
-                "No schema in the image",
-                detail,
-            ),
+            RegisterError::Invalid { violations, .. } => problem.with(&violations),
+            _ => problem,
         }
+    }
+}
+
+impl Problem {
+    /// The problem of a failed registration or store call, by its cause.
+    fn of(cause: &'static str, detail: String) -> Problem {
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        let (status, title) = match cause {
+            "conflict" => (
+                StatusCode::CONFLICT,
+                "Version registered with other content",
+            ),
+            "not-found" => (StatusCode::NOT_FOUND, "No such workflow version"),
+            "busy" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many images are being read",
+            ),
+            "validation" => (unprocessable, "The schema breaks rules"),
+            "unreadable-schema" => (unprocessable, "No workflow schema"),
+            "bad-reference" => (unprocessable, "Not an image reference"),
+            "registry-unreachable" => (
+                StatusCode::BAD_GATEWAY,
+                "The registry refused or could not be reached",
+            ),
+            "cap-exceeded" => (unprocessable, "A cap of extraction was reached"),
+            "unreadable-image" => (unprocessable, "The image's layers cannot be read"),
+            "schema-not-found" => (unprocessable, "No schema in the image"),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The catalog store failed",
+            ),
+        };
+        Problem::new(status, cause, title, detail)
     }
 }
 

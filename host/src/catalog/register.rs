@@ -58,6 +58,33 @@ pub enum RegisterError {
     Busy(usize),
 }
 
+impl RegisterError {
+    /// What failed, in a word: the problem type the API answers and the
+    /// `cause` label failures are counted by.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            RegisterError::Store(error) => error.cause(),
+            RegisterError::Busy(_) => "busy",
+            RegisterError::Invalid { .. } => "validation",
+            RegisterError::Unreadable { .. } => "unreadable-schema",
+            // No registry was asked: the reference itself is wrong.
+            RegisterError::Extract(ExtractError::Registry {
+                source: crate::oci::OciError::Reference { .. },
+                ..
+            }) => "bad-reference",
+            RegisterError::Extract(ExtractError::Registry { .. }) => "registry-unreachable",
+            RegisterError::Extract(ExtractError::Layers {
+                source: plumbline_catalog::layers::LayerError::Cap(_),
+                ..
+            }) => "cap-exceeded",
+            RegisterError::Extract(ExtractError::Layers { .. }) => "unreadable-image",
+            RegisterError::Extract(
+                ExtractError::NotFound { .. } | ExtractError::EmptyArtifact { .. },
+            ) => "schema-not-found",
+        }
+    }
+}
+
 fn said(violations: &[Violation]) -> String {
     let lines: Vec<String> = violations
         .iter()

@@ -6,6 +6,8 @@ use super::register::{Offer, RegisterError, Registrar};
 use super::search::{BadCursor, Index, Page, Query};
 use super::store::{Change, Drift, ExecutionRecord, Lifecycle, Record, Registered, StoreError};
 use plumbline_catalog::Violation;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::{Map, Value};
 use std::sync::{PoisonError, RwLock};
 
@@ -13,6 +15,13 @@ use std::sync::{PoisonError, RwLock};
 pub struct Catalog {
     registrar: Registrar,
     index: RwLock<Index>,
+    /// Registrations that failed, by cause (whoever asked).
+    failures: Family<CauseLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
 }
 
 impl Catalog {
@@ -23,12 +32,34 @@ impl Catalog {
         Ok(Catalog {
             registrar,
             index: RwLock::new(index),
+            failures: Family::default(),
         })
+    }
+
+    /// Registers `plumbline_catalog_registration_failures_total{cause}`: a
+    /// registry that is down or slow shows here (`registry-unreachable`,
+    /// and `busy` for registrations refused while it holds every read),
+    /// not on `/readyz`, since the gate and the reads serve on without it.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        for cause in ["registry-unreachable", "busy"] {
+            let _ = self.failures.get_or_create(&CauseLabel { cause });
+        }
+        registry.sub_registry_with_prefix("catalog").register(
+            "registration_failures",
+            "Registrations that failed or were refused, by cause (the API's problem type)",
+            self.failures.clone(),
+        );
     }
 
     /// Registers `offer` for `actor`.
     pub fn register(&self, offer: &Offer, actor: &str) -> Result<Registered, RegisterError> {
-        let registered = self.registrar.register(offer, actor, &now())?;
+        let registered = self
+            .registrar
+            .register(offer, actor, &now())
+            .inspect_err(|error| {
+                let cause = error.cause();
+                self.failures.get_or_create(&CauseLabel { cause }).inc();
+            })?;
         if let Registered::Created(record) = &registered {
             self.index_put(record);
             self.adopted(record)?;

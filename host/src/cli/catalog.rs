@@ -380,13 +380,17 @@ pub fn routes(
         .merge(mcp::routes(catalog.clone(), mcp_hosts(args)))
         .merge(gate_api::routes(
             Arc::new(gate),
-            catalog,
+            catalog.clone(),
             access.clone(),
             deadline,
             certified,
         ))
         .merge(notify::routes(reconciler, access));
-    let export: crate::daemon::Export = Box::new(move |registry| metrics.register(registry));
+    let counted = catalog.clone();
+    let export: crate::daemon::Export = Box::new(move |registry| {
+        metrics.register(registry);
+        counted.register_metrics(registry);
+    });
     Ok(Some((router, export)))
 }
 

@@ -198,6 +198,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// What failed, in a word: the problem type the API answers and the
+    /// `cause` label failures are counted by.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::NotFound { .. } => "not-found",
+            StoreError::Store { .. } => "store",
+        }
+    }
+}
+
 /// What every catalog store does.
 pub trait CatalogStore: Send + Sync {
     /// Registers `record`'s version: written if new, unchanged if the same
