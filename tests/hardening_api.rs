@@ -82,6 +82,54 @@ fn the_http_server_outlives_more_idle_connections_than_descriptors() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Idle connections held every place (`--http-max-connections`) until the
+/// read timeout closed them, so 500 of them kept /healthz waiting 11 s
+/// (found by a hostile-input campaign): a new connection that finds every
+/// place taken has the oldest close, so the probe is answered at once, not
+/// after the read timeout (60 s here).
+#[test]
+fn a_probe_is_answered_while_idle_connections_hold_every_place() {
+    let source = source(&["configmap-settings.yaml"]);
+    let work = tempfile::tempdir().unwrap();
+    let mut args = daemon_args(source.path(), work.path());
+    args.extend(["--http-read-timeout", "60", "--http-max-connections", "8"].map(Into::into));
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let daemon = Daemon::start(&args);
+    let address = daemon.address();
+    wait_for("/healthz before the flood", || {
+        try_get(&address, "/healthz").filter(|(status, _)| *status == 200)
+    });
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(&address).expect("connect"))
+        .collect();
+    // One attempt, allowed far less than the read timeout.
+    let mut probe = TcpStream::connect(&address).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        probe,
+        "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = probe.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // The oldest idle connections were closed to make room.
+    let closed = idle
+        .into_iter()
+        .take(8)
+        .filter_map(|mut stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .ok()?;
+            let mut byte = [0u8; 1];
+            matches!(stream.read(&mut byte), Ok(0)).then_some(())
+        })
+        .count();
+    assert_eq!(closed, 8);
+}
+
 /// A following daemon whose remote could never be reached kept fetching
 /// for ever after SIGTERM (found by a hostile-input campaign): it gives up
 /// after the finishing budget (30 s), says why, and fails.

@@ -19,7 +19,11 @@
 //! - no connection lives longer than [`CONNECTION_LIFETIME`], so one that
 //!   stops reading its response does not hold its place for ever;
 //! - at most [`ServerLimits::max_connections`] are served at once; the next
-//!   wait in the kernel's backlog, costing no descriptor;
+//!   wait in the kernel's backlog, costing no descriptor. A new connection
+//!   that finds them all taken asks the oldest to close once its request
+//!   is answered (at once if it is idle), as nginx reuses keep-alive
+//!   connections: otherwise a few hundred idle ones kept a probe waiting
+//!   for the read timeout ([`shed`]);
 //! - an `accept` that fails (out of file descriptors, most often) is retried
 //!   with back-off: the listener works again as soon as descriptors free up.
 //!
@@ -28,6 +32,7 @@
 //! as a [`tls::Peer`] request extension.
 
 mod deadline;
+mod shed;
 pub mod tls;
 
 use axum::{Extension, Router};
@@ -101,12 +106,21 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let served = Arc::new(shed::Served::new(limits.max_connections));
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         // A permit before `accept`: past the cap, connections wait in the
-        // backlog instead of taking a descriptor each.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return; // never closed
+        // backlog instead of taking a descriptor each, and the oldest
+        // served is asked to make room.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                served.shed_oldest();
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return; // never closed
+                };
+                permit
+            }
         };
         let (stream, address) = match listener.accept().await {
             Ok(accepted) => {
@@ -124,6 +138,7 @@ async fn accept_loop(
             }
         };
         let (app, tls) = (app.clone(), tls.clone());
+        let shed = served.join();
         tokio::spawn(async move {
             let _permit = permit;
             let Some(tls) = tls else {
@@ -134,6 +149,7 @@ async fn accept_loop(
                         address: Some(address),
                     })),
                     limits,
+                    &shed,
                 )
                 .await;
             };
@@ -149,13 +165,14 @@ async fn accept_loop(
                 client_certified: stream.get_ref().1.peer_certificates().is_some(),
                 address: Some(address),
             };
-            serve_connection(stream, app.layer(Extension(peer)), limits).await;
+            serve_connection(stream, app.layer(Extension(peer)), limits, &shed).await;
         });
     }
 }
 
-/// Serves one connection's requests, for at most [`CONNECTION_LIFETIME`].
-async fn serve_connection<S>(stream: S, app: Router, limits: ServerLimits)
+/// Serves one connection's requests, for at most [`CONNECTION_LIFETIME`];
+/// once `shed` is signalled, only the request being served.
+async fn serve_connection<S>(stream: S, app: Router, limits: ServerLimits, shed: &shed::Shed)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -163,7 +180,15 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.read_timeout)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-    match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+    let served = async {
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            () = shed.asked() => connection.as_mut().graceful_shutdown(),
+        }
+        connection.await
+    };
+    match tokio::time::timeout(CONNECTION_LIFETIME, served).await {
         Ok(Ok(())) => {}
         // A client that went away or timed out: its business.
         Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),

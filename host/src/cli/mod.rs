@@ -260,8 +260,10 @@ pub struct HttpArgs {
     /// gets a 408).
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = read_timeout)]
     http_read_timeout: u64,
-    /// Most HTTP connections served at once; the next wait to be accepted.
-    /// Keep it well below the open-file limit (`ulimit -n`).
+    /// Most HTTP connections served at once; the next wait to be accepted,
+    /// and each has the oldest served close once its request is answered
+    /// (at once if idle). Keep it well below the open-file limit
+    /// (`ulimit -n`).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = at_least_one)]
     http_max_connections: u64,
     /// Serve HTTPS with this certificate chain (PEM, the server's own
