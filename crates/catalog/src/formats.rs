@@ -11,7 +11,7 @@
 //!   `resources` and `securityContext` a Job that runs it must stay within
 //!   ([`Contract`]).
 
-use crate::workflow::{Body, Description, Parameter, ReadError, Workflow, assemble};
+use crate::workflow::{Body, Description, Parameter, ReadError, Workflow, assemble, shaped};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -110,7 +110,7 @@ pub fn playbook(mut value: Value) -> Result<Workflow, ReadError> {
     value.as_object_mut().map(|o| o.remove("metadata"));
     value.as_object_mut().map(|o| o.remove("$schema"));
     value["parameters"] = Value::Array(Vec::new());
-    let mut body: Body = serde_json::from_value(value).map_err(shape)?;
+    let mut body: Body = shaped(value, "")?;
     body.parameters = parameters;
     Ok(assemble(
         meta.workflow_id,
@@ -137,10 +137,15 @@ pub fn contract(mut value: Value) -> Result<Workflow, ReadError> {
             contract.insert(key.into(), v);
         }
     }
-    let contract: Contract = serde_json::from_value(Value::Object(contract))
-        .map_err(|e| ReadError::Shape(format!("outputs, resources, securityContext: {e}")))?;
+    let contract: Contract = shaped(Value::Object(contract), "")?;
     value["parameters"] = inputs;
-    let body: Body = serde_json::from_value(value).map_err(shape)?;
+    // The contract's `inputs` are read as parameters: said as written.
+    let body: Body = shaped(value, "").map_err(|e| match e {
+        ReadError::Shape(said) if said.starts_with("parameters") => {
+            ReadError::Shape(said.replacen("parameters", "inputs", 1))
+        }
+        other => other,
+    })?;
     let mut workflow = assemble(meta.workflow_id, meta.version, meta.description, body);
     workflow.contract = Some(contract);
     Ok(workflow)
@@ -151,11 +156,7 @@ fn field<T: serde::de::DeserializeOwned>(value: &Value, name: &str) -> Result<T,
         .get(name)
         .cloned()
         .ok_or_else(|| ReadError::Shape(format!("{name}: missing")))?;
-    serde_json::from_value(found).map_err(|e| ReadError::Shape(format!("{name}: {e}")))
-}
-
-fn shape(error: serde_json::Error) -> ReadError {
-    ReadError::Shape(error.to_string())
+    shaped(found, name)
 }
 
 /// The keywords of a property the model carries.

@@ -153,6 +153,40 @@ fn every_violation_is_found_at_once_with_its_path() {
     }
 }
 
+/// A shape error says where it is, in each format (a flattened field's
+/// error lost its path); YAML 1.1's `yes`/`no` are text, not booleans.
+#[test]
+fn a_shape_error_says_where_and_yes_and_no_are_text() {
+    let flat = "metadata: {workflowId: x, version: 1.0.0}\nexecution: {engine: job}\n\
+                parameters: [{name: A, type: string, enum: {a: 1}}]\n";
+    let error = read(flat).unwrap_err().to_string();
+    assert!(
+        error.contains("parameters[0].enum: invalid type: map"),
+        "{error}"
+    );
+    let resource = "apiVersion: kubernaut.ai/v1alpha1\nkind: RemediationWorkflow\n\
+                    metadata: {name: x}\nspec: {version: 1.0.0, execution: {engine: 3}}\n";
+    let error = read(resource).unwrap_err().to_string();
+    assert!(error.contains("spec.execution.engine: "), "{error}");
+    let error = read("metadata: {workflowId: [x], version: 1.0.0}\nexecution: {engine: job}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("metadata.workflowId: invalid type"),
+        "{error}"
+    );
+
+    let answers = "metadata: {workflowId: x, version: 1.0.0, description: {what: asks, whenToUse: always}}\n\
+                   execution: {engine: job}\n\
+                   parameters: [{name: A, type: string, enum: [yes, no, on, off]}]\n";
+    let workflow = read(answers).unwrap();
+    assert_eq!(
+        workflow.parameters[0].allowed,
+        Some(vec!["yes".into(), "no".into(), "on".into(), "off".into()])
+    );
+    assert!(check(&workflow).is_empty(), "{:?}", check(&workflow));
+}
+
 #[test]
 fn what_is_no_workflow_schema_says_why() {
     let error = read("metadata: {workflowId: x, version: 1.0.0}\n").unwrap_err();

@@ -200,17 +200,7 @@ pub enum ReadError {
     Shape(String),
 }
 
-/// The flat format's top level.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Flat {
-    #[serde(default, rename = "schemaVersion")]
-    _schema_version: Option<Value>,
-    metadata: FlatMetadata,
-    #[serde(flatten)]
-    body: Body,
-}
-
+/// The flat format's `metadata` (the rest of its top level is a [`Body`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FlatMetadata {
@@ -233,30 +223,54 @@ pub(crate) struct Body {
     pub(crate) parameters: Vec<Parameter>,
 }
 
-/// The resource format's `spec`.
+/// The resource format's `spec` beside its [`Body`].
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Spec {
     version: String,
     #[serde(default)]
     description: Description,
-    #[serde(flatten)]
-    body: Body,
 }
 
 /// The resource kubernaut defines.
 pub const RESOURCE_API_VERSION: &str = "kubernaut.ai/v1alpha1";
 
 /// Reads a workflow schema (YAML or JSON) in either format.
+///
+/// YAML is read by the 1.2 core schema's booleans: `yes`, `no`, `on` and
+/// `off` are text, as a schema's author writing `enum: [yes, no]` for a
+/// string parameter means (YAML 1.1 made them booleans, and the enum a
+/// list of `true` and `false`). A boolean is `true` or `false`.
 pub fn read(text: &str) -> Result<Workflow, ReadError> {
-    let value: Value =
-        serde_saphyr::from_str(text).map_err(|e| ReadError::Syntax(e.to_string()))?;
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let value: Value = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| ReadError::Syntax(e.to_string()))?;
     from_value(value)
+}
+
+/// `value` read as `T`; a mismatch is a shape error that says where, as
+/// `within` followed by the path inside `value` (`parameters[0].enum`).
+pub(crate) fn shaped<T: serde::de::DeserializeOwned>(
+    value: Value,
+    within: &str,
+) -> Result<T, ReadError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = match (within, path.as_str()) {
+            (within, ".") => within.to_owned(),
+            ("", path) => path.to_owned(),
+            (within, path) => format!("{within}.{path}"),
+        };
+        if path.is_empty() {
+            ReadError::Shape(e.into_inner().to_string())
+        } else {
+            ReadError::Shape(format!("{path}: {}", e.into_inner()))
+        }
+    })
 }
 
 /// [`read`], from a parsed document.
 pub fn from_value(value: Value) -> Result<Workflow, ReadError> {
-    let shape = |e: serde_json::Error| ReadError::Shape(e.to_string());
     if value.get("kind").and_then(Value::as_str) == Some("ActionContract") {
         return crate::formats::contract(value);
     }
@@ -283,16 +297,23 @@ pub fn from_value(value: Value) -> Result<Workflow, ReadError> {
             .get("spec")
             .cloned()
             .ok_or_else(|| ReadError::Shape("spec: missing".into()))?;
-        let spec: Spec = serde_json::from_value(spec).map_err(shape)?;
-        return Ok(assemble(name, spec.version, spec.description, spec.body));
+        // Read apart, not as one `#[serde(flatten)]` type: a flattened
+        // field's error loses its path.
+        let body: Body = shaped(spec.clone(), "spec")?;
+        let spec: Spec = shaped(spec, "spec")?;
+        return Ok(assemble(name, spec.version, spec.description, body));
     }
-    let flat: Flat = serde_json::from_value(value).map_err(shape)?;
-    let meta = flat.metadata;
+    let meta = value
+        .get("metadata")
+        .cloned()
+        .ok_or_else(|| ReadError::Shape("metadata: missing".into()))?;
+    let meta: FlatMetadata = shaped(meta, "metadata")?;
+    let body: Body = shaped(value, "")?;
     Ok(assemble(
         meta.workflow_id,
         meta.version,
         meta.description,
-        flat.body,
+        body,
     ))
 }
 
