@@ -292,6 +292,20 @@ fn each_refusal_is_a_problem_that_names_its_cause_and_lifecycles_and_validation_
         (400, "bad-request"),
         "{body}"
     );
+    // Archived is final.
+    assert_eq!(lifecycle("1.0.0", "archived").0, 200);
+    let (status, body) = lifecycle("1.0.0", "active");
+    assert_eq!((status, problem_type(&body)), (409, "archived"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("new version"));
+    // What is no route, or not a route's method, is a problem too.
+    let (status, body) = call(&address, "GET", "/api/v1/nothing", None);
+    assert_eq!((status, problem_type(&body)), (404, "no-route"), "{body}");
+    let (status, body) = call(&address, "DELETE", "/api/v1/workflows", None);
+    assert_eq!(
+        (status, problem_type(&body)),
+        (405, "method-not-allowed"),
+        "{body}"
+    );
 
     // A parameter set, validated as the gate will.
     let validate = |parameters: Value| {
@@ -305,6 +319,9 @@ fn each_refusal_is_a_problem_that_names_its_cause_and_lifecycles_and_validation_
     };
     let (status, answer) = validate(json!({"POD": "web-0"}));
     assert_eq!((status, &answer["valid"]), (200, &json!(true)), "{answer}");
+    // Text is read as the declared type, as the gate reads a run's.
+    let (_, answer) = validate(json!({"POD": "web-0", "GRACE": "30"}));
+    assert_eq!(answer["valid"], true, "{answer}");
     let (_, answer) = validate(json!({"POD": "Web_0", "GRACE": 9000, "EXTRA": 1}));
     assert_eq!(answer["valid"], false);
     let paths: Vec<&str> = answer["violations"]
@@ -510,6 +527,9 @@ fn an_agent_finds_and_reads_workflows_through_the_mcp_sdks_own_client() {
         register_text(&address, &RESTART.replace("1.0.0", "1.1.0")).0,
         201
     );
+    // The SDK's client is reqwest's without a provider of its own: it
+    // used the one some other test had installed, and failed alone.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let url = format!("http://{address}/mcp");
@@ -555,6 +575,21 @@ fn an_agent_finds_and_reads_workflows_through_the_mcp_sdks_own_client() {
     headers.extend(rebound);
     let (status, _, _) = http_request(&address, "POST", "/mcp", &headers, init);
     assert_eq!(status, 403);
+    // What is no JSON, or no JSON-RPC message, is a 400 with the JSON-RPC
+    // error the protocol names, not a 415 that blames the content type.
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    for (body, code) in [("{", -32700), ("[1]", -32600)] {
+        let (status, _, answer) = http_request(&address, "POST", "/mcp", &headers, body);
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (400, &json!(code)),
+            "{answer}"
+        );
+    }
 }
 
 /// The value of the series `name` (with its labels) in `/metrics`.
@@ -809,6 +844,18 @@ fn the_cli_registers_lists_changes_and_checks_on_a_store_on_disk_and_through_a_d
     assert!(
         ok && out.starts_with("restart\t1.0.0\tactive\trestarts a pod"),
         "{out}"
+    );
+    // A shell that names a daemon in PLUMBLINE_API can still use a store
+    // on disk (the variable was taken as --api, which --state-dir refuses).
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["catalog", "list", "--state-dir", state])
+        .env("PLUMBLINE_API", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.starts_with("restart\t1.0.0"),
+        "{listed}"
     );
 
     // The gate, on a manifest an operator would apply.

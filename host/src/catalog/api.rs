@@ -20,7 +20,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -67,8 +67,34 @@ pub fn routes(catalog: Arc<Catalog>, access: Access) -> Router {
             "/api/v1/workflows/{id}/versions/{version}/validate",
             post(validate),
         )
+        // What is under the API but no route of it, or a method a route
+        // does not take, is a problem too, not an empty body.
+        .route("/api/v1/{*rest}", any(no_route))
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Api { catalog, access })
+}
+
+async fn no_route(uri: axum::http::Uri) -> Problem {
+    let detail = format!(
+        "{} is no route of the catalog's API (see /api/v1/openapi.json)",
+        uri.path()
+    );
+    Problem::new(StatusCode::NOT_FOUND, "no-route", "No such route", detail)
+}
+
+pub(super) async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    let detail = format!(
+        "{} does not take {method} (see /api/v1/openapi.json)",
+        uri.path()
+    );
+    let title = "Method not allowed";
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        title,
+        detail,
+    )
 }
 
 /// The OpenAPI document of these routes.
@@ -193,6 +219,7 @@ impl Problem {
                 "Version registered with other content",
             ),
             "not-found" => (StatusCode::NOT_FOUND, "No such workflow version"),
+            "archived" => (StatusCode::CONFLICT, "The version is archived"),
             "busy" => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Too many images are being read",
@@ -493,6 +520,7 @@ pub struct LifecycleBody {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The version is archived, which is final", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn lifecycle(

@@ -51,6 +51,7 @@ pub fn routes(
         .route("/gate", post(check))
         .route("/gate-webhook", post(webhook).layer(certified_only))
         .route("/api/v1/executions", get(allowed))
+        .method_not_allowed_fallback(super::api::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(GateState {
             gate,

@@ -15,6 +15,7 @@ use super::Catalog;
 use super::search::Query;
 use super::store::Lifecycle;
 use axum::Router;
+use axum::response::{IntoResponse as _, Response};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
@@ -22,7 +23,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// What `search_workflows` takes.
@@ -182,5 +183,56 @@ pub fn routes(catalog: Arc<Catalog>, hosts: Vec<String>) -> Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    Router::new().nest_service("/mcp", service)
+    Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(json_rpc_errors))
+}
+
+/// The most a JSON-RPC message to `/mcp` may be.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// A body that is no JSON, or no JSON-RPC message, gets a 400 with a
+/// JSON-RPC error (parse error, invalid request), as the protocol says; the
+/// SDK answers 415, which tells a client to change its content type.
+async fn json_rpc_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::{StatusCode, header};
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !json || request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_MESSAGE_BYTES).await else {
+        let said =
+            format!("the message is not there whole, or larger than {MAX_MESSAGE_BYTES} bytes");
+        return json_rpc_error(StatusCode::PAYLOAD_TOO_LARGE, -32700, said);
+    };
+    if let Err(error) = serde_json::from_slice::<Value>(&bytes) {
+        return json_rpc_error(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            format!("not JSON: {error}"),
+        );
+    }
+    let request = axum::extract::Request::from_parts(parts, bytes.into());
+    let response = next.run(request).await;
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    let said = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let said = String::from_utf8_lossy(&said).trim().to_owned();
+    json_rpc_error(StatusCode::BAD_REQUEST, -32600, said)
+}
+
+fn json_rpc_error(status: axum::http::StatusCode, code: i32, message: String) -> Response {
+    let error = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    (status, axum::Json(error)).into_response()
 }

@@ -192,7 +192,9 @@ impl Catalog {
     }
 
     /// Every reason `parameters` is not a valid parameter set of the
-    /// version; none means it is.
+    /// version; none means it is. Text values are read as their declared
+    /// types first, as the gate reads a run's (a Tekton param and a Job's
+    /// environment are text), so the two never disagree.
     pub fn validate(
         &self,
         id: &str,
@@ -200,9 +202,10 @@ impl Catalog {
         parameters: &Map<String, Value>,
     ) -> Result<Vec<Violation>, StoreError> {
         let record = self.get(id, version)?;
+        let parameters = plumbline_catalog::executions::typed(&record.workflow, parameters);
         Ok(plumbline_catalog::execution::validate(
             &record.workflow,
-            parameters,
+            &parameters,
         ))
     }
 

@@ -23,14 +23,11 @@ use std::sync::Arc;
 /// Where the catalog is.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
-    /// The daemon serving the catalog (`plumbline run --catalog`).
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "http://127.0.0.1:9478",
-        env = "PLUMBLINE_API"
-    )]
-    api: String,
+    /// The daemon serving the catalog (`plumbline run --catalog`); else
+    /// $PLUMBLINE_API, else http://127.0.0.1:9478. --state-dir wins over
+    /// the variable, so a shell that sets it can still use a store on disk.
+    #[arg(long, value_name = "URL")]
+    api: Option<String>,
     /// A file holding the bearer token the daemon's writes need
     /// (its --catalog-token-file).
     #[arg(long, value_name = "FILE")]
@@ -61,6 +58,20 @@ pub enum Backend {
     },
 }
 
+impl Target {
+    /// The daemon's URL: the flag's, the environment's, or the default.
+    fn api(&self) -> String {
+        self.api
+            .clone()
+            .or_else(|| {
+                std::env::var("PLUMBLINE_API")
+                    .ok()
+                    .filter(|a| !a.is_empty())
+            })
+            .unwrap_or_else(|| "http://127.0.0.1:9478".to_owned())
+    }
+}
+
 impl Backend {
     /// The backend `target` names.
     pub fn of(global: &GlobalArgs, target: &Target) -> anyhow::Result<Backend> {
@@ -77,7 +88,7 @@ impl Backend {
             .build()?;
         Ok(Backend::Api {
             client,
-            base: target.api.trim_end_matches('/').to_owned(),
+            base: target.api().trim_end_matches('/').to_owned(),
             token,
         })
     }

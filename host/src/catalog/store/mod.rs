@@ -57,8 +57,18 @@ pub enum Lifecycle {
     Disabled,
     /// Still executable; a newer version should be picked.
     Deprecated,
-    /// Kept for the record only.
+    /// Kept for the record only, for good.
     Archived,
+}
+
+impl Lifecycle {
+    /// Whether a version in this lifecycle may be moved to `next`: any
+    /// way but out of archived, which is final (an archived version runs
+    /// again as a new version, registered on purpose, not by a stray
+    /// `enable`). Every store checks it in the transaction that writes.
+    pub fn may_become(self, next: Lifecycle) -> bool {
+        self != Lifecycle::Archived || next == Lifecycle::Archived
+    }
 }
 
 /// A tag that points elsewhere than when its version was registered.
@@ -179,6 +189,14 @@ pub enum StoreError {
         /// The one offered.
         offered: String,
     },
+    /// The version is archived, which is final.
+    #[error("{id} {version} is archived, which is final: register it again as a new version")]
+    Archived {
+        /// The workflow.
+        id: String,
+        /// The version.
+        version: String,
+    },
     /// No such version.
     #[error("no version {version} of workflow {id}")]
     NotFound {
@@ -204,6 +222,7 @@ impl StoreError {
     pub fn cause(&self) -> &'static str {
         match self {
             StoreError::Conflict { .. } => "conflict",
+            StoreError::Archived { .. } => "archived",
             StoreError::NotFound { .. } => "not-found",
             StoreError::Store { .. } => "store",
         }
@@ -288,7 +307,7 @@ impl DiskCatalog {
         &self,
         id: &str,
         version: &str,
-        change: impl FnOnce(&mut Record),
+        change: impl FnOnce(&mut Record) -> Result<(), StoreError>,
     ) -> Result<Record, StoreError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         let record = {
@@ -304,7 +323,7 @@ impl DiskCatalog {
                     version: version.to_owned(),
                 });
             };
-            change(&mut record);
+            change(&mut record)?;
             let encoded = serde_json::to_vec(&record).map_err(|e| self.error(e))?;
             table
                 .insert((id, version), encoded.as_slice())
@@ -424,8 +443,15 @@ impl CatalogStore for DiskCatalog {
 
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
         self.modify(id, version, |record| {
+            if !record.lifecycle.may_become(change.lifecycle) {
+                return Err(StoreError::Archived {
+                    id: id.to_owned(),
+                    version: version.to_owned(),
+                });
+            }
             record.lifecycle = change.lifecycle;
             record.last_change = Some(change);
+            Ok(())
         })
     }
 
@@ -435,7 +461,10 @@ impl CatalogStore for DiskCatalog {
         version: &str,
         drift: Option<Drift>,
     ) -> Result<Record, StoreError> {
-        self.modify(id, version, |record| record.drift = drift)
+        self.modify(id, version, |record| {
+            record.drift = drift;
+            Ok(())
+        })
     }
 }
 
