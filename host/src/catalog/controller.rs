@@ -177,7 +177,7 @@ fn condition(ready: bool, reason: &str, message: &str, generation: Option<i64>) 
     json!({
         "type": "Ready", "status": if ready { "True" } else { "False" },
         "reason": reason, "message": message, "observedGeneration": generation,
-        "lastTransitionTime": super::service::now(),
+        "lastTransitionTime": crate::telemetry::timestamp(),
     })
 }
 

@@ -134,7 +134,7 @@ impl Gate {
                 schema_digest: record.content_hash.clone(),
                 parameters_hash: hash(&Value::Object(parameters)),
                 requester: requester.to_owned(),
-                at: super::service::now(),
+                at: crate::telemetry::timestamp(),
             };
             // Recording is the gate's duty too: an execution that cannot be
             // recorded does not run.

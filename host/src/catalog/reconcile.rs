@@ -21,8 +21,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+/// The most tags resolved at once by a pass.
+const RESOLVING: usize = 8;
 
 /// A repository whose pushes are registered: `registry/repo`, or every
 /// repository under a prefix with `registry/prefix/*`.
@@ -207,22 +211,24 @@ impl Reconciler {
                 Some((reference, pinned))
             })
             .collect();
+        let tags = records
+            .iter()
+            .filter_map(|r| r.schema_reference.as_deref())
+            .filter(|reference| digest(reference).is_none()); // pinned: cannot move
+        let resolved = self.resolve_all(tags);
         for record in records {
             let (Some(reference), Some(image)) = (&record.schema_reference, &record.schema_image)
             else {
                 continue;
             };
-            let Some(registered) = digest(image) else {
+            let (Some(registered), Some(now)) = (digest(image), resolved.get(reference)) else {
                 continue;
             };
-            if digest(reference).is_some() {
-                continue; // pinned: it cannot move
-            }
             report.checked += 1;
-            let now = match self.registry.resolve(reference) {
+            let now = match now {
                 Ok(now) => now,
                 Err(error) => {
-                    report.failed.push(error.to_string());
+                    report.failed.push(error.clone());
                     continue;
                 }
             };
@@ -232,7 +238,7 @@ impl Reconciler {
                 reference: reference.clone(),
                 registered: registered.to_owned(),
                 now: now.clone(),
-                found_at: super::service::now(),
+                found_at: crate::telemetry::timestamp(),
             });
             let same = match (&drift, &record.drift) {
                 (Some(new), Some(old)) => new.now == old.now,
@@ -256,6 +262,35 @@ impl Reconciler {
                 report.failed.push(error.to_string());
             }
         }
+    }
+
+    /// What each of `tags` names now, each distinct tag asked once, up to
+    /// [`RESOLVING`] at a time: a catalog of a thousand tags is a pass of
+    /// seconds, not of a thousand round trips one after the other.
+    fn resolve_all<'a>(
+        &self,
+        tags: impl Iterator<Item = &'a str>,
+    ) -> HashMap<String, Result<String, String>> {
+        let tags: Vec<&str> = tags
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let resolved = Mutex::new(HashMap::with_capacity(tags.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..RESOLVING.min(tags.len()) {
+                scope.spawn(|| {
+                    while let Some(tag) = tags.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let now = self.registry.resolve(tag).map_err(|e| e.to_string());
+                        let mut resolved = resolved.lock().unwrap_or_else(PoisonError::into_inner);
+                        resolved.insert((*tag).to_owned(), now);
+                    }
+                });
+            }
+        });
+        resolved
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn find_new(&self, report: &mut Report) {

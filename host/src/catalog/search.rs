@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The most results one page holds.
 pub const MAX_LIMIT: usize = 500;
@@ -123,8 +124,10 @@ impl Summary {
 /// One page of results.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Page {
-    /// The results, by workflow id, then version.
-    pub items: Vec<Summary>,
+    /// The results, by workflow id, then version (shared with the index:
+    /// a page costs no copy of what it lists).
+    #[schema(value_type = Vec<Summary>)]
+    pub items: Vec<Arc<Summary>>,
     /// The cursor of the next page; none on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
@@ -144,13 +147,20 @@ pub enum BadCursor {
     Limit(usize),
 }
 
+/// A version: (workflowId, version).
+type Key = (String, String);
+
 /// Every version's summary, with the text words are searched in.
 #[derive(Debug, Default)]
 pub struct Index {
-    /// (workflowId, version) → the summary and its lower-cased text.
-    entries: BTreeMap<(String, String), (Summary, String)>,
+    /// A version → its summary and its lower-cased text.
+    entries: BTreeMap<Key, (Arc<Summary>, String)>,
     /// The repository of an execution image → the versions that run it.
-    images: BTreeMap<String, BTreeSet<(String, String)>>,
+    images: BTreeMap<String, BTreeSet<Key>>,
+    /// The versions in drift → the tag that moved away from them: few, so
+    /// a registration from a tag finds the drift it ends without reading
+    /// every record.
+    drifting: BTreeMap<Key, String>,
 }
 
 impl Index {
@@ -183,7 +193,20 @@ impl Index {
             let versions = self.images.entry(repository.to_owned()).or_default();
             versions.insert(key.clone());
         }
-        self.entries.insert(key, (summary, text));
+        match &record.drift {
+            Some(drift) => self.drifting.insert(key.clone(), drift.reference.clone()),
+            None => self.drifting.remove(&key),
+        };
+        self.entries.insert(key, (Arc::new(summary), text));
+    }
+
+    /// The versions in drift from the tag `reference`.
+    pub fn drifting_from(&self, reference: &str) -> Vec<Key> {
+        self.drifting
+            .iter()
+            .filter(|(_, tag)| *tag == reference)
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// The versions whose execution image is in `repository`.
@@ -228,7 +251,7 @@ impl Index {
             .entries
             .range((start, std::ops::Bound::Unbounded))
             .filter(|(_, (summary, text))| summary.matches(query, &words, text));
-        let items: Vec<Summary> = found
+        let items: Vec<Arc<Summary>> = found
             .by_ref()
             .take(limit)
             .map(|(_, (s, _))| s.clone())

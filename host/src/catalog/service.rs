@@ -55,7 +55,7 @@ impl Catalog {
     pub fn register(&self, offer: &Offer, actor: &str) -> Result<Registered, RegisterError> {
         let registered = self
             .registrar
-            .register(offer, actor, &now())
+            .register(offer, actor, &crate::telemetry::timestamp())
             .inspect_err(|error| {
                 let cause = error.cause();
                 self.failures.get_or_create(&CauseLabel { cause }).inc();
@@ -83,7 +83,13 @@ impl Catalog {
         let Some(digest) = plumbline_catalog::executions::digest(image) else {
             return Ok(());
         };
-        for older in self.all()? {
+        let drifting = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drifting_from(reference);
+        for (id, version) in drifting {
+            let older = self.get(&id, &version)?;
             // The tag may have moved again since the drift was found: what
             // it names now was just registered, whichever digest that is.
             let ended = older
@@ -91,8 +97,7 @@ impl Catalog {
                 .as_ref()
                 .is_some_and(|d| &d.reference == reference && d.registered != digest);
             if ended {
-                let w = &older.workflow;
-                self.set_drift(&w.workflow_id, &w.version, None)?;
+                self.set_drift(&id, &version, None)?;
             }
         }
         Ok(())
@@ -184,7 +189,7 @@ impl Catalog {
             lifecycle,
             reason: reason.to_owned(),
             actor: actor.to_owned(),
-            at: now(),
+            at: crate::telemetry::timestamp(),
         };
         let record = self.registrar.store.set_lifecycle(id, version, change)?;
         self.index_put(&record);
@@ -215,11 +220,4 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
             .put(record);
     }
-}
-
-/// Now, as the catalog writes times (RFC 3339, seconds, UTC).
-pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }

@@ -17,6 +17,14 @@ pub use health::Health;
 pub use metrics::{Metrics, RepoLabels};
 pub use notices::Notices;
 
+/// Now, as RFC 3339 in whole seconds, UTC (`2026-12-06T18:40:00Z`): what
+/// Kubernetes conditions and the catalog's records carry.
+pub fn timestamp() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// An error and its causes, `: `-joined, as a log line shows them.
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

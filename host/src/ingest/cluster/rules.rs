@@ -302,7 +302,7 @@ async fn report_one(
     if changed.is_empty() && before.len() == said.len() && observed == generation {
         return Ok(());
     }
-    let stamp = chrono_now();
+    let stamp = crate::telemetry::timestamp();
     let written: Vec<Value> = said
         .iter()
         .map(|s| condition(s, before, generation, &stamp))
@@ -381,13 +381,6 @@ async fn event(
     let event: DynamicObject = serde_json::from_value(event).expect("an Event reads");
     events.create(&PostParams::default(), &event).await?;
     Ok(())
-}
-
-/// Now, as Kubernetes writes times (RFC 3339, seconds, UTC).
-fn chrono_now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 /// The readiness part of the resources' reading.
