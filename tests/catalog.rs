@@ -9,7 +9,6 @@ use plumbline::catalog::extract::{
 };
 use plumbline::oci::{Artifact, Blob, OciClient, OciConfig};
 use plumbline_catalog::layers::{Caps, DEFAULT_PATHS};
-use std::io::Write as _;
 
 pub(crate) fn client(registry: &Registry) -> OciClient {
     OciClient::new(OciConfig {
@@ -19,24 +18,7 @@ pub(crate) fn client(registry: &Registry) -> OciClient {
     .unwrap()
 }
 
-/// A gzip tarball layer of `files`.
-pub(crate) fn layer(files: &[(&str, &[u8])]) -> Blob {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, bytes) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, path, *bytes).unwrap();
-    }
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(&builder.into_inner().unwrap()).unwrap();
-    Blob {
-        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-        data: gzip.finish().unwrap(),
-        annotations: Default::default(),
-    }
-}
+pub(crate) use crate::registry::layer;
 
 /// An image of `layers`, bottom first.
 pub(crate) fn image(layers: Vec<Blob>) -> Artifact {

@@ -927,10 +927,10 @@ fn the_cli_registers_lists_changes_and_checks_on_a_store_on_disk_and_through_a_d
     assert!(!ok && err.contains("cannot be reached"), "{err}");
 }
 
-#[test]
-fn remediation_workflows_applied_with_kubectl_are_registered_and_their_status_written() {
-    use crate::apiserver::ApiServer;
-    let api = ApiServer::start();
+/// A test API server with Plumbline's CRDs and kubernaut's
+/// RemediationWorkflow one.
+fn kubernaut_cluster() -> crate::apiserver::ApiServer {
+    let api = crate::apiserver::ApiServer::start();
     crate::cluster::install_crds(&api);
     let crd = std::fs::read_to_string(
         crate::support::root()
@@ -938,6 +938,12 @@ fn remediation_workflows_applied_with_kubectl_are_registered_and_their_status_wr
     )
     .unwrap();
     assert!(api.apply_as("alice", &crd).status.success());
+    api
+}
+
+#[test]
+fn remediation_workflows_applied_with_kubectl_are_registered_and_their_status_written() {
+    let api = kubernaut_cluster();
     let hello = std::fs::read_to_string(
         crate::support::root()
             .join("tests/fixtures/kubernaut/crd-era-schemas/hello-world.workflow-schema.yaml"),
@@ -1067,22 +1073,9 @@ checks.not_a_server_error.expected-statuses = ["2xx", "4xx", "502"]
 /// for none.
 #[test]
 fn with_a_webhook_client_ca_every_webhook_takes_only_the_api_servers_certificate() {
-    use crate::apiserver::ApiServer;
-    let api = ApiServer::start();
-    crate::cluster::install_crds(&api);
-    let crd = std::fs::read_to_string(
-        crate::support::root()
-            .join("tests/fixtures/kubernaut/api/kubernaut.ai_remediationworkflows.crd.yaml"),
-    )
-    .unwrap();
-    assert!(api.apply_as("alice", &crd).status.success());
+    let api = kubernaut_cluster();
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    crate::support::python_in(
-        &certs,
-        &std::fs::read_to_string(crate::support::root().join("tests/tools/certs.py")).unwrap(),
-    );
+    let certs = crate::cluster::certificates(dir.path());
     let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
     let kubeconfig = api.kubeconfig();
     let daemon = serve(

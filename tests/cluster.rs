@@ -554,6 +554,18 @@ fn changes_are_authored_by_the_user_the_admission_webhook_names() {
 /// with the client certificate `client` (a stem of `dir`) if any: each
 /// request's status and body, or the name of the error that ended it, one
 /// a line.
+/// A `certs` folder in `dir` holding what `tests/tools/certs.py` writes (a
+/// CA, server and client certificates, a rogue client).
+pub(crate) fn certificates(dir: &Path) -> std::path::PathBuf {
+    let certs = dir.join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    crate::support::python_in(
+        &certs,
+        &std::fs::read_to_string(crate::support::root().join("tests/tools/certs.py")).unwrap(),
+    );
+    certs
+}
+
 pub(crate) fn https(
     dir: &Path,
     address: &str,
@@ -594,12 +606,7 @@ fn the_webhooks_serve_tls_and_the_audit_one_takes_only_the_api_servers_certifica
     let api = ApiServer::start();
     let git = GitServer::start();
     let work = tempfile::tempdir().unwrap();
-    let certs = work.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    crate::support::python_in(
-        &certs,
-        &std::fs::read_to_string(crate::support::root().join("tests/tools/certs.py")).unwrap(),
-    );
+    let certs = certificates(work.path());
     let rules = work.path().join("rules.yaml");
     config(&rules, &git.url(), "configmaps");
     let file = |name: &str| certs.join(name).to_string_lossy().into_owned();

@@ -1,8 +1,8 @@
 //! A real OCI registry for tests and benchmarks: Debian's `docker-registry`
 //! (the CNCF distribution registry) started as a plain process on
-//! 127.0.0.1, storing into a temporary folder, stopped when dropped. Shared
-//! by the test binary and `benches/bundle.rs`, so it depends on nothing of
-//! either.
+//! 127.0.0.1, storing into a temporary folder, stopped when dropped, and
+//! the image layers pushed to it. Shared by the test binary and the
+//! benchmarks, so it depends on nothing of either.
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
@@ -137,5 +137,25 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A gzip tarball layer of `files`, as an image's layer is pushed.
+#[allow(dead_code)] // the bundle benchmark pushes no image
+pub fn layer(files: &[(&str, &[u8])]) -> plumbline::oci::Blob {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, *bytes).unwrap();
+    }
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&builder.into_inner().unwrap()).unwrap();
+    plumbline::oci::Blob {
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        data: gzip.finish().unwrap(),
+        annotations: Default::default(),
     }
 }

@@ -22,9 +22,8 @@ mod common;
 
 use common::{listening_address, median, report};
 use plumbline::oci::{Artifact, Blob, OciClient, OciConfig};
-use registry::Registry;
+use registry::{Registry, layer};
 use serde_json::{Value, json};
-use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,25 +76,6 @@ fn start(registry: &Registry, work: &std::path::Path) -> (std::process::Child, S
         .unwrap();
     let address = listening_address(daemon.stderr.take().unwrap());
     (daemon, address)
-}
-
-/// A gzip tarball layer of `files`.
-fn layer(files: &[(&str, &[u8])]) -> Blob {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, bytes) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, path, *bytes).unwrap();
-    }
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(&builder.into_inner().unwrap()).unwrap();
-    Blob {
-        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-        data: gzip.finish().unwrap(),
-        annotations: Default::default(),
-    }
 }
 
 /// Bytes that do not compress.
