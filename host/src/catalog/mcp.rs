@@ -26,7 +26,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// What `search_workflows` takes.
+/// What `search_workflows` takes. Not the REST [`Query`] itself: this is
+/// the schema an agent reads, so its words are spelled out for a model
+/// (`query`, examples of each label), and it has no `lifecycle`, since an
+/// agent may only pick versions that run.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchArgs {

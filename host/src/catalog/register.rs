@@ -8,7 +8,7 @@
 //! with any violation is refused with all of them, each at its path.
 
 use super::extract::{ExtractError, Extracted, schema_of};
-use super::store::{CatalogStore, Lifecycle, Record, Registered, StoreError, content_hash};
+use super::store::{CatalogStore, Record, Registered, StoreError};
 use crate::oci::OciClient;
 use plumbline_catalog::layers::Caps;
 use plumbline_catalog::workflow::ReadError;
@@ -176,14 +176,8 @@ impl Registrar {
         let schema_image = image.map(|(reference, e): (&str, Extracted)| pinned(reference, &e));
         let record = Record {
             schema_reference,
-            drift: None,
-            content_hash: content_hash(&workflow),
-            workflow,
             schema_image,
-            registered_by: actor.to_owned(),
-            registered_at: now.to_owned(),
-            lifecycle: Lifecycle::Active,
-            last_change: None,
+            ..Record::new(workflow, actor, now)
         };
         Ok(self.store.register(record)?)
     }

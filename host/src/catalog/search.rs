@@ -285,7 +285,6 @@ fn decode(cursor: &str) -> Result<(String, String), BadCursor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::store::content_hash;
 
     fn record(id: &str, version: &str, what: &str, severity: &str) -> Record {
         let text = format!(
@@ -293,17 +292,7 @@ mod tests {
              labels: {{severity: [{severity}]}}\nexecution: {{engine: job}}\n"
         );
         let workflow = plumbline_catalog::read(&text).unwrap();
-        Record {
-            content_hash: content_hash(&workflow),
-            workflow,
-            schema_image: None,
-            schema_reference: None,
-            drift: None,
-            registered_by: "alice".into(),
-            registered_at: "2026-12-06T00:00:00Z".into(),
-            lifecycle: Lifecycle::Active,
-            last_change: None,
-        }
+        Record::new(workflow, "alice", "2026-12-06T00:00:00Z")
     }
 
     #[test]

@@ -129,6 +129,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// A new, active version of `workflow`, registered by `actor` at `at`,
+    /// not from an image.
+    pub fn new(workflow: Workflow, actor: &str, at: &str) -> Record {
+        Record {
+            content_hash: content_hash(&workflow),
+            workflow,
+            schema_image: None,
+            schema_reference: None,
+            drift: None,
+            registered_by: actor.to_owned(),
+            registered_at: at.to_owned(),
+            lifecycle: Lifecycle::Active,
+            last_change: None,
+        }
+    }
+
     /// The image an execution of this version runs: its execution bundle,
     /// else the image its schema came from.
     pub fn execution_image(&self) -> Option<&str> {

@@ -14,17 +14,7 @@ fn workflow(version: &str, what: &str) -> Workflow {
 }
 
 fn record(workflow: Workflow) -> Record {
-    Record {
-        content_hash: content_hash(&workflow),
-        workflow,
-        schema_image: None,
-        schema_reference: None,
-        drift: None,
-        registered_by: "alice".into(),
-        registered_at: "2026-12-06T00:00:00Z".into(),
-        lifecycle: Lifecycle::Active,
-        last_change: None,
-    }
+    Record::new(workflow, "alice", "2026-12-06T00:00:00Z")
 }
 
 #[test]
