@@ -1,6 +1,7 @@
 //! The catalog as its front ends use it (the REST API, the MCP tools, the
 //! CLI): registration, reading, search, lifecycle and validation over one
-//! store, with the search index kept current by every write made here.
+//! store, with the search index kept current by every write made here and,
+//! for a store several replicas share, by every write the others make.
 
 use super::register::{Offer, RegisterError, Registrar};
 use super::search::{BadCursor, Index, Page, Query};
@@ -9,12 +10,12 @@ use plumbline_catalog::Violation;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::{Map, Value};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// The catalog.
 pub struct Catalog {
     registrar: Registrar,
-    index: RwLock<Index>,
+    index: Arc<RwLock<Index>>,
     /// Registrations that failed, by cause (whoever asked).
     failures: Family<CauseLabel, Counter>,
 }
@@ -28,10 +29,19 @@ impl Catalog {
     /// The catalog `registrar` writes, its index built from what its store
     /// holds.
     pub fn open(registrar: Registrar) -> Result<Catalog, StoreError> {
-        let index = Index::of(&registrar.store.all()?);
+        let index = Arc::new(RwLock::new(Index::of(&registrar.store.all()?)));
+        let followed = Arc::downgrade(&index);
+        registrar.store.follow(Box::new(move |record| {
+            if let Some(index) = followed.upgrade() {
+                index
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .put(&record);
+            }
+        }));
         Ok(Catalog {
             registrar,
-            index: RwLock::new(index),
+            index,
             failures: Family::default(),
         })
     }

@@ -302,6 +302,16 @@ pub struct ServeArgs {
     /// adopted), and every watched repository's tags are listed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = super::at_least_one, requires = "catalog")]
     pub catalog_resync: u64,
+    /// Keep the catalog on this NATS server's JetStream (key-value bucket
+    /// `plumbline-catalog`, stream `PLUMBLINE_EXECUTIONS`, created if
+    /// missing) instead of the state folder, so several replicas serve
+    /// one catalog: `nats://host:4222`, or several URLs comma-separated.
+    #[arg(long, value_name = "URL", requires = "catalog")]
+    pub nats: Option<String>,
+    /// Copies JetStream keeps of the bucket and stream it creates (3 on a
+    /// three-node cluster; at most the cluster's size).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), requires = "nats")]
+    pub nats_replicas: u8,
 }
 
 /// A deadline: more than 0, at most 30 s (the API server's own cap on a
@@ -322,6 +332,7 @@ fn deadline_seconds(text: &str) -> Result<f64, String> {
 /// the API server calls take only clients the server's client CA signed.
 pub fn routes(
     args: &ServeArgs,
+    runtime: &tokio::runtime::Handle,
     certified: bool,
     state: &std::path::Path,
     registry: crate::oci::OciClient,
@@ -343,7 +354,20 @@ pub fn routes(
         .map(|w| Watched::parse(w).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let registry = Arc::new(registry);
-    let catalog = open(state, registry.clone(), policies.clone())?;
+    let store: Arc<dyn crate::catalog::store::CatalogStore> = match &args.nats {
+        Some(url) => Arc::new(
+            crate::catalog::store::jetstream::JetStreamCatalog::connect(
+                runtime.clone(),
+                url,
+                usize::from(args.nats_replicas),
+            )
+            .map_err(|e| anyhow::anyhow!("opening the catalog on NATS: {e}"))?,
+        ),
+        None => Arc::new(crate::catalog::store::DiskCatalog::open(
+            &state.join("catalog.redb"),
+        )?),
+    };
+    let catalog = open(store, registry.clone(), policies.clone())?;
     eprintln!(
         "catalog: {} version(s) registered; serving /api/v1/workflows, /mcp, /gate and /registry-webhook",
         catalog.len()
@@ -394,19 +418,18 @@ pub fn routes(
     Ok(Some((router, export)))
 }
 
-/// The catalog in `state`, its schemas checked by the schema chain
+/// The catalog in `store`, its schemas checked by the schema chain
 /// `policies` serve at the time.
 pub(super) fn open(
-    state: &std::path::Path,
+    store: Arc<dyn crate::catalog::store::CatalogStore>,
     registry: Arc<crate::oci::OciClient>,
     policies: crate::bundle::Serving,
 ) -> anyhow::Result<Arc<crate::catalog::Catalog>> {
-    use crate::catalog::{Catalog, register::Registrar, store::DiskCatalog};
+    use crate::catalog::{Catalog, register::Registrar};
     use anyhow::Context as _;
-    let store = DiskCatalog::open(&state.join("catalog.redb"))?;
     let rules = move |schema: &str, context: &str| schema_rules(&policies.set(), schema, context);
     let registrar = Registrar {
-        store: Arc::new(store),
+        store,
         registry,
         paths: plumbline_catalog::layers::DEFAULT_PATHS
             .iter()

@@ -270,7 +270,8 @@ fn disk(global: &GlobalArgs, state: &Path) -> anyhow::Result<Backend> {
     let loaded = super::load_policies(global, None, None, None)?;
     let policies = crate::bundle::Serving::new(Arc::new(loaded.set), Default::default());
     let registry = Arc::new(crate::oci::OciClient::new(global.oci_config()?)?);
-    let catalog = super::catalog::open(state, registry, policies.clone())?;
+    let store = crate::catalog::store::DiskCatalog::open(&state.join("catalog.redb"))?;
+    let catalog = super::catalog::open(Arc::new(store), registry, policies.clone())?;
     let gate = Gate::new(catalog.clone(), Arc::new(move || policies.set()))?;
     Ok(Backend::Disk { catalog, gate })
 }

@@ -356,6 +356,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut export: Vec<Export> = Vec::new();
     if let Some((catalog, metrics)) = super::catalog::routes(
         &args.catalog,
+        &handle,
         webhooks_certified,
         &state,
         registry,

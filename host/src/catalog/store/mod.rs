@@ -10,6 +10,8 @@
 //! transaction at a time, so a check and the write it decides are one
 //! step: two registrations at once cannot lose either.
 
+pub mod jetstream;
+
 use plumbline_catalog::Workflow;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -221,11 +223,11 @@ pub enum StoreError {
         /// The version.
         version: String,
     },
-    /// The store's file failed.
-    #[error("catalog store {}: {source}", path.display())]
+    /// The store failed.
+    #[error("catalog store {place}: {source}")]
     Store {
-        /// The file.
-        path: PathBuf,
+        /// Where the store is: its file, or its server and bucket.
+        place: String,
         /// The cause.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -243,6 +245,11 @@ impl StoreError {
             StoreError::Store { .. } => "store",
         }
     }
+}
+
+/// Sorts one workflow's `records` oldest version first (semver order).
+fn by_version(records: &mut [Record]) {
+    records.sort_by_key(|r| plumbline_catalog::check::version(&r.workflow.version).ok());
 }
 
 /// What every catalog store does.
@@ -277,6 +284,14 @@ pub trait CatalogStore: Send + Sync {
 
     /// The last `limit` executions recorded, newest first.
     fn executions(&self, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError>;
+
+    /// Has `apply` called with every version this store holds and then
+    /// with each one written, by whichever replica writes it, for a store
+    /// that several replicas share; a store only this process writes calls
+    /// nothing (the catalog sees its own writes).
+    fn follow(&self, apply: Box<dyn Fn(Record) + Send + Sync>) {
+        let _ = apply;
+    }
 }
 
 /// The embedded store: one redb file.
@@ -289,7 +304,7 @@ impl DiskCatalog {
     /// Opens (or creates) the store at `path`, owner-only.
     pub fn open(path: &Path) -> Result<DiskCatalog, StoreError> {
         let error = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Store {
-            path: path.to_owned(),
+            place: path.display().to_string(),
             source: e,
         };
         if let Some(parent) = path.parent() {
@@ -309,7 +324,7 @@ impl DiskCatalog {
 
     fn error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
         StoreError::Store {
-            path: self.path.clone(),
+            place: self.path.display().to_string(),
             source: e.into(),
         }
     }
@@ -414,8 +429,7 @@ impl CatalogStore for DiskCatalog {
             }
             records.push(self.decode(value.value())?);
         }
-        let order = |r: &Record| plumbline_catalog::check::version(&r.workflow.version).ok();
-        records.sort_by_key(order);
+        by_version(&mut records);
         Ok(records)
     }
 
