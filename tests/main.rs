@@ -10,6 +10,7 @@ mod catalog;
 mod catalog_api;
 mod catalog_nats;
 mod cel_policies;
+mod chart;
 mod cli;
 mod cluster;
 mod daemon;
