@@ -297,9 +297,25 @@ fn each_refusal_is_a_problem_that_names_its_cause_and_lifecycles_and_validation_
     let (status, body) = lifecycle("1.0.0", "active");
     assert_eq!((status, problem_type(&body)), (409, "archived"), "{body}");
     assert!(body["detail"].as_str().unwrap().contains("new version"));
+    // Archiving again would rewrite who archived it, when and why.
+    let (status, body) = lifecycle("1.0.0", "archived");
+    assert_eq!((status, problem_type(&body)), (409, "archived"), "{body}");
+    let (_, record) = call(
+        &address,
+        "GET",
+        "/api/v1/workflows/restart/versions/1.0.0",
+        None,
+    );
+    assert_eq!(record["lastChange"]["reason"], "superseded", "{record}");
     // What is no route, or not a route's method, is a problem too.
-    let (status, body) = call(&address, "GET", "/api/v1/nothing", None);
-    assert_eq!((status, problem_type(&body)), (404, "no-route"), "{body}");
+    for path in ["/api/v1/nothing", "/api/v1", "/api/v1/"] {
+        let (status, body) = call(&address, "GET", path, None);
+        assert_eq!(
+            (status, problem_type(&body)),
+            (404, "no-route"),
+            "{path}: {body}"
+        );
+    }
     let (status, body) = call(&address, "DELETE", "/api/v1/workflows", None);
     assert_eq!(
         (status, problem_type(&body)),

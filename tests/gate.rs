@@ -10,11 +10,14 @@ use std::path::Path;
 
 /// The pinned bundle the workflow registers.
 const BUNDLE: &str = "registry.example/wf/restart@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+/// The image the Job workflow runs.
+const JOB_IMAGE: &str = "registry.example/wf/restart-job@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 fn restart(engine: &str) -> String {
+    let image = if engine == "job" { JOB_IMAGE } else { BUNDLE };
     format!(
         "metadata: {{workflowId: restart-{engine}, version: '1.0.0', description: {{what: restarts a pod, whenToUse: when it hangs}}}}\n\
-         execution: {{engine: {engine}, bundle: '{BUNDLE}'}}\n\
+         execution: {{engine: {engine}, bundle: '{image}'}}\n\
          parameters:\n\
          - {{name: POD, type: string, required: true, pattern: '^[a-z0-9-]+$', description: the pod}}\n\
          - {{name: GRACE, type: integer, minimum: 0, maximum: 600, default: 30, description: seconds to wait}}\n\
@@ -90,7 +93,7 @@ fn job_of(env: &[(&str, Value)]) -> Value {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": "restart", "annotations": {"plumbline.dev/workflow": "restart-job@1.0.0"}},
         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
-            "name": "workflow", "image": BUNDLE, "env": env}]}}}
+            "name": "workflow", "image": JOB_IMAGE, "env": env}]}}}
     })
 }
 
@@ -170,6 +173,36 @@ fn the_gate_allows_what_fits_the_catalog_and_denies_with_every_reason() {
     let mut unknown = pipeline_run(BUNDLE, &fits);
     unknown["metadata"]["annotations"] = json!({"plumbline.dev/workflow": "nothing@1.0.0"});
     denied_for(&address, unknown, &["no version 1.0.0 of workflow nothing"]);
+    // Two workflows running one image: the run must say which (the gate
+    // picked one before, and judged the run by the other's schema).
+    let copy = restart("tekton").replace("restart-tekton", "restart-copy");
+    let (status, _) = post(&address, "/api/v1/workflows", &json!({"schema": copy}));
+    assert_eq!(status, 201);
+    denied_for(
+        &address,
+        pipeline_run(BUNDLE, &fits),
+        &["runs several workflows (restart-copy, restart-tekton)"],
+    );
+    let mut named = pipeline_run(BUNDLE, &fits);
+    named["metadata"]["annotations"] = json!({"plumbline.dev/workflow": "restart-copy@1.0.0"});
+    assert!(decide(&address, named).0);
+    // A run that names no image (a git resolver) is denied for that, not
+    // with the pinning rule's evaluation error.
+    let mut git = pipeline_run(BUNDLE, &fits);
+    git["metadata"]["annotations"] = json!({"plumbline.dev/workflow": "restart-copy@1.0.0"});
+    git["spec"]["pipelineRef"] = json!({"resolver": "git", "params": []});
+    let (allowed, reasons) = decide(&address, git);
+    assert!(!allowed);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("must be pinned by a sha256 digest")),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|r| r.contains("overload")),
+        "{reasons:?}"
+    );
 
     // A deprecated version is denied by the default gate.
     let path = "/api/v1/workflows/restart-tekton/versions/1.0.0/lifecycle";
@@ -189,7 +222,7 @@ fn the_gate_allows_what_fits_the_catalog_and_denies_with_every_reason() {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": "restart", "annotations": {"plumbline.dev/workflow": "restart-job@1.0.0"}},
         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
-            "name": "workflow", "image": BUNDLE,
+            "name": "workflow", "image": JOB_IMAGE,
             "env": [{"name": "POD", "value": "web-0"}, {"name": "HOME", "value": "/root"},
                     {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}}
     });
@@ -218,17 +251,17 @@ fn the_gate_allows_what_fits_the_catalog_and_denies_with_every_reason() {
     assert_eq!(status, 200);
     let listed: Value = serde_json::from_str(&listed).unwrap();
     let listed = listed.as_array().unwrap();
-    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed.len(), 3, "{listed:?}");
     assert_eq!(listed[0]["workflowId"], "restart-job", "newest first");
-    assert_eq!(listed[1]["imageDigest"], BUNDLE.split_once('@').unwrap().1);
+    assert_eq!(listed[2]["imageDigest"], BUNDLE.split_once('@').unwrap().1);
     assert!(
-        listed[1]["parametersHash"]
+        listed[2]["parametersHash"]
             .as_str()
             .unwrap()
             .starts_with("sha256:")
     );
     assert!(
-        !listed[1].to_string().contains("web-0"),
+        !listed[2].to_string().contains("web-0"),
         "no parameter values"
     );
 }

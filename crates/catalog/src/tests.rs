@@ -180,6 +180,15 @@ fn a_shape_error_says_where_and_yes_and_no_are_text() {
                    execution: {engine: job}\n\
                    parameters: [{name: A, type: string, enum: [yes, no, on, off]}]\n";
     let workflow = read(answers).unwrap();
+    // YAML 1.2 core: `1_000` is text; a tag the reader does not know is
+    // refused, not ignored.
+    let numbers = answers.replace("[yes, no, on, off]", "[1_000, x]");
+    assert_eq!(
+        read(&numbers).unwrap().parameters[0].allowed,
+        Some(vec!["1_000".into(), "x".into()])
+    );
+    let tagged = answers.replace("type: string", "type: !custom string");
+    assert!(read(&tagged).is_err());
     assert_eq!(
         workflow.parameters[0].allowed,
         Some(vec!["yes".into(), "no".into(), "on".into(), "off".into()])

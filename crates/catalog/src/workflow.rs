@@ -242,7 +242,13 @@ pub const RESOURCE_API_VERSION: &str = "kubernaut.ai/v1alpha1";
 /// string parameter means (YAML 1.1 made them booleans, and the enum a
 /// list of `true` and `false`). A boolean is `true` or `false`.
 pub fn read(text: &str) -> Result<Workflow, ReadError> {
-    let options = serde_saphyr::options! { strict_booleans: true };
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        // `1_000` is text in YAML 1.2, as `0755` is a decimal.
+        underscored_numbers_as_strings: true,
+        // A tag the reader does not know is refused, not ignored.
+        reject_unsupported_tags: true,
+    };
     let value: Value = serde_saphyr::from_str_with_options(text, options)
         .map_err(|e| ReadError::Syntax(e.to_string()))?;
     from_value(value)

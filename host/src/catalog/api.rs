@@ -69,6 +69,8 @@ pub fn routes(catalog: Arc<Catalog>, access: Access) -> Router {
         )
         // What is under the API but no route of it, or a method a route
         // does not take, is a problem too, not an empty body.
+        .route("/api/v1", any(no_route))
+        .route("/api/v1/", any(no_route))
         .route("/api/v1/{*rest}", any(no_route))
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

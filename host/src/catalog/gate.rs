@@ -169,13 +169,30 @@ impl Gate {
             ));
         }
         let wanted = digest(image);
-        if let Some(at) = candidates
+        let at_digest: Vec<Record> = candidates
             .iter()
-            .position(|r| wanted.is_some() && r.execution_digest().as_deref() == wanted)
-        {
-            return Ok(candidates.swap_remove(at));
+            .filter(|r| wanted.is_some() && r.execution_digest().as_deref() == wanted)
+            .cloned()
+            .collect();
+        // At this digest if any, else all of the repository's (the newest,
+        // whose digest the chain compares): of one workflow only, or the
+        // run must say which.
+        if !at_digest.is_empty() {
+            candidates = at_digest;
         }
-        // None at this digest: the newest, whose digest the chain compares.
+        let mut ids: Vec<&str> = candidates
+            .iter()
+            .map(|r| r.workflow.workflow_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() > 1 {
+            return Err(format!(
+                "{image} runs several workflows ({}): the run must name one (annotation {}: <id>@<version>)",
+                ids.join(", "),
+                plumbline_catalog::executions::WORKFLOW_ANNOTATION
+            ));
+        }
         candidates.sort_by_key(|r| plumbline_catalog::check::version(&r.workflow.version).ok());
         Ok(candidates.pop().expect("not empty"))
     }

@@ -272,7 +272,7 @@ impl CatalogStore for JetStreamCatalog {
 
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
         self.modify(id, version, |record| {
-            if !record.lifecycle.may_become(change.lifecycle) {
+            if record.lifecycle.is_final() {
                 return Err(StoreError::Archived {
                     id: id.to_owned(),
                     version: version.to_owned(),

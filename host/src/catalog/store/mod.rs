@@ -64,12 +64,13 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
-    /// Whether a version in this lifecycle may be moved to `next`: any
-    /// way but out of archived, which is final (an archived version runs
-    /// again as a new version, registered on purpose, not by a stray
-    /// `enable`). Every store checks it in the transaction that writes.
-    pub fn may_become(self, next: Lifecycle) -> bool {
-        self != Lifecycle::Archived || next == Lifecycle::Archived
+    /// Whether no change may follow: archived is final (an archived
+    /// version runs again as a new version, registered on purpose, not by
+    /// a stray `enable`), and is not archived again either, which would
+    /// rewrite who archived it, when and why. Every store checks it in the
+    /// transaction that writes.
+    pub fn is_final(self) -> bool {
+        self == Lifecycle::Archived
     }
 }
 
@@ -473,7 +474,7 @@ impl CatalogStore for DiskCatalog {
 
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
         self.modify(id, version, |record| {
-            if !record.lifecycle.may_become(change.lifecycle) {
+            if record.lifecycle.is_final() {
                 return Err(StoreError::Archived {
                     id: id.to_owned(),
                     version: version.to_owned(),
