@@ -20,10 +20,11 @@
 //!   stops reading its response does not hold its place for ever;
 //! - at most [`ServerLimits::max_connections`] are served at once; the next
 //!   wait in the kernel's backlog, costing no descriptor. A new connection
-//!   that finds them all taken asks the oldest to close once its request
-//!   is answered (at once if it is idle), as nginx reuses keep-alive
-//!   connections: otherwise a few hundred idle ones kept a probe waiting
-//!   for the read timeout ([`shed`]);
+//!   that finds them all taken has one closed ([`shed`]): the oldest that
+//!   serves no request (idle, or still sending its headers), else the
+//!   oldest once its answer is sent, as nginx reuses keep-alive
+//!   connections: otherwise a few hundred idle or slow ones kept a probe
+//!   waiting for the read timeout;
 //! - an `accept` that fails (out of file descriptors, most often) is retried
 //!   with back-off: the listener works again as soon as descriptors free up.
 //!
@@ -115,7 +116,7 @@ async fn accept_loop(
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                served.shed_oldest();
+                served.shed_one();
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return; // never closed
                 };
@@ -149,7 +150,7 @@ async fn accept_loop(
                         address: Some(address),
                     })),
                     limits,
-                    &shed,
+                    shed,
                 )
                 .await;
             };
@@ -165,17 +166,26 @@ async fn accept_loop(
                 client_certified: stream.get_ref().1.peer_certificates().is_some(),
                 address: Some(address),
             };
-            serve_connection(stream, app.layer(Extension(peer)), limits, &shed).await;
+            serve_connection(stream, app.layer(Extension(peer)), limits, shed).await;
         });
     }
 }
 
-/// Serves one connection's requests, for at most [`CONNECTION_LIFETIME`];
-/// once `shed` is signalled, only the request being served.
-async fn serve_connection<S>(stream: S, app: Router, limits: ServerLimits, shed: &shed::Shed)
-where
+/// Serves one connection's requests, for at most [`CONNECTION_LIFETIME`].
+/// Asked to close ([`shed`]): at once if it serves no request, else once
+/// its answer is sent.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    limits: ServerLimits,
+    shed: Arc<shed::Connection>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        shed.clone(),
+        shed::track,
+    ));
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.read_timeout)
@@ -185,6 +195,9 @@ where
         tokio::select! {
             result = connection.as_mut() => return result,
             () = shed.asked() => connection.as_mut().graceful_shutdown(),
+        }
+        if shed.idle() {
+            return Ok(()); // dropped: nothing of it is owed an answer
         }
         connection.await
     };
