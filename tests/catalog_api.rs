@@ -395,10 +395,12 @@ fn an_images_schema_is_registered_from_a_real_registry_and_a_registry_down_chang
         (422, "bad-reference"),
         "{body}"
     );
+    // A tag that is not there is the reference's fault, not the
+    // registry's: not counted as the registry down.
     let (status, body) = register(&format!("{}/workflows/none:1.0.0", registry.host()));
     assert_eq!(
         (status, problem_type(&body)),
-        (502, "registry-unreachable"),
+        (422, "image-not-found"),
         "{body}"
     );
     let empty = format!("{}/workflows/empty:1.0.0", registry.host());
@@ -448,7 +450,8 @@ fn an_images_schema_is_registered_from_a_real_registry_and_a_registry_down_chang
         let name = format!("plumbline_catalog_registration_failures_total{{cause=\"{cause}\"}}");
         metric(&address, &name)
     };
-    assert_eq!(failures("registry-unreachable"), Some(2.0));
+    assert_eq!(failures("registry-unreachable"), Some(1.0));
+    assert_eq!(failures("image-not-found"), Some(1.0));
     assert_eq!(failures("schema-not-found"), Some(1.0));
     assert_eq!(failures("busy"), Some(0.0));
     assert_eq!(crate::support::http_get(&address, "/readyz").0, 200);

@@ -139,6 +139,26 @@ pub enum OciError {
     Blocking,
 }
 
+impl OciError {
+    /// Whether the registry answered that the image or its repository is
+    /// not there (a tag never pushed, a typo): the registry works, the
+    /// reference is wrong.
+    pub fn is_not_found(&self) -> bool {
+        use oci_client::errors::{OciDistributionError as E, OciErrorCode as Code};
+        let OciError::Registry { error, .. } = self else {
+            return false;
+        };
+        match error.as_ref() {
+            E::ImageManifestNotFoundError(_) => true,
+            E::RegistryError { envelope, .. } => envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, Code::ManifestUnknown | Code::NameUnknown)),
+            _ => false,
+        }
+    }
+}
+
 /// The largest blob [`OciClient::pull`] holds in memory (bundles and
 /// schema files are far smaller; a manifest that says more is refused
 /// before anything is allocated).

@@ -229,6 +229,7 @@ impl Problem {
             "validation" => (unprocessable, "The schema breaks rules"),
             "unreadable-schema" => (unprocessable, "No workflow schema"),
             "bad-reference" => (unprocessable, "Not an image reference"),
+            "image-not-found" => (unprocessable, "No such image in the registry"),
             "registry-unreachable" => (
                 StatusCode::BAD_GATEWAY,
                 "The registry refused or could not be reached",

@@ -72,6 +72,12 @@ impl RegisterError {
                 source: crate::oci::OciError::Reference { .. },
                 ..
             }) => "bad-reference",
+            // The registry answered: the image is not there.
+            RegisterError::Extract(ExtractError::Registry { source, .. })
+                if source.is_not_found() =>
+            {
+                "image-not-found"
+            }
             RegisterError::Extract(ExtractError::Registry { .. }) => "registry-unreachable",
             RegisterError::Extract(ExtractError::Layers {
                 source: plumbline_catalog::layers::LayerError::Cap(_),
