@@ -864,6 +864,15 @@ fn the_cli_registers_lists_changes_and_checks_on_a_store_on_disk_and_through_a_d
         ok && out.starts_with("restart\t1.0.0\tactive\trestarts a pod"),
         "{out}"
     );
+    // A mistyped file name is said missing (it was looked up on Docker
+    // Hub as an image), a folder is said to be one.
+    let missing = dir.path().join("restrat.yaml");
+    let (ok, out, _) = plumbline(&["catalog", "lint", missing.to_str().unwrap()]);
+    assert!(!ok && out.ends_with(": no such file\n"), "{out}");
+    let (ok, _, err) = plumbline(&["catalog", "register", "--state-dir", state, "./nope.json"]);
+    assert!(!ok && err.contains("./nope.json: no such file"), "{err}");
+    let (ok, out, _) = plumbline(&["catalog", "lint", dir.path().to_str().unwrap()]);
+    assert!(!ok && out.contains("a folder, not a file"), "{out}");
     // A shell that names a daemon in PLUMBLINE_API can still use a store
     // on disk (the variable was taken as --api, which --state-dir refuses).
     let out = std::process::Command::new(crate::support::binary())

@@ -180,6 +180,26 @@ fn change(
     super::catalog_client::change(global, &target, (&id, &version), lifecycle, &reason)
 }
 
+/// Whether a command-line argument names a file (else an image): one that
+/// exists, or that is written as one (a `.yaml`, `.yml` or `.json` name, or
+/// a path from `.` or `/`), so a mistyped file name is said missing instead
+/// of being looked up on Docker Hub.
+pub(super) fn names_a_file(argument: &str) -> Result<bool, String> {
+    let path = std::path::Path::new(argument);
+    if path.exists() {
+        return Ok(true);
+    }
+    let file_like = [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|end| argument.ends_with(end))
+        || argument.starts_with("./")
+        || argument.starts_with('/');
+    if file_like {
+        return Err("no such file".into());
+    }
+    Ok(false)
+}
+
 /// `plumbline catalog lint`.
 fn lint_files(global: &GlobalArgs, args: &LintArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_policies(global, args.policy.as_deref(), None, None)?;
@@ -187,14 +207,18 @@ fn lint_files(global: &GlobalArgs, args: &LintArgs) -> anyhow::Result<ExitCode> 
     let rules = |schema: &str, context: &str| schema_rules(&loaded.set, schema, context);
     let mut registry = None;
     for file in &args.files {
-        let text = if file.exists() {
-            crate::ingest::directory::walk::read_file(file, 4 << 20).map_err(|e| e.to_string())
-        } else {
-            let client = match &mut registry {
-                Some(client) => client,
-                None => registry.insert(crate::oci::OciClient::new(global.oci_config()?)?),
-            };
-            extracted(client, &file.to_string_lossy())
+        let text = match names_a_file(&file.to_string_lossy()) {
+            Err(missing) => Err(missing),
+            Ok(true) => {
+                crate::ingest::directory::walk::read_file(file, 4 << 20).map_err(|e| e.to_string())
+            }
+            Ok(false) => {
+                let client = match &mut registry {
+                    Some(client) => client,
+                    None => registry.insert(crate::oci::OciClient::new(global.oci_config()?)?),
+                };
+                extracted(client, &file.to_string_lossy())
+            }
         };
         let found = match text {
             Ok(text) => lint(&text, &rules),

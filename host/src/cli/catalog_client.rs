@@ -294,7 +294,9 @@ pub fn register(global: &GlobalArgs, target: &Target, what: &[String]) -> anyhow
     let backend = Backend::of(global, target)?;
     let mut refused = 0;
     for item in what {
-        let offer = if Path::new(item).exists() {
+        let is_file =
+            super::catalog::names_a_file(item).map_err(|e| anyhow::anyhow!("{item}: {e}"))?;
+        let offer = if is_file {
             let text = crate::ingest::directory::walk::read_file(Path::new(item), 4 << 20)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             Offer::Inline(text)

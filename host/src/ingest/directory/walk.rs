@@ -162,6 +162,9 @@ pub fn read_file(path: &Path, cap: u64) -> Result<String, IngestError> {
         .open(path)
         .map_err(|e| unreadable(path, e))?;
     let meta = file.metadata().map_err(|e| unreadable(path, e))?;
+    if meta.is_dir() {
+        return Err(refused(path, "a folder, not a file; not read".into()));
+    }
     if !meta.is_file() {
         return Err(refused(
             path,
