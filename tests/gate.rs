@@ -186,6 +186,25 @@ fn the_gate_allows_what_fits_the_catalog_and_denies_with_every_reason() {
     let mut named = pipeline_run(BUNDLE, &fits);
     named["metadata"]["annotations"] = json!({"plumbline.dev/workflow": "restart-copy@1.0.0"});
     assert!(decide(&address, named).0);
+    // A review is answered in its own version; a CREATE without its object
+    // is denied, not waved through as "no execution".
+    let review = |version: &str, operation: &str, object: Value| {
+        json!({"apiVersion": version, "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "operation": operation, "object": object,
+            "kind": {"group": "batch", "version": "v1", "kind": "Job"}}})
+    };
+    let (_, old) = post(
+        &address,
+        "/gate-webhook",
+        &review("admission.k8s.io/v1beta1", "UPDATE", json!({})),
+    );
+    assert_eq!(old["apiVersion"], "admission.k8s.io/v1beta1", "{old}");
+    let (_, empty) = post(
+        &address,
+        "/gate-webhook",
+        &review("admission.k8s.io/v1", "CREATE", Value::Null),
+    );
+    assert_eq!(empty["response"]["allowed"], false, "{empty}");
     // A run that names no image (a git resolver) is denied for that, not
     // with the pinning rule's evaluation error.
     let mut git = pipeline_run(BUNDLE, &fits);

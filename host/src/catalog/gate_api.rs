@@ -185,10 +185,19 @@ async fn webhook(State(state): State<GateState>, body: Bytes) -> Response {
     let Some(uid) = request["uid"].as_str().map(str::to_owned) else {
         return bad_review("not an admission.k8s.io/v1 AdmissionReview with a request uid".into());
     };
+    // An API server reads the answer in the version it asked in.
+    let version = review["apiVersion"].as_str().unwrap_or_default();
+    if !matches!(version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1") {
+        return bad_review(format!(
+            "an AdmissionReview of apiVersion `{version}`: admission.k8s.io/v1 or v1beta1 is read"
+        ));
+    }
+    let version = version.to_owned();
     let answer = |response: Value| {
         let mut response = response;
         response["uid"] = json!(uid);
-        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+        let review =
+            json!({"apiVersion": version, "kind": "AdmissionReview", "response": response});
         (
             [(header::CONTENT_TYPE, "application/json")],
             review.to_string(),
@@ -197,6 +206,13 @@ async fn webhook(State(state): State<GateState>, body: Bytes) -> Response {
     };
     if request["operation"] != "CREATE" {
         return answer(json!({"allowed": true}));
+    }
+    // A create always carries its object: one without is no review an API
+    // server sends, and nothing can be decided on it.
+    if !request["object"].is_object() {
+        return answer(deny_response(&[
+            "the review's CREATE carries no object".to_owned()
+        ]));
     }
     let execution = match executions::read(&request["object"]) {
         Ok(execution) => execution,
