@@ -6,8 +6,13 @@
 //!   a three-node cluster with three), against the same four writers on
 //!   the embedded redb store.
 //!
+//! - The queue: entries appended in batches of 100, then read and
+//!   acknowledged 100 at a time, on JetStream (one server) against the
+//!   embedded redb queue: the cost per entry of sharing the queue.
+//!
 //! `SCALE_REGISTRATIONS` (default 2000) sets how many versions each run
-//! registers.
+//! registers, `SCALE_ENTRIES` (default 20000) how many entries go through
+//! each queue.
 
 #[path = "../../tests/nats.rs"]
 mod nats;
@@ -18,16 +23,24 @@ use common::report;
 use nats::Nats;
 use plumbline::catalog::store::jetstream::JetStreamCatalog;
 use plumbline::catalog::store::{CatalogStore, DiskCatalog, Record};
+use plumbline::model::Operation;
+use plumbline::queue::disk::DiskQueue;
+use plumbline::queue::jetstream::{JetStreamQueue, LEASE, Options};
+use plumbline::queue::{Entry, FileChange, Partition, Position, Queue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WRITERS: usize = 4;
 
-fn main() {
-    let count: usize = std::env::var("SCALE_REGISTRATIONS")
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let count = env("SCALE_REGISTRATIONS", 2000);
     let records: Vec<Record> = (0..count).map(record).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -67,6 +80,69 @@ fn main() {
             embedded,
         );
     }
+    queues(&runtime, env("SCALE_ENTRIES", 20_000));
+}
+
+/// The queue's cost per entry on JetStream against redb.
+fn queues(runtime: &tokio::runtime::Runtime, entries: usize) {
+    let work = tempfile::tempdir().unwrap();
+    let capacity = entries as u64 + 1;
+    let disk = DiskQueue::open(&work.path().join("queue.redb"), capacity).unwrap();
+    let embedded = through(&disk, entries);
+    let nats = Nats::start();
+    let options = Options {
+        replicas: 1,
+        capacity,
+        lease: LEASE,
+    };
+    let shared = JetStreamQueue::connect(runtime.handle().clone(), &nats.url(), options).unwrap();
+    let jetstream = through(&shared, entries);
+    let per = |took: Duration| took / u32::try_from(entries).unwrap();
+    report(
+        &format!(
+            "queue: {entries} entries appended, read and acknowledged 100 at a time, per entry, JetStream (1 server)"
+        ),
+        per(jetstream),
+        "redb",
+        per(embedded),
+    );
+}
+
+/// How long `entries` take to go through `queue`: appended 100 at a time,
+/// then read and acknowledged 100 at a time.
+fn through(queue: &dyn Queue, entries: usize) -> Duration {
+    let partition = Partition {
+        repo: "git://example/bench.git".into(),
+        branch: "main".into(),
+    };
+    let batch: Vec<Entry> = (0..100).map(entry).collect();
+    let started = Instant::now();
+    for _ in 0..entries / 100 {
+        queue.append(&partition, &batch).unwrap();
+    }
+    let mut after = Position::START;
+    loop {
+        let read = queue.read(&partition, after, 100, Duration::ZERO).unwrap();
+        let Some((last, _)) = read.last() else { break };
+        after = *last;
+        queue.ack(&partition, after).unwrap();
+    }
+    assert_eq!(queue.depth(&partition), 0);
+    started.elapsed()
+}
+
+/// A file change of about the size of a small object's YAML.
+fn entry(n: usize) -> Entry {
+    Entry::File(FileChange {
+        destination: "bench".into(),
+        path: format!("ns/core/configmaps/cm-{n}.yaml"),
+        content: Some(format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{n}\ndata:\n  n: \"{n}\"\n"
+        )),
+        operation: Operation::Update,
+        actor: Some("alice".into()),
+        resource: "configmaps".into(),
+    })
 }
 
 /// Version `i` of one of 100 workflows.
