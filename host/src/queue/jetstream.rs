@@ -21,7 +21,7 @@
 //! [`crate::catalog::store::jetstream`]).
 
 use super::{Claim, Cursors, Entry, Partition, Position, Queue, QueueError};
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -127,27 +127,48 @@ impl JetStreamQueue {
         crate::nats::block_on(&self.handle, future)
     }
 
-    /// Up to `max` entries of `subject` after `after`.
+    /// Up to `max` entries of the partition after `after`: one ordered
+    /// consumer from there, the entries streamed to it (not a request per
+    /// entry).
     async fn next(
         &self,
         partition: &Partition,
         after: Position,
         max: usize,
     ) -> Result<Vec<(Position, Entry)>, QueueError> {
-        let subject = subject(partition);
-        let mut found = Vec::new();
-        let mut from = after.0 + 1;
-        while found.len() < max {
-            let message = match self
-                .stream
-                .direct_get_next_for_subject(subject.as_str(), Some(from))
-                .await
-            {
-                Ok(message) => message,
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
-                Err(e) => return Err(self.error(e)),
+        // Nothing new: said by one direct get, no consumer made (a reader
+        // waiting on an empty partition asks every 50 ms).
+        if self.last(partition).await? <= after {
+            return Ok(Vec::new());
+        }
+        let config = consumer::push::OrderedConfig {
+            deliver_subject: self.context.client().new_inbox(),
+            filter_subject: subject(partition),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after.0 + 1,
+            },
+            replay_policy: consumer::ReplayPolicy::Instant,
+            ..Default::default()
+        };
+        let ordered = self
+            .stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| self.error(e))?;
+        let pending = usize::try_from(ordered.cached_info().num_pending).unwrap_or(usize::MAX);
+        let wanted = pending.min(max);
+        let mut found = Vec::with_capacity(wanted);
+        if wanted == 0 {
+            return Ok(found);
+        }
+        let mut messages = ordered.messages().await.map_err(|e| self.error(e))?;
+        while found.len() < wanted {
+            let Some(message) = messages.next().await else {
+                break;
             };
-            let position = Position(message.sequence);
+            let message = message.map_err(|e| self.error(e))?;
+            let sequence = message.info().map_err(|e| self.error(e))?.stream_sequence;
+            let position = Position(sequence);
             let entry =
                 serde_json::from_slice(&message.payload).map_err(|e| QueueError::Entry {
                     partition: partition.to_string(),
@@ -155,7 +176,6 @@ impl JetStreamQueue {
                     source: e,
                 })?;
             found.push((position, entry));
-            from = message.sequence + 1;
         }
         Ok(found)
     }
