@@ -1160,6 +1160,12 @@ fn with_a_webhook_client_ca_every_webhook_takes_only_the_api_servers_certificate
             "{answers:?}"
         );
     }
+    // Another CA's certificate: the webhooks refuse it, the rest answer.
+    let answers = crate::cluster::https(&certs, &address, Some("rogue"), &webhooks);
+    assert!(answers.iter().all(|a| a.starts_with("401")), "{answers:?}");
+    for answer in crate::cluster::https(&certs, &address, Some("rogue"), &open) {
+        assert!(answer.starts_with("200"), "{answer}");
+    }
     let answers = crate::cluster::https(&certs, &address, Some("client"), &webhooks);
     for answer in &answers {
         assert!(

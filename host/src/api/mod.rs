@@ -32,6 +32,7 @@
 //! timeout too; what the handshake learnt of the client reaches the routes
 //! as a [`tls::Peer`] request extension.
 
+mod client_auth;
 mod deadline;
 mod shed;
 pub mod tls;
@@ -80,7 +81,7 @@ pub fn serve(
     runtime: &Handle,
     address: SocketAddr,
     limits: ServerLimits,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<tls::ServerTls>,
     app: Router,
 ) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(address)?;
@@ -90,7 +91,7 @@ pub fn serve(
         let _inside = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let tls = tls.map(|tls| (tokio_rustls::TlsAcceptor::from(tls.config.clone()), tls));
     let app = app.layer(axum::middleware::from_fn_with_state(
         limits.read_timeout,
         deadline::deadline,
@@ -104,7 +105,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: ServerLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<(tokio_rustls::TlsAcceptor, tls::ServerTls)>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let served = Arc::new(shed::Served::new(limits.max_connections));
@@ -142,7 +143,7 @@ async fn accept_loop(
         let shed = served.join();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(tls) = tls else {
+            let Some((acceptor, tls)) = tls else {
                 return serve_connection(
                     stream,
                     app.layer(Extension(tls::Peer {
@@ -155,15 +156,17 @@ async fn accept_loop(
                 .await;
             };
             // The handshake is part of the request's headers' time.
-            let stream = match tokio::time::timeout(limits.read_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return handshake_failed(&error),
-                Err(_) => return tracing::debug!("TLS handshake timed out"),
-            };
-            // A certificate the handshake took was verified against the
-            // client CA; without a CA, none is asked for.
+            let stream =
+                match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => return handshake_failed(&error),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                };
+            // Whether the client CA signed the certificate the handshake
+            // took (any, for the routes that want none); without a CA,
+            // none is asked for.
             let peer = tls::Peer {
-                client_certified: stream.get_ref().1.peer_certificates().is_some(),
+                client_certified: tls.certified(stream.get_ref().1.peer_certificates()),
                 address: Some(address),
             };
             serve_connection(stream, app.layer(Extension(peer)), limits, shed).await;

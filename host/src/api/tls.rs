@@ -7,9 +7,11 @@
 //! a new pair that does not load is said, and the old one serves on.
 //!
 //! Client certificates are checked against a CA when one is given, but
-//! not required by the handshake: the kubelet's probes present none. A
-//! route that must have one (a webhook only the API server calls) asks
-//! [`Peer`], or is wrapped in [`certified_only`].
+//! neither required by the handshake nor able to end it (see
+//! [`super::client_auth`]): the kubelet's probes present none, and another
+//! client may present one the CA did not sign. A route that must have one
+//! (a webhook only the API server calls) asks [`Peer`], or is wrapped in
+//! [`certified_only`].
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -104,9 +106,28 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The server's TLS: its configuration, and with a client CA, the check of
+/// a client's certificate against it.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// What the handshake uses.
+    pub config: Arc<rustls::ServerConfig>,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+}
+
+impl ServerTls {
+    /// Whether a client that presented `chain` presented a certificate
+    /// the client CA signed (never without a client CA).
+    pub fn certified(&self, chain: Option<&[CertificateDer<'_>]>) -> bool {
+        self.clients
+            .as_deref()
+            .is_some_and(|strict| super::client_auth::certified(strict, chain))
+    }
+}
+
 /// The server's TLS configuration from `files`, checked now: a pair that
 /// does not load is this call's error, not the first client's.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(files: &TlsFiles) -> Result<ServerTls, TlsError> {
     let provider = provider();
     let resolver = Reloading::new(files.cert.clone(), files.key.clone(), provider.clone())?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -116,6 +137,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
             key: files.key.clone(),
             source,
         })?;
+    let mut clients = None;
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
@@ -133,12 +155,16 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
                     path: path.clone(),
                     message: e.to_string(),
                 })?;
-            builder.with_client_cert_verifier(verifier)
+            clients = Some(verifier.clone());
+            builder.with_client_cert_verifier(Arc::new(super::client_auth::Lenient(verifier)))
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        clients,
+    })
 }
 
 /// A PEM error in words: the crate's own message prints markers as bytes.

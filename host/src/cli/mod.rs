@@ -295,7 +295,7 @@ impl HttpArgs {
     pub fn tls(
         &self,
         client_ca: Option<&std::path::Path>,
-    ) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    ) -> anyhow::Result<Option<crate::api::tls::ServerTls>> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };

@@ -61,7 +61,7 @@ pub struct Setup {
     /// Where to serve HTTP, if anywhere.
     pub listen: Option<(SocketAddr, ServerLimits)>,
     /// TLS for every connection of the HTTP server, if any.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::api::tls::ServerTls>,
     /// Seed, push everything, and stop, instead of following.
     pub once: bool,
     /// Metrics other stages export (the webhooks' attribution counters),
