@@ -249,8 +249,10 @@ pub fn read(text: &str) -> Result<Workflow, ReadError> {
         // A tag the reader does not know is refused, not ignored.
         reject_unsupported_tags: true,
     };
+    // The user-facing wording: the default one advises on the reader's
+    // own options ("set DuplicateKeyPolicy in Options").
     let value: Value = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| ReadError::Syntax(e.to_string()))?;
+        .map_err(|e| ReadError::Syntax(e.render_with_formatter(&serde_saphyr::UserMessageFormatter)))?;
     from_value(value)
 }
 
