@@ -1160,6 +1160,9 @@ fn with_a_webhook_client_ca_every_webhook_takes_only_the_api_servers_certificate
             "{answers:?}"
         );
     }
+    // The certificate is asked for before anything else of the route.
+    let probe = crate::cluster::https(&certs, &address, None, &[("GET", "/gate-webhook", "")]);
+    assert!(probe[0].starts_with("401"), "{probe:?}");
     // Another CA's certificate: the webhooks refuse it, the rest answer.
     let answers = crate::cluster::https(&certs, &address, Some("rogue"), &webhooks);
     assert!(answers.iter().all(|a| a.starts_with("401")), "{answers:?}");

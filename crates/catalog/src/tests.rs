@@ -190,9 +190,15 @@ fn a_shape_error_says_where_and_yes_and_no_are_text() {
     let tagged = answers.replace("type: string", "type: !custom string");
     assert!(read(&tagged).is_err());
     // A reader's error in the author's words, not advice on its options.
-    let twice = answers.replace("execution: {engine: job}", "execution: {engine: job}\nexecution: {engine: job}");
+    let twice = answers.replace(
+        "execution: {engine: job}",
+        "execution: {engine: job}\nexecution: {engine: job}",
+    );
     let said = read(&twice).unwrap_err().to_string();
-    assert!(said.contains("duplicate") && !said.contains("Options"), "{said}");
+    assert!(
+        said.contains("duplicate") && !said.contains("Options"),
+        "{said}"
+    );
     let documents = format!("{answers}---\n{answers}");
     let said = read(&documents).unwrap_err().to_string();
     assert!(!said.contains("from_str_multiple"), "{said}");

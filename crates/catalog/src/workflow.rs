@@ -251,8 +251,9 @@ pub fn read(text: &str) -> Result<Workflow, ReadError> {
     };
     // The user-facing wording: the default one advises on the reader's
     // own options ("set DuplicateKeyPolicy in Options").
-    let value: Value = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| ReadError::Syntax(e.render_with_formatter(&serde_saphyr::UserMessageFormatter)))?;
+    let value: Value = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        ReadError::Syntax(e.render_with_formatter(&serde_saphyr::UserMessageFormatter))
+    })?;
     from_value(value)
 }
 

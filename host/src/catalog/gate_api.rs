@@ -47,11 +47,16 @@ pub fn routes(
 ) -> Router {
     let certified_only =
         axum::middleware::from_fn_with_state(certified, crate::api::tls::certified_only);
+    // The certificate first, whatever the method: a client without one
+    // learns nothing of the route.
+    let webhook = Router::new()
+        .route("/gate-webhook", post(webhook))
+        .layer(certified_only);
     Router::new()
         .route("/gate", post(check))
-        .route("/gate-webhook", post(webhook).layer(certified_only))
         .route("/api/v1/executions", get(allowed))
         .method_not_allowed_fallback(super::api::wrong_method)
+        .merge(webhook)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(GateState {
             gate,
