@@ -125,19 +125,24 @@ fn a_probe_is_answered_while_idle_connections_hold_every_place() {
     let mut answer = String::new();
     let _ = probe.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
-    // The oldest idle connections were closed to make room.
+    // The probe came after all 40 in the backlog, and each accepted past
+    // the 8 places had one that served nothing closed: 33 at least (an
+    // end, or a reset for one whose half-sent headers were never read).
+    // One still open is not waited for long: a closed one answers at once.
     let closed = idle
         .into_iter()
-        .take(8)
-        .filter_map(|mut stream| {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(30)))
-                .ok()?;
+        .filter(|stream| {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
             let mut byte = [0u8; 1];
-            matches!(stream.read(&mut byte), Ok(0)).then_some(())
+            match stream.read(&mut byte) {
+                Ok(0) => true,
+                Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            }
         })
         .count();
-    assert_eq!(closed, 8);
+    assert!(closed >= 33, "{closed} of 40 closed");
 }
 
 /// A following daemon whose remote could never be reached kept fetching
