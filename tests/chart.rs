@@ -54,7 +54,6 @@ const SHAPES: [&[&str]; 3] = [
     &[
         "nats.enabled=true",
         "nats.install=true",
-        "replicas=3",
         "webhooks.gate=true",
     ],
     &[
@@ -93,6 +92,8 @@ fn the_chart_lints_strictly_and_every_shape_passes_kubernetes_validation() {
         "{nats}"
     );
     assert!(nats.contains("name: gate.plumbline.dev"));
+    // The mirror's queue is still on disk: NATS keeps the volume.
+    assert!(nats.contains("claimName: plumbline-state"), "{nats}");
     // Least privilege: no Secret is readable but the ones named.
     let default = render(&[]);
     assert!(!default.contains("secrets"), "{default}");
@@ -106,7 +107,7 @@ fn bad_values_are_refused_naming_the_key() {
     for (set, named) in [
         ("cataloq.enabled=true", "cataloq"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
-        ("replicas=2", "/nats/enabled"),
+        ("replicas=2", "replicas"),
         ("nats.enabled=true", "/nats"),
         ("webhooks.timeoutSeconds=60", "timeoutSeconds"),
     ] {

@@ -184,14 +184,17 @@ async fn open(
 /// The key of a version: its id and version, each `.` written `_`; none
 /// for what no registered version can be called (a wildcard, a space).
 fn key(id: &str, version: &str) -> Option<String> {
-    let fits = |text: &str| {
-        !text.is_empty()
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    };
-    (fits(id) && fits(version))
-        .then(|| format!("{}.{}", id.replace('.', "_"), version.replace('.', "_")))
+    Some(format!("{}.{}", token(id)?, token(version)?))
+}
+
+/// One token of a key: `text` with each `.` written `_`; none for text no
+/// id or version can be.
+fn token(text: &str) -> Option<String> {
+    let fits = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    fits.then(|| text.replace('.', "_"))
 }
 
 impl CatalogStore for JetStreamCatalog {
@@ -238,28 +241,16 @@ impl CatalogStore for JetStreamCatalog {
     }
 
     fn versions(&self, id: &str) -> Result<Vec<Record>, StoreError> {
-        let Some(prefix) = key(id, "0") else {
+        let Some(id_token) = token(id) else {
             return Ok(Vec::new());
         };
-        let filter = format!("{}.*", prefix.trim_end_matches(".0"));
-        let mut found = self.run(self.latest(&filter))?;
-        found.retain(|r| r.workflow.workflow_id == id);
+        let mut found = self.run(self.latest(&format!("{id_token}.*")))?;
         super::by_version(&mut found);
         Ok(found)
     }
 
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
-        self.modify(id, version, |record| {
-            if record.lifecycle.is_final() {
-                return Err(StoreError::Archived {
-                    id: id.to_owned(),
-                    version: version.to_owned(),
-                });
-            }
-            record.lifecycle = change.lifecycle;
-            record.last_change = Some(change.clone());
-            Ok(())
-        })
+        self.modify(id, version, |record| record.change_lifecycle(&change))
     }
 
     fn set_drift(

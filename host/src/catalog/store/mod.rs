@@ -148,6 +148,21 @@ impl Record {
         }
     }
 
+    /// Moves it to `change`'s lifecycle, unless its own is final: the one
+    /// rule every store applies inside the write it decides.
+    pub fn change_lifecycle(&mut self, change: &Change) -> Result<(), StoreError> {
+        if self.lifecycle.is_final() {
+            let w = &self.workflow;
+            return Err(StoreError::Archived {
+                id: w.workflow_id.clone(),
+                version: w.version.clone(),
+            });
+        }
+        self.lifecycle = change.lifecycle;
+        self.last_change = Some(change.clone());
+        Ok(())
+    }
+
     /// The image an execution of this version runs: its execution bundle,
     /// else the image its schema came from.
     pub fn execution_image(&self) -> Option<&str> {
@@ -473,17 +488,7 @@ impl CatalogStore for DiskCatalog {
     }
 
     fn set_lifecycle(&self, id: &str, version: &str, change: Change) -> Result<Record, StoreError> {
-        self.modify(id, version, |record| {
-            if record.lifecycle.is_final() {
-                return Err(StoreError::Archived {
-                    id: id.to_owned(),
-                    version: version.to_owned(),
-                });
-            }
-            record.lifecycle = change.lifecycle;
-            record.last_change = Some(change);
-            Ok(())
-        })
+        self.modify(id, version, |record| record.change_lifecycle(&change))
     }
 
     fn set_drift(
