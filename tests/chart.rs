@@ -55,6 +55,7 @@ const SHAPES: [&[&str]; 3] = [
         "nats.enabled=true",
         "nats.install=true",
         "webhooks.gate=true",
+        "replicas=3",
     ],
     &[
         "certificates.certManager=true",
@@ -92,8 +93,12 @@ fn the_chart_lints_strictly_and_every_shape_passes_kubernetes_validation() {
         "{nats}"
     );
     assert!(nats.contains("name: gate.plumbline.dev"));
-    // The mirror's queue is still on disk: NATS keeps the volume.
-    assert!(nats.contains("claimName: plumbline-state"), "{nats}");
+    // Three pods share the queue there; none keeps a volume of its own.
+    assert!(nats.contains("replicas: 3"), "{nats}");
+    assert!(!nats.contains("PersistentVolumeClaim"), "{nats}");
+    assert!(!nats.contains("Recreate"), "{nats}");
+    let alone = render(&[]);
+    assert!(alone.contains("claimName: plumbline-state"), "{alone}");
     // Least privilege: no Secret is readable but the ones named.
     let default = render(&[]);
     assert!(!default.contains("secrets"), "{default}");

@@ -444,6 +444,7 @@ fn the_daemon_runs_from_the_library_and_its_supervisor_follows_the_destinations(
         config: mirror_config(std::slice::from_ref(&a)),
         state: state.path().to_owned(),
         queue_capacity: 1000,
+        nats: None,
         sink: SinkOptions::new("library"),
         listen: Some(("127.0.0.1:0".parse().unwrap(), ServerLimits::default())),
         once: false,

@@ -134,6 +134,7 @@ pub fn event(resource: &str, namespace: Option<&str>) -> Event {
         username: Some("alice".into()),
         uid: None,
         resource_version: None,
+        watched: false,
     }
 }
 

@@ -165,6 +165,7 @@ fn queue_bad_entries(state: &Path, repo: &str, paths: &[&str]) {
                 operation: Operation::Create,
                 actor: None,
                 resource: "configmaps".into(),
+                replay: None,
             })
         })
         .collect();

@@ -142,6 +142,7 @@ fn entry(n: usize) -> Entry {
         operation: Operation::Update,
         actor: Some("alice".into()),
         resource: "configmaps".into(),
+        replay: None,
     })
 }
 

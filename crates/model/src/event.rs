@@ -151,6 +151,11 @@ pub struct Event {
     /// The object's `metadata.resourceVersion`, when the source knows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
+    /// Whether a watch delivered it (not a listing): a watch resumed
+    /// after a crash delivers it again, the same, and the queue knows it
+    /// by its object's `uid` and `resourceVersion`.
+    #[serde(skip)]
+    pub watched: bool,
 }
 
 impl Event {
@@ -163,7 +168,19 @@ impl Event {
             username: None,
             uid: None,
             resource_version: None,
+            watched: false,
         }
+    }
+
+    /// What tells this event from every other of the cluster, if it came
+    /// from a watch that a restart replays: its object's `uid` and
+    /// `resourceVersion` (one per write), and the operation.
+    pub fn replay_key(&self) -> Option<String> {
+        if !self.watched {
+            return None;
+        }
+        let (uid, version) = (self.uid.as_deref()?, self.resource_version.as_deref()?);
+        Some(format!("{uid}/{version}/{}", self.operation))
     }
 
     /// The same event, by `username`.

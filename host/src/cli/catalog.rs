@@ -326,16 +326,27 @@ pub struct ServeArgs {
     /// adopted), and every watched repository's tags are listed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = super::at_least_one, requires = "catalog")]
     pub catalog_resync: u64,
-    /// Keep the catalog on this NATS server's JetStream (key-value bucket
-    /// `plumbline-catalog`, stream `PLUMBLINE_EXECUTIONS`, created if
-    /// missing) instead of the state folder, so several replicas serve
-    /// one catalog: `nats://host:4222`, or several URLs comma-separated.
-    #[arg(long, value_name = "URL", requires = "catalog")]
-    pub nats: Option<String>,
-    /// Copies JetStream keeps of the bucket and stream it creates (3 on a
-    /// three-node cluster; at most the cluster's size).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), requires = "nats")]
-    pub nats_replicas: u8,
+}
+
+/// The catalog's store: on NATS JetStream with `nats`, else in `state`.
+pub fn store(
+    nats: Option<&crate::nats::Settings>,
+    runtime: &tokio::runtime::Handle,
+    state: &std::path::Path,
+) -> anyhow::Result<Arc<dyn crate::catalog::store::CatalogStore>> {
+    Ok(match nats {
+        Some(nats) => Arc::new(
+            crate::catalog::store::jetstream::JetStreamCatalog::connect(
+                runtime.clone(),
+                &nats.url,
+                nats.replicas,
+            )
+            .map_err(|e| anyhow::anyhow!("opening the catalog on NATS: {e}"))?,
+        ),
+        None => Arc::new(crate::catalog::store::DiskCatalog::open(
+            &state.join("catalog.redb"),
+        )?),
+    })
 }
 
 /// A deadline: more than 0, at most 30 s (the API server's own cap on a
@@ -350,15 +361,14 @@ fn deadline_seconds(text: &str) -> Result<f64, String> {
 }
 
 /// The catalog's routes, if `args` ask for them, and its series for
-/// `/metrics`: its store in `state`, images read with `registry`, schemas
+/// `/metrics`: its store opened by `store`, images read with `registry`, schemas
 /// checked by the schema chain that `policies` serve at the time. The
 /// reconciler starts on a thread of its own. With `certified`, the webhooks
 /// the API server calls take only clients the server's client CA signed.
 pub fn routes(
     args: &ServeArgs,
-    runtime: &tokio::runtime::Handle,
+    store: impl FnOnce() -> anyhow::Result<Arc<dyn crate::catalog::store::CatalogStore>>,
     certified: bool,
-    state: &std::path::Path,
     registry: crate::oci::OciClient,
     policies: crate::bundle::Serving,
     cluster: Option<(kube::Client, tokio::runtime::Handle, u64)>,
@@ -378,19 +388,7 @@ pub fn routes(
         .map(|w| Watched::parse(w).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let registry = Arc::new(registry);
-    let store: Arc<dyn crate::catalog::store::CatalogStore> = match &args.nats {
-        Some(url) => Arc::new(
-            crate::catalog::store::jetstream::JetStreamCatalog::connect(
-                runtime.clone(),
-                url,
-                usize::from(args.nats_replicas),
-            )
-            .map_err(|e| anyhow::anyhow!("opening the catalog on NATS: {e}"))?,
-        ),
-        None => Arc::new(crate::catalog::store::DiskCatalog::open(
-            &state.join("catalog.redb"),
-        )?),
-    };
+    let store = store()?;
     let catalog = open(store, registry.clone(), policies.clone())?;
     eprintln!(
         "catalog: {} version(s) registered; serving /api/v1/workflows, /mcp, /gate and /registry-webhook",

@@ -250,6 +250,41 @@ impl GlobalArgs {
     }
 }
 
+/// Where several replicas keep what they share: NATS JetStream.
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// Keep the mirror's queue and partition claims (stream
+    /// `PLUMBLINE_QUEUE`, buckets `plumbline-queue` and `plumbline-claims`)
+    /// and the catalog (bucket `plumbline-catalog`, stream
+    /// `PLUMBLINE_EXECUTIONS`) on this NATS server's JetStream, created if
+    /// missing, instead of the state folder, so that several replicas share
+    /// them: `nats://host:4222`, or several URLs comma-separated.
+    #[arg(long = "nats", value_name = "URL", id = "nats")]
+    pub url: Option<String>,
+    /// Copies JetStream keeps of the streams and buckets it creates (3 on
+    /// a three-node cluster; at most the cluster's size).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), requires = "nats")]
+    pub nats_replicas: u8,
+    /// Seconds a partition claim (or the lead of the source) lasts
+    /// unrenewed: a replica that dies lets its repositories go to another
+    /// within it. Renewed every third; one not renewed for two thirds is
+    /// no longer acted on. The bucket `plumbline-claims` takes it when
+    /// created, so give every replica the same.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = at_least_one, requires = "nats")]
+    pub nats_lease: u64,
+}
+
+impl NatsArgs {
+    /// The settings, when NATS is asked for.
+    pub fn settings(&self) -> Option<crate::nats::Settings> {
+        Some(crate::nats::Settings {
+            url: self.url.clone()?,
+            replicas: usize::from(self.nats_replicas),
+            lease: std::time::Duration::from_secs(self.nats_lease),
+        })
+    }
+}
+
 /// Limits of the HTTP server (/healthz, /readyz, /metrics), so that no
 /// client that can reach the port takes the probes down.
 #[derive(Debug, Clone, Args)]

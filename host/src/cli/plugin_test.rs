@@ -182,6 +182,7 @@ fn event_from(event: &Value) -> Event {
         username: optional("username"),
         uid: optional("uid"),
         resource_version: optional("resourceVersion"),
+        watched: false,
     }
 }
 

@@ -188,6 +188,8 @@ pub struct RunArgs {
     http: super::HttpArgs,
     #[command(flatten)]
     catalog: super::catalog::ServeArgs,
+    #[command(flatten)]
+    nats: super::NatsArgs,
 }
 
 /// A grace window in seconds: not negative, and no longer than a fact is
@@ -354,11 +356,11 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let policies = Serving::new(Arc::new(set), digests);
     let registry = crate::oci::OciClient::on(handle.clone(), global.oci_config()?)?;
     let mut export: Vec<Export> = Vec::new();
+    let nats = args.nats.settings();
     if let Some((catalog, metrics)) = super::catalog::routes(
         &args.catalog,
-        &handle,
+        || super::catalog::store(nats.as_ref(), &handle, &state),
         webhooks_certified,
-        &state,
         registry,
         policies.clone(),
         {
@@ -382,6 +384,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         config,
         state,
         queue_capacity: args.queue_capacity,
+        nats,
         sink: sink_options(&args, &name),
         listen: listen.map(|address| (address, args.http.limits())),
         tls,

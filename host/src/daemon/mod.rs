@@ -17,6 +17,8 @@
 //! bundles' follower swaps a new set in, and the daemon, subscribed to it,
 //! rebuilds the router's pipeline and lists everything again.
 
+mod lead;
+mod share;
 pub mod supervisor;
 
 use crate::api::ServerLimits;
@@ -24,6 +26,7 @@ use crate::bundle::follow::Follow;
 use crate::bundle::{PolicyLoader, Serving};
 use crate::ingest::source::{Context, SeedReport, Source, SourceError};
 use crate::mirror::{Control, MirrorConfig, MirrorError, Pipeline, Router, SeedScope};
+use crate::queue::jetstream::JetStreamQueue;
 use crate::queue::{Partition, Queue, QueueError, disk::DiskQueue};
 use crate::sink::worker::{SinkOptions, SyncReport};
 use crate::telemetry::health::Status;
@@ -56,6 +59,9 @@ pub struct Setup {
     pub state: PathBuf,
     /// Most entries waiting per partition.
     pub queue_capacity: u64,
+    /// Keep the queue and the partition claims on NATS JetStream, shared
+    /// with other replicas, instead of in the state folder.
+    pub nats: Option<crate::nats::Settings>,
     /// How the sink workers batch, commit and retry.
     pub sink: SinkOptions,
     /// Where to serve HTTP, if anywhere.
@@ -116,6 +122,9 @@ pub enum DaemonError {
     /// The source stopped on an error.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The queue could not say who reads the source.
+    #[error("taking the lead of the source")]
+    Lead(#[source] QueueError),
 }
 
 /// What a run did: the seed, and each sink's report (or failure).
@@ -133,6 +142,7 @@ pub struct Daemon {
     /// that feeds it.
     runtime: Runtime,
     routes: Arc<Routes>,
+    queue: Arc<dyn Queue>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     address: Option<SocketAddr>,
@@ -150,7 +160,7 @@ struct Routes {
     router: Arc<Router>,
     current: Mutex<Current>,
     supervisor: Mutex<Supervisor>,
-    control: Control,
+    control: Arc<Control>,
 }
 
 /// The configuration the router's pipeline was made from, with the
@@ -199,7 +209,7 @@ impl Daemon {
             source,
         ));
         let mut supervisor = Supervisor::new(WorkerContext {
-            queue,
+            queue: queue.clone(),
             options: setup.sink.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
@@ -215,7 +225,7 @@ impl Daemon {
                 config: setup.config,
             }),
             supervisor: Mutex::new(supervisor),
-            control: Control::default(),
+            control: Arc::default(),
         });
         routes.subscribe(&setup.runtime);
         if let Some(bundles) = setup.bundles.filter(|_| !setup.once) {
@@ -224,6 +234,7 @@ impl Daemon {
         Ok(Daemon {
             runtime: setup.runtime,
             routes,
+            queue,
             metrics,
             health,
             address,
@@ -284,23 +295,56 @@ impl Daemon {
             control: &routes.control,
             notices,
         };
-        let seed = source.seed(&SeedScope::everything(), &context);
-        let seed = match seed {
-            Ok(seed) => seed,
-            Err(error) => {
-                routes.supervisor().stop();
-                return Err(error.into());
-            }
-        };
-        if !self.once {
-            tracing::info!(objects = seed.objects, "seeded from {}", source.name());
-            if let Err(error) = source.follow(&context) {
-                routes.supervisor().stop();
-                return Err(error.into());
+        let mut seeded = None;
+        loop {
+            let lead = match lead::take(&*self.queue, &routes.control) {
+                Ok(Some(lead)) => lead,
+                Ok(None) => break,
+                Err(source) => {
+                    routes.supervisor().stop();
+                    return Err(DaemonError::Lead(source));
+                }
+            };
+            let led = self.lead(source, &context, &lead);
+            self.metrics.source_leading.set(0);
+            match led {
+                _ if lead.lost() && !routes.control.stopping() => {
+                    eprintln!(
+                        "warning: this replica's lease on the source lapsed (NATS out of reach, or the process paused past it): it stopped reading, as another replica may lead now, and reads again once it leads"
+                    );
+                    routes.control.resume();
+                }
+                Ok(seed) => {
+                    seeded = Some(seed);
+                    break;
+                }
+                Err(error) => {
+                    routes.supervisor().stop();
+                    return Err(error);
+                }
             }
         }
         let sinks = routes.supervisor().finish();
+        let seed = seeded.unwrap_or_default();
         Ok(Outcome { seed, sinks })
+    }
+
+    /// Reads `source` while this replica holds `lead`: seeds, then
+    /// follows unless `once`.
+    fn lead(
+        &self,
+        source: &mut dyn Source,
+        context: &Context,
+        lead: &lead::Lead,
+    ) -> Result<SeedReport, DaemonError> {
+        self.routes.router.fence(lead.checker());
+        self.metrics.source_leading.set(1);
+        let seed = source.seed(&SeedScope::everything(), context)?;
+        if !self.once {
+            tracing::info!(objects = seed.objects, "seeded from {}", source.name());
+            source.follow(context)?;
+        }
+        Ok(seed)
     }
 }
 
@@ -436,10 +480,25 @@ pub fn runtime() -> std::io::Result<Runtime> {
 }
 
 fn open_queue(setup: &Setup) -> Result<Arc<dyn Queue>, DaemonError> {
-    let path = setup.state.join("queue.redb");
     // Room for at least two full batches, or a batch could never fill.
     let batch = setup.sink.batch.files.max(setup.sink.seed_batch.files);
     let capacity = setup.queue_capacity.max(2 * batch as u64);
+    if let Some(nats) = &setup.nats {
+        let options = crate::queue::jetstream::Options {
+            replicas: nats.replicas,
+            capacity,
+            lease: nats.lease,
+        };
+        let handle = setup.runtime.handle().clone();
+        let queue = JetStreamQueue::connect(handle, &nats.url, options).map_err(|source| {
+            DaemonError::Queue {
+                path: format!("NATS {}", nats.url),
+                source,
+            }
+        })?;
+        return Ok(Arc::new(queue));
+    }
+    let path = setup.state.join("queue.redb");
     let queue = DiskQueue::open(&path, capacity).map_err(|source| DaemonError::Queue {
         path: setup.state.display().to_string(),
         source,

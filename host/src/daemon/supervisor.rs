@@ -11,9 +11,10 @@
 //! until one does again.
 
 use super::DaemonError;
+use super::share::Share;
 use crate::mirror::MirrorConfig;
 use crate::mirror::config::CommitSpec;
-use crate::queue::{Partition, Queue};
+use crate::queue::{Partition, Queue, QueueError};
 use crate::sink::Folder;
 use crate::sink::store::Person;
 use crate::sink::worker::{Signals, SinkError, SinkOptions, SyncReport, Worker};
@@ -89,14 +90,17 @@ struct Running {
 pub struct Supervisor {
     context: WorkerContext,
     running: BTreeMap<Partition, Running>,
+    share: Arc<Share>,
 }
 
 impl Supervisor {
     /// No workers yet.
     pub fn new(context: WorkerContext) -> Supervisor {
+        let share = Arc::new(Share::new(context.queue.clone()));
         Supervisor {
             context,
             running: BTreeMap::new(),
+            share,
         }
     }
 
@@ -152,13 +156,22 @@ impl Supervisor {
             }
             self.context.health.forget(&format!("sink {partition}"));
         }
+        self.share.set_partitions(self.running.len());
         stale
     }
 
     /// Starts a worker for every partition `config` writes to that has
     /// none.
     pub fn start(&mut self, config: &MirrorConfig) -> Result<(), DaemonError> {
-        for (partition, plan) in partitions(config) {
+        let wanted = partitions(config);
+        let all = wanted.len()
+            + self
+                .running
+                .keys()
+                .filter(|p| !wanted.contains_key(p))
+                .count();
+        self.share.set_partitions(all);
+        for (partition, plan) in wanted {
             if self.running.contains_key(&partition) {
                 continue;
             }
@@ -201,54 +214,125 @@ impl Supervisor {
         stop: &Arc<AtomicBool>,
     ) -> Result<JoinHandle<Result<SyncReport, SinkError>>, DaemonError> {
         let context = &self.context;
-        let gitdir = context.state.join(repo_folder(partition));
-        let queue = context.queue.clone();
         let mut options = committing(context.options.clone(), &plan.commit);
         options.credentials = plan.credentials.clone();
-        let (metrics, health) = (context.metrics.clone(), context.health.clone());
-        let follow = context.follow;
-        let signals = Signals {
-            finish: context.finish.clone(),
-            stop: stop.clone(),
+        let share = self.share.clone();
+        let tended = Tended {
+            partition: partition.clone(),
+            folders: plan.folders.clone(),
+            queue: context.queue.clone(),
+            gitdir: context.state.join(repo_folder(partition)),
+            options,
+            metrics: context.metrics.clone(),
+            health: context.health.clone(),
+            follow: context.follow,
+            signals: Signals {
+                finish: context.finish.clone(),
+                stop: stop.clone(),
+                give_up: Some(Arc::new(move || share.over())),
+            },
+            share: self.share.clone(),
         };
-        let (p, folders) = (partition.clone(), plan.folders.clone());
         std::thread::Builder::new()
             .name(format!("sink {}", partition.branch))
-            .spawn(move || {
-                loop {
-                    let result = Worker::new(
-                        p.clone(),
-                        folders.clone(),
-                        queue.clone(),
-                        &gitdir,
-                        options.clone(),
-                        metrics.clone(),
-                        health.clone(),
-                    )
-                    .and_then(|mut worker| worker.run(&signals));
-                    match result {
-                        Err(SinkError::Stopped) => return Ok(SyncReport::default()),
-                        // Following, a worker that fails starts over: what
-                        // it had not pushed is still in the queue.
-                        Err(error) if follow && !signals.finish.load(Ordering::Acquire) => {
-                            let error = WorkerFailed::Sink {
-                                partition: p.to_string(),
-                                source: error,
-                            };
-                            let error = crate::telemetry::chain(&error);
-                            eprintln!("error: {error}; starting over in 5 s");
-                            if pause(&signals.stop, Duration::from_secs(5)) {
-                                return Ok(SyncReport::default());
-                            }
-                        }
-                        other => return other,
-                    }
-                }
-            })
+            .spawn(move || tended.run())
             .map_err(|source| DaemonError::Spawn {
                 partition: partition.to_string(),
                 source,
             })
+    }
+}
+
+/// One partition, tended by its thread: a worker while this replica holds
+/// the partition, started over when it fails.
+struct Tended {
+    partition: Partition,
+    folders: Vec<Folder>,
+    queue: Arc<dyn Queue>,
+    gitdir: PathBuf,
+    options: SinkOptions,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    follow: bool,
+    signals: Signals,
+    share: Arc<Share>,
+}
+
+/// How often a partition another replica writes is looked at again.
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
+
+impl Tended {
+    fn run(self) -> Result<SyncReport, SinkError> {
+        let signals = &self.signals;
+        let mut told = false;
+        loop {
+            if !self.share.take() {
+                // The share is full: another replica writes this one.
+                if self.ending() || pause(&signals.stop, LOOK_AGAIN) {
+                    return Ok(SyncReport::default());
+                }
+                continue;
+            }
+            let result = Worker::new(
+                self.partition.clone(),
+                self.folders.clone(),
+                self.queue.clone(),
+                &self.gitdir,
+                self.options.clone(),
+                self.metrics.clone(),
+                self.health.clone(),
+            )
+            .and_then(|mut worker| worker.run(signals));
+            // The worker and its claim are gone: so is its place (one
+            // that gave its partition up gave the place back already).
+            if !matches!(result, Err(SinkError::GaveUp { .. })) {
+                self.share.give_back();
+            }
+            let wait = match result {
+                Err(SinkError::GaveUp { partition }) => {
+                    // Its place is given back already. Long enough for
+                    // the replica short of partitions to take it first.
+                    tracing::info!(%partition, "gave {partition} up to a replica with fewer");
+                    3 * LOOK_AGAIN
+                }
+                Err(SinkError::Queue(error @ QueueError::Claimed { .. })) => {
+                    if !std::mem::replace(&mut told, true) {
+                        tracing::info!("{error}: this replica takes it if that one goes");
+                    }
+                    if self.ending() {
+                        return Ok(SyncReport::default());
+                    }
+                    LOOK_AGAIN
+                }
+                Err(error @ SinkError::ClaimLapsed { .. }) => {
+                    eprintln!(
+                        "warning: {error}: it pushed nothing since, and claims it again if free"
+                    );
+                    LOOK_AGAIN
+                }
+                Err(SinkError::Stopped) => return Ok(SyncReport::default()),
+                // Following, a worker that fails starts over: what it had
+                // not pushed is still in the queue.
+                Err(error) if self.follow && !self.ending() => {
+                    let error = WorkerFailed::Sink {
+                        partition: self.partition.to_string(),
+                        source: error,
+                    };
+                    let error = crate::telemetry::chain(&error);
+                    eprintln!("error: {error}; starting over in 5 s");
+                    Duration::from_secs(5)
+                }
+                other => return other,
+            };
+            if pause(&signals.stop, wait) {
+                return Ok(SyncReport::default());
+            }
+        }
+    }
+
+    /// The daemon is finishing: a partition not held now is another's.
+    fn ending(&self) -> bool {
+        self.signals.finish.load(Ordering::Acquire)
     }
 }
 

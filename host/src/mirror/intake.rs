@@ -131,6 +131,9 @@ pub struct Control {
 #[derive(Debug, Default)]
 struct Asked {
     stop: bool,
+    /// Stop for now: the replica no longer leads, and reads the source
+    /// again once it does.
+    interrupted: bool,
     relist: Option<SeedScope>,
 }
 
@@ -151,8 +154,25 @@ impl Control {
         });
     }
 
-    /// Whether the source was asked to stop.
+    /// Asks the source to stop following for now ([`Control::resume`]
+    /// lets it follow again): this replica no longer leads.
+    pub fn interrupt(&self) {
+        self.ask(|asked| asked.interrupted = true);
+    }
+
+    /// Takes back [`Control::interrupt`].
+    pub fn resume(&self) {
+        self.lock().interrupted = false;
+    }
+
+    /// Whether the source was asked to stop, for good or for now.
     pub fn stopped(&self) -> bool {
+        let asked = self.lock();
+        asked.stop || asked.interrupted
+    }
+
+    /// Whether the source was asked to stop for good.
+    pub fn stopping(&self) -> bool {
         self.lock().stop
     }
 
@@ -165,12 +185,12 @@ impl Control {
     /// Waits up to `timeout`, or until the source is asked something.
     pub fn wait(&self, timeout: Duration) {
         let asked = self.lock();
-        if asked.stop || asked.relist.is_some() {
+        if asked.stop || asked.interrupted || asked.relist.is_some() {
             return;
         }
-        let _ = self
-            .wake
-            .wait_timeout_while(asked, timeout, |a| !a.stop && a.relist.is_none());
+        let _ = self.wake.wait_timeout_while(asked, timeout, |a| {
+            !a.stop && !a.interrupted && a.relist.is_none()
+        });
     }
 
     fn ask(&self, change: impl FnOnce(&mut Asked)) {

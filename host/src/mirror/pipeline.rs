@@ -209,6 +209,7 @@ fn check_rules(policies: &PolicySet, rules: &[String]) -> Result<(), MirrorError
         username: None,
         uid: None,
         resource_version: None,
+        watched: false,
     };
     policies
         .chain(Decision::Match)

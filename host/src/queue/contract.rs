@@ -185,6 +185,21 @@ fn a_partition_has_one_claim_at_a_time() {
 }
 
 #[test]
+fn the_source_has_one_leader_at_a_time() {
+    each(10, |queue| {
+        let lead = queue.lead().unwrap();
+        assert!(lead.held());
+        assert!(matches!(queue.lead(), Err(QueueError::Claimed { .. })));
+        let _main = queue
+            .claim(&partition("main"))
+            .expect("partitions are apart");
+        drop(lead);
+        queue.lead().expect("released when dropped");
+        assert_eq!(queue.share(12), 12, "alone, it holds every partition");
+    });
+}
+
+#[test]
 fn a_partition_token_is_safe_as_a_subject_and_a_file_name() {
     let odd = Partition {
         repo: "https://user:pa$$@host/a b/../c.git".into(),
@@ -260,16 +275,26 @@ fn a_claim_on_jetstream_lapses_when_its_holder_dies_and_holds_while_it_lives() {
     let (a, b) = (queue(&alive), queue(&other));
     let (main, other_partition) = (partition("main"), partition("other"));
     let held = a.claim(&main).unwrap();
+    let lead = a.lead().unwrap();
     // Past the lease, renewed: still held.
     std::thread::sleep(lease + lease / 2);
+    assert!(held.held() && lead.held());
     assert!(matches!(b.claim(&main), Err(QueueError::Claimed { .. })));
+    assert!(matches!(b.lead(), Err(QueueError::Claimed { .. })));
+    assert!(b.leader().is_some_and(|l| l == a.holder()));
+    assert_eq!((a.share(12), b.share(12)), (6, 6), "two replicas live");
     drop(held);
     // A holder that dies: its runtime (and renewals) gone, never released.
     let dying = runtime();
     let c = queue(&dying);
-    std::mem::forget(c.claim(&other_partition).unwrap());
-    drop(c);
+    assert_eq!(b.share(12), 4, "three replicas live");
+    let lapsing = c.claim(&other_partition).unwrap();
     dying.shutdown_background();
+    // It knows before another can take it: not renewed for 2/3 of the lease.
+    std::thread::sleep(lease * 3 / 4);
+    assert!(!lapsing.held(), "a claim not renewed still says it holds");
+    std::mem::forget(lapsing);
+    std::mem::forget(c);
     assert!(matches!(
         b.claim(&other_partition),
         Err(QueueError::Claimed { .. })
@@ -286,4 +311,55 @@ fn a_claim_on_jetstream_lapses_when_its_holder_dies_and_holds_while_it_lives() {
         std::thread::sleep(Duration::from_millis(200));
     };
     drop(taken);
+    while b.share(12) != 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the dead replica never left the roll"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A watch event appended again (a restart resumed the watch before the
+/// cursor past it was saved) is dropped by its id; the same content from
+/// a listing, or sent again on purpose, is not.
+#[test]
+fn jetstream_drops_a_replayed_watch_event_and_keeps_everything_else() {
+    let server = nats::Nats::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        replicas: 1,
+        capacity: 100,
+        lease: LEASE,
+    };
+    let queue = JetStreamQueue::connect(runtime.handle().clone(), &server.url(), options).unwrap();
+    let main = partition("main");
+    let replayed = |version: &str| {
+        let Entry::File(mut change) = change(1) else {
+            unreachable!()
+        };
+        change.replay = Some(format!("uid-1/{version}/UPDATE"));
+        Entry::File(change)
+    };
+    let first = queue
+        .append(&main, &[replayed("7"), replayed("8")])
+        .unwrap();
+    let again = queue
+        .append(&main, &[replayed("7"), replayed("8")])
+        .unwrap();
+    assert_eq!(
+        again, first,
+        "the replay is acknowledged where it first went"
+    );
+    assert_eq!(queue.depth(&main), 2);
+    queue.append(&main, &[change(1), change(1)]).unwrap();
+    assert_eq!(
+        queue.depth(&main),
+        4,
+        "entries without a replay key all stay"
+    );
 }

@@ -272,6 +272,10 @@ impl Queue for DiskQueue {
         self.claims.take(partition)
     }
 
+    fn lead(&self) -> Result<Claim, QueueError> {
+        self.claims.lead()
+    }
+
     fn cursors(&self, source: &str) -> Result<Cursors, QueueError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(CURSORS).map_err(|e| self.error(e))?;

@@ -137,6 +137,10 @@ impl Queue for MemoryQueue {
         self.claims.take(partition)
     }
 
+    fn lead(&self) -> Result<Claim, QueueError> {
+        self.claims.lead()
+    }
+
     fn cursors(&self, source: &str) -> Result<Cursors, QueueError> {
         let cursors = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(cursors.get(source).cloned().unwrap_or_default())

@@ -69,6 +69,11 @@ pub struct FileChange {
     pub actor: Option<String>,
     /// The object's resource, for commit trailers.
     pub resource: String,
+    /// The event's identity when a restart replays it the same (a watch
+    /// event's `uid`, `resourceVersion` and operation): a queue that
+    /// deduplicates drops it appended twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
 }
 
 /// An entry of the queue.
@@ -162,18 +167,37 @@ pub enum QueueError {
     },
 }
 
-/// A partition claimed for writing: while it is held, no other consumer
-/// writes to the partition's branch. Released when dropped.
+/// A partition claimed for writing (or the source, for reading): while it
+/// is held, no other consumer writes to the partition's branch. Released
+/// when dropped.
 pub struct Claim {
     release: Option<Box<dyn FnOnce() + Send + Sync>>,
+    held: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Claim {
-    /// A claim that `release` gives up.
+    /// A claim that `release` gives up, held until then (one process
+    /// keeps it in memory).
     pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Claim {
+        Claim::leased(release, || true)
+    }
+
+    /// A claim that can lapse (a lease that was not renewed in time):
+    /// `held` says whether it surely still holds.
+    pub fn leased(
+        release: impl FnOnce() + Send + Sync + 'static,
+        held: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Claim {
         Claim {
             release: Some(Box::new(release)),
+            held: Box::new(held),
         }
+    }
+
+    /// Whether the claim surely still holds. A holder checks it before
+    /// each step that writes (a push): once false, another may hold it.
+    pub fn held(&self) -> bool {
+        (self.held)()
     }
 }
 
@@ -221,6 +245,23 @@ pub trait Queue: Send + Sync {
     /// the claim is held; [`QueueError::Claimed`] while another holds it.
     fn claim(&self, partition: &Partition) -> Result<Claim, QueueError>;
 
+    /// Claims the source: where several replicas share the queue, one at
+    /// a time reads the source and appends (seeding, pruning orphans and
+    /// following); [`QueueError::Claimed`] while another does.
+    fn lead(&self) -> Result<Claim, QueueError>;
+
+    /// Who leads now, if known (for a message while waiting).
+    fn leader(&self) -> Option<String> {
+        None
+    }
+
+    /// How many of `partitions` this consumer should hold: all of them
+    /// when it is alone; its even share, rounded up, when replicas share
+    /// the queue.
+    fn share(&self, partitions: usize) -> usize {
+        partitions
+    }
+
     /// Where each feed of `source` resumes (a watch's resourceVersion, by
     /// resource), as [`Queue::save_cursors`] left it.
     fn cursors(&self, source: &str) -> Result<Cursors, QueueError>;
@@ -245,15 +286,21 @@ struct Claims(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>
 
 impl Claims {
     fn take(&self, partition: &Partition) -> Result<Claim, QueueError> {
-        let key = partition.key();
+        self.take_key(partition.key(), partition.to_string())
+    }
+
+    /// The source's claim: a key no partition has (theirs hold a newline).
+    fn lead(&self) -> Result<Claim, QueueError> {
+        self.take_key("source".into(), "the source".into())
+    }
+
+    fn take_key(&self, key: String, name: String) -> Result<Claim, QueueError> {
         let mut held = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !held.insert(key.clone()) {
-            return Err(QueueError::Claimed {
-                partition: partition.to_string(),
-            });
+            return Err(QueueError::Claimed { partition: name });
         }
         let claims = self.0.clone();
         Ok(Claim::new(move || {

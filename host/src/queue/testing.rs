@@ -25,6 +25,7 @@ pub(crate) fn change(n: usize) -> Entry {
         operation: Operation::Update,
         actor: None,
         resource: "configmaps".into(),
+        replay: None,
     })
 }
 

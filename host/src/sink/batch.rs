@@ -203,6 +203,7 @@ mod tests {
             operation,
             actor: actor.map(str::to_owned),
             resource: "configmaps".into(),
+            replay: None,
         }
     }
 

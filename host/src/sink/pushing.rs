@@ -40,6 +40,8 @@ pub struct InFlight {
     pub through: Position,
     /// What the commits pushed changed.
     pub totals: Totals,
+    /// When the push began.
+    pub started: std::time::Instant,
 }
 
 impl InFlight {
@@ -60,6 +62,7 @@ impl InFlight {
             push,
             through,
             totals,
+            started: std::time::Instant::now(),
         })
     }
 

@@ -120,7 +120,7 @@ pub struct SyncReport {
 }
 
 /// When a worker ends.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Signals {
     /// Finish: push everything queued, then return (a run `--once`, when
     /// the source was read).
@@ -128,6 +128,20 @@ pub struct Signals {
     /// Stop at the next step: what is not pushed stays in the queue, for
     /// the next worker of the partition (its destinations changed).
     pub stop: Arc<AtomicBool>,
+    /// Asked whenever the worker has pushed all it read: true when it
+    /// should give its partition up to another replica (this one holds
+    /// more than its share); it returns [`SinkError::GaveUp`] then.
+    pub give_up: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signals")
+            .field("finish", &self.finish)
+            .field("stop", &self.stop)
+            .field("give_up", &self.give_up.is_some())
+            .finish()
+    }
 }
 
 /// Why a worker stopped.
@@ -136,6 +150,21 @@ pub enum SinkError {
     /// It was told to stop ([`Signals::stop`]).
     #[error("stopped")]
     Stopped,
+    /// It gave its partition up, caught up, for another replica to take
+    /// ([`Signals::give_up`]).
+    #[error("gave {partition} up to another replica")]
+    GaveUp {
+        /// The partition.
+        partition: String,
+    },
+    /// Its claim on the partition lapsed (not renewed in time: the
+    /// process was paused, or NATS was out of reach): another replica may
+    /// write the branch now, so it pushes nothing more.
+    #[error("the claim on {partition} lapsed; another replica may hold it")]
+    ClaimLapsed {
+        /// The partition.
+        partition: String,
+    },
     /// Every push was rejected (the branch kept moving) until the retry
     /// budget ran out.
     #[error(
@@ -172,7 +201,7 @@ pub struct Worker {
     health: Arc<Health>,
     labels: RepoLabels,
     /// Held while the worker runs: no other consumer writes the branch.
-    _claim: Claim,
+    claim: Claim,
     cursor: Cursor,
     staged: Batch,
     /// Committed locally, not pushed.
@@ -185,6 +214,16 @@ pub struct Worker {
     discarding: BTreeSet<String>,
     retry: Retry,
     report: SyncReport,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Its claim goes with it.
+        self.metrics
+            .partition_held
+            .get_or_create(&self.labels)
+            .set(0);
+    }
 }
 
 impl Worker {
@@ -215,6 +254,7 @@ impl Worker {
         let store = Store::open(gitdir).map_err(git)?;
         let labels = RepoLabels::new(&partition.repo, &partition.branch);
         let cursor = Cursor::new(queue, partition.clone())?;
+        metrics.partition_held.get_or_create(&labels).set(1);
         Ok(Worker {
             partition,
             destinations,
@@ -225,7 +265,7 @@ impl Worker {
             metrics,
             health,
             labels,
-            _claim: claim,
+            claim,
             cursor,
             staged: Batch::default(),
             unpushed: Totals::default(),
@@ -313,9 +353,24 @@ impl Worker {
 
     /// Nothing waits: everything read is pushed (or changed nothing).
     fn caught_up(&mut self) -> Result<(), SinkError> {
+        // What a lapsed claim's worker found unchanged, it judged by a tip
+        // another replica may have moved: not for it to acknowledge.
+        self.fenced()?;
         self.cursor.ack_read()?;
         self.record_depth();
         self.health.set(&self.part(), Status::Ready);
+        let finishing = self.signals.finish.load(Ordering::Acquire);
+        if !finishing
+            && self
+                .signals
+                .give_up
+                .as_ref()
+                .is_some_and(|give_up| give_up())
+        {
+            return Err(SinkError::GaveUp {
+                partition: self.partition.to_string(),
+            });
+        }
         Ok(())
     }
 
@@ -369,6 +424,19 @@ impl Worker {
                 return Ok(());
             }
             std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// A worker whose claim may have gone to another replica (it woke
+    /// from a pause past its lease) writes the branch, and acknowledges,
+    /// no more.
+    fn fenced(&self) -> Result<(), SinkError> {
+        if self.claim.held() {
+            Ok(())
+        } else {
+            Err(SinkError::ClaimLapsed {
+                partition: self.partition.to_string(),
+            })
         }
     }
 
@@ -568,6 +636,7 @@ impl Worker {
                 operation: Operation::Delete,
                 actor: deleted_by.clone(),
                 resource,
+                replay: None,
             })?;
         }
         Ok(())
@@ -654,6 +723,7 @@ impl Worker {
         let Some(tip) = self.store.tip() else {
             return Ok(());
         };
+        self.fenced()?;
         self.store.persist().map_err(|source| self.git(source))?;
         let totals = std::mem::take(&mut self.unpushed);
         match InFlight::start(&self.remote, tip, self.cursor.done(), totals) {
@@ -675,9 +745,14 @@ impl Worker {
         let Some(push) = self.in_flight.take_if(|p| wait || p.is_over()) else {
             return Ok(());
         };
-        let (through, totals) = (push.through, push.totals);
+        let (through, totals, started) = (push.through, push.totals, push.started);
         match push.finish() {
             Ok(Push::Accepted) => {
+                self.metrics
+                    .push_seconds
+                    .0
+                    .get_or_create(&self.labels)
+                    .observe(started.elapsed().as_secs_f64());
                 if self.store.packs() > MAX_PACKS {
                     self.remote.repack().map_err(|source| self.git(source))?;
                 }

@@ -7,7 +7,9 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::MetricConstructor;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Which branch of which repository a sink metric is about.
@@ -52,6 +54,26 @@ pub struct BundleLabels {
     pub digest: String,
 }
 
+/// The buckets of push latency: 5 ms to about 80 s.
+#[derive(Debug, Clone, Default)]
+pub struct PushBuckets;
+
+impl MetricConstructor<Histogram> for PushBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.005, 2.0, 15))
+    }
+}
+
+/// Push latency per repository and branch.
+#[derive(Debug, Clone)]
+pub struct PushSeconds(pub Family<RepoLabels, Histogram, PushBuckets>);
+
+impl Default for PushSeconds {
+    fn default() -> PushSeconds {
+        PushSeconds(Family::new_with_constructor(PushBuckets))
+    }
+}
+
 /// Every metric the daemon exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -76,6 +98,13 @@ pub struct Metrics {
     pub push_retries: Family<RepoLabels, Counter>,
     /// Entries waiting in the queue.
     pub queue_depth: Family<RepoLabels, Gauge>,
+    /// 1 while this replica holds the partition (writes its branch).
+    pub partition_held: Family<RepoLabels, Gauge>,
+    /// 1 while this replica reads the source (leads).
+    pub source_leading: Gauge,
+    /// Seconds from a push's start to the remote's answer, for pushes
+    /// accepted.
+    pub push_seconds: PushSeconds,
     /// Policy sets built from moved bundle tags, by result.
     pub policy_reloads: Family<ReloadLabels, Counter>,
     /// 1 while the newest bundles fail to load and older ones serve.
@@ -135,6 +164,21 @@ impl Metrics {
             "queue_depth",
             "Entries waiting in the queue, per repository and branch",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "partition_held",
+            "1 while this replica holds the repository and branch (it alone writes them)",
+            m.partition_held.clone(),
+        );
+        registry.register(
+            "source_leading",
+            "1 while this replica reads the source (one replica at a time does)",
+            m.source_leading.clone(),
+        );
+        registry.register(
+            "push_seconds",
+            "Seconds from a push's start to the remote accepting it",
+            m.push_seconds.0.clone(),
         );
         registry.register(
             "policy_reloads",

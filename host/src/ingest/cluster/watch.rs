@@ -151,9 +151,10 @@ impl Watch {
                 if let Some(version) = &object.metadata.resource_version {
                     self.version.clone_from(version);
                 }
-                let Some(event) = event_of(&self.resource, &object, operation) else {
+                let Some(mut event) = event_of(&self.resource, &object, operation) else {
                     continue;
                 };
+                event.watched = true;
                 let message = Watched::Event {
                     resource: self.id(),
                     generation: self.generation,

@@ -62,6 +62,7 @@ fn file(name: &str, content: &str, actor: Option<&str>) -> Entry {
         operation: Operation::Update,
         actor: actor.map(str::to_owned),
         resource: "configmaps".into(),
+        replay: None,
     })
 }
 

@@ -1,11 +1,24 @@
 //! What the stages that keep state on NATS JetStream share (the catalog's
 //! store, the queue): connecting, opening what they keep, and calling the
-//! async client from their blocking callers.
+//! async client from their blocking callers; and leases ([`lease`]).
+
+pub mod lease;
 
 use async_nats::jetstream::{self, kv};
 use std::future::Future;
 use std::time::Duration;
 use tokio::runtime::Handle;
+
+/// Where and how the replicas share their state on JetStream.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The server(s): one URL, or several comma-separated.
+    pub url: String,
+    /// Copies JetStream keeps of each stream and bucket created.
+    pub replicas: usize,
+    /// How long a partition claim lasts unrenewed.
+    pub lease: Duration,
+}
 
 /// Any error of the NATS client, boxed.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -22,8 +35,10 @@ pub async fn connect(url: &str) -> Result<jetstream::Context, Error> {
         .await?;
     let mut context = jetstream::new(client);
     // Placing a replicated stream takes an election: more than the
-    // default 5 s on a loaded machine.
-    context.set_timeout(Duration::from_secs(30));
+    // default 5 s on a loaded machine. Not much more: a request that
+    // reached a stream whose leader just died is answered by no one, and
+    // waits this long before it is tried again.
+    context.set_timeout(Duration::from_secs(10));
     Ok(context)
 }
 

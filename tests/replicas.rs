@@ -1,0 +1,361 @@
+//! Several replicas of the daemon on a three-node NATS JetStream cluster
+//! (JetStream replicas 3), mirroring one folder into twelve partitions
+//! (four repositories, three branches each) while the folder keeps
+//! changing: the replica that leads is killed mid-batch, a NATS node is
+//! killed, a replica joins and takes partitions over, and a replica is
+//! paused past its lease. Every change reaches Git, in order, once: no
+//! file's history ever goes back, and every file ends at its last value.
+
+use crate::nats::Nats;
+use crate::support::{Daemon, GitServer, git, http_get};
+use crate::twelve::{BRANCHES, PARTITIONS, REPOS, configuration};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Config maps per namespace (one namespace per partition).
+const MAPS: u64 = 4;
+/// The replicas' lease, seconds: short, so that the test sees it lapse.
+const LEASE: u64 = 6;
+
+/// The folder the replicas follow, and the values written to it.
+struct Source {
+    dir: tempfile::TempDir,
+    scratch: tempfile::TempDir,
+}
+
+impl Source {
+    fn new() -> Source {
+        let source = Source {
+            dir: tempfile::tempdir().unwrap(),
+            scratch: tempfile::tempdir().unwrap(),
+        };
+        for i in 0..PARTITIONS {
+            std::fs::create_dir_all(source.dir.path().join(format!("n{i}"))).unwrap();
+            for m in 0..MAPS {
+                source.write(i, m, 0);
+            }
+        }
+        source
+    }
+
+    /// Sets map `m` of namespace `n<i>` to `value`, whole (renamed into
+    /// place: the folder source never reads half a file).
+    fn write(&self, i: usize, m: u64, value: u64) {
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{m}\n  namespace: n{i}\ndata:\n  v: \"{value}\"\n"
+        );
+        let scratch = self.scratch.path().join(format!("n{i}-cm-{m}.yaml"));
+        std::fs::write(&scratch, text).unwrap();
+        std::fs::rename(&scratch, self.dir.path().join(format!("n{i}/cm-{m}.yaml"))).unwrap();
+    }
+}
+
+fn path(i: usize, m: u64) -> String {
+    format!("n{i}/core/configmaps/cm-{m}.yaml")
+}
+
+/// The value a file holds, from its text.
+fn value(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.trim_start().starts_with("v:"))?;
+    line.trim_start()[2..]
+        .trim()
+        .trim_matches(['\'', '"'])
+        .parse()
+        .ok()
+}
+
+/// Partition `i`'s repository and branch.
+fn branch_of(gits: &[GitServer], i: usize) -> (PathBuf, &'static str) {
+    (gits[i % REPOS].bare(), BRANCHES[i / REPOS])
+}
+
+/// The values of partition `i`'s maps at its branch's tip (none while it
+/// has no such branch).
+fn tip_values(gits: &[GitServer], i: usize) -> BTreeMap<u64, u64> {
+    let (bare, branch) = branch_of(gits, i);
+    let mut values = BTreeMap::new();
+    for m in 0..MAPS {
+        let out = std::process::Command::new("git")
+            .current_dir(&bare)
+            .args(["show", &format!("{branch}:{}", path(i, m))])
+            .output()
+            .unwrap();
+        if let Some(v) = value(&String::from_utf8_lossy(&out.stdout)) {
+            values.insert(m, v);
+        }
+    }
+    values
+}
+
+/// Every value each file of partition `i` took, commit by commit, oldest
+/// first.
+fn histories(gits: &[GitServer], i: usize) -> BTreeMap<String, Vec<u64>> {
+    let (bare, branch) = branch_of(gits, i);
+    let log = git(
+        &bare,
+        &[
+            "log",
+            "--reverse",
+            "-p",
+            "--no-color",
+            "--format=commit %H",
+            branch,
+        ],
+    );
+    let mut histories: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut file = String::new();
+    for line in log.lines() {
+        if let Some(name) = line.strip_prefix("+++ b/") {
+            file = name.to_owned();
+        } else if let Some(added) = line.strip_prefix('+')
+            && let Some(v) = value(added)
+        {
+            histories.entry(file.clone()).or_default().push(v);
+        }
+    }
+    histories
+}
+
+/// A replica: `plumbline run` on the shared NATS, its own state folder.
+struct Replica {
+    daemon: Daemon,
+    address: String,
+    _state: tempfile::TempDir,
+}
+
+fn replica(nats: &Nats, source: &Source, config: &Path) -> Replica {
+    let state = tempfile::tempdir().unwrap();
+    let (lease, url) = (LEASE.to_string(), nats.url());
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--source-dir".as_ref(),
+        source.dir.path().as_os_str(),
+        "--state-dir".as_ref(),
+        state.path().as_os_str(),
+        "--nats".as_ref(),
+        url.as_ref(),
+        "--nats-replicas".as_ref(),
+        "3".as_ref(),
+        "--nats-lease".as_ref(),
+        lease.as_ref(),
+    ];
+    let daemon = Daemon::start(&args);
+    let address = daemon.address();
+    Replica {
+        daemon,
+        address,
+        _state: state,
+    }
+}
+
+impl Replica {
+    fn metrics(&self) -> String {
+        if std::net::TcpStream::connect(&self.address).is_err() {
+            panic!("a replica is gone; it said:\n{}", self.daemon.stderr());
+        }
+        http_get(&self.address, "/metrics").1
+    }
+
+    /// How many partitions it holds, and how many of those have entries
+    /// waiting (a batch under way).
+    fn held(&self) -> (usize, usize) {
+        let metrics = self.metrics();
+        let series = |name: &str| -> BTreeMap<String, f64> {
+            metrics
+                .lines()
+                .filter_map(|l| l.strip_prefix(name))
+                .filter_map(|l| {
+                    let (labels, v) = l.rsplit_once(' ')?;
+                    Some((labels.to_owned(), v.parse().ok()?))
+                })
+                .collect()
+        };
+        let (held, depth) = (
+            series("plumbline_partition_held"),
+            series("plumbline_queue_depth"),
+        );
+        let mine: Vec<&String> = held
+            .iter()
+            .filter(|(_, v)| **v == 1.0)
+            .map(|(l, _)| l)
+            .collect();
+        let busy = mine
+            .iter()
+            .filter(|l| depth.get(**l).is_some_and(|d| *d > 0.0))
+            .count();
+        (mine.len(), busy)
+    }
+
+    fn leads(&self) -> bool {
+        self.metrics()
+            .lines()
+            .any(|l| l == "plumbline_source_leading 1")
+    }
+}
+
+/// Polls `probe` every 50 ms for up to `limit`.
+fn wait_up_to<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes a new value to one map of every namespace every 150 ms until
+/// told to stop; the last value written.
+fn writer(
+    source: Arc<Source>,
+    stop: Arc<AtomicBool>,
+    last: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut value = 0;
+        while !stop.load(Ordering::Acquire) {
+            value += 1;
+            for i in 0..PARTITIONS {
+                source.write(i, value % MAPS, value);
+            }
+            last.store(value, Ordering::Release);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    })
+}
+
+#[test]
+fn three_replicas_lose_nothing_and_repeat_nothing_through_kills_a_newcomer_and_a_pause() {
+    let mut nats = Nats::cluster(3);
+    let gits: Vec<GitServer> = (0..REPOS).map(|_| GitServer::start()).collect();
+    let source = Arc::new(Source::new());
+    let work = tempfile::tempdir().unwrap();
+    let config_file = work.path().join("mirror.yaml");
+    let urls: Vec<String> = gits.iter().map(GitServer::url).collect();
+    std::fs::write(&config_file, configuration(&urls)).unwrap();
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|_| replica(&nats, &source, &config_file))
+        .collect();
+
+    // The seed reaches all twelve branches, the partitions spread.
+    wait_up_to("the seed in every branch", Duration::from_secs(120), || {
+        (0..PARTITIONS)
+            .all(|i| tip_values(&gits, i).len() == MAPS as usize)
+            .then_some(())
+    });
+    let spread = wait_up_to("the partitions to spread", Duration::from_secs(60), || {
+        let held: Vec<usize> = replicas.iter().map(|r| r.held().0).collect();
+        (held.iter().sum::<usize>() == PARTITIONS && held.iter().all(|h| *h == 4)).then_some(held)
+    });
+    assert_eq!(spread, [4, 4, 4]);
+
+    let (stop, last) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let writing = writer(source.clone(), stop.clone(), last.clone());
+
+    // The leader is killed while a partition it holds has entries waiting.
+    let leader = wait_up_to("a leader", Duration::from_secs(30), || {
+        replicas.iter().position(Replica::leads)
+    });
+    let started = Instant::now();
+    while replicas[leader].held().1 == 0 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mid_batch = replicas[leader].held().1 > 0;
+    replicas.remove(leader).daemon.kill();
+    assert!(mid_batch, "the leader never had a batch under way");
+
+    // The others take its partitions and the lead, within the lease.
+    wait_up_to(
+        "the survivors to hold everything",
+        Duration::from_secs(60),
+        || {
+            let held: usize = replicas.iter().map(|r| r.held().0).sum();
+            (held == PARTITIONS && replicas.iter().any(Replica::leads)).then_some(())
+        },
+    );
+
+    // A NATS node goes; a replica joins and takes partitions over.
+    nats.kill(1);
+    replicas.push(replica(&nats, &source, &config_file));
+    wait_up_to(
+        "the newcomer to take partitions",
+        Duration::from_secs(60),
+        || {
+            let held: Vec<usize> = replicas.iter().map(|r| r.held().0).collect();
+            (held[2] == 4 && held.iter().sum::<usize>() == PARTITIONS).then_some(())
+        },
+    );
+
+    // A replica that does not lead, paused past its lease, pushes nothing
+    // when it wakes: its claims went to the others.
+    let paused = replicas
+        .iter()
+        .position(|r| !r.leads() && r.held().0 > 0)
+        .unwrap();
+    replicas[paused].daemon.signal("STOP");
+    std::thread::sleep(Duration::from_secs(3 * LEASE));
+    replicas[paused].daemon.signal("CONT");
+    wait_up_to(
+        "the woken replica to see its claims lapsed",
+        Duration::from_secs(60),
+        || {
+            replicas[paused]
+                .daemon
+                .stderr()
+                .contains("lapsed")
+                .then_some(())
+        },
+    );
+
+    // The last values reach every branch.
+    stop.store(true, Ordering::Release);
+    writing.join().unwrap();
+    let last = last.load(Ordering::Acquire);
+    let finals: Vec<u64> = (0..MAPS)
+        .map(|m| (last + 1..last + 1 + MAPS).find(|v| v % MAPS == m).unwrap())
+        .collect();
+    for (m, v) in finals.iter().enumerate() {
+        for i in 0..PARTITIONS {
+            source.write(i, m as u64, *v);
+        }
+    }
+    let want: BTreeMap<u64, u64> = finals
+        .iter()
+        .enumerate()
+        .map(|(m, v)| (m as u64, *v))
+        .collect();
+    wait_up_to(
+        "the last values in every branch",
+        Duration::from_secs(120),
+        || {
+            (0..PARTITIONS)
+                .all(|i| tip_values(&gits, i) == want)
+                .then_some(())
+        },
+    );
+
+    // No file's history repeats a value or goes back.
+    for i in 0..PARTITIONS {
+        for (file, values) in histories(&gits, i) {
+            assert!(
+                values.windows(2).all(|w| w[0] < w[1]),
+                "{file} in partition {i} went {values:?}"
+            );
+        }
+    }
+    for replica in &replicas {
+        assert!(
+            !replica.daemon.stderr().contains("panicked"),
+            "{}",
+            replica.daemon.stderr()
+        );
+    }
+}
