@@ -353,10 +353,26 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         facts.clone().map(|f| (f, client_ca.is_some())),
         admissions.clone().map(|a| (a, webhooks_certified)),
     );
+    let nats = args.nats.settings();
+    if let Some(nats) = nats
+        .as_ref()
+        .filter(|_| facts.is_some() || admissions.is_some())
+    {
+        // Whichever replica reads the cluster needs what every one's
+        // webhooks were told.
+        let keep = FactsConfig::default()
+            .ttl
+            .max(Duration::from_secs(args.admission_ttl));
+        let stores = attribution::shared::Stores {
+            audit: facts.clone(),
+            admission: admissions.clone(),
+        };
+        attribution::shared::share(&handle, nats, stores, keep)
+            .map_err(|e| anyhow::anyhow!("sharing attribution facts on NATS {}: {e}", nats.url))?;
+    }
     let policies = Serving::new(Arc::new(set), digests);
     let registry = crate::oci::OciClient::on(handle.clone(), global.oci_config()?)?;
     let mut export: Vec<Export> = Vec::new();
-    let nats = args.nats.settings();
     if let Some((catalog, metrics)) = super::catalog::routes(
         &args.catalog,
         || super::catalog::store(nats.as_ref(), &handle, &state),

@@ -8,10 +8,12 @@
 //! past the lease) stops reading the source, and waits to lead again like
 //! any follower: another replica may lead by then. Appends are fenced by
 //! the same check, so a leader that wakes from a pause appends nothing it
-//! read before.
+//! read before: the queue refuses appends once its lead may have lapsed,
+//! and tags each entry with the lead's epoch, so that a reader drops one
+//! a lapsed leader got in after its successor's.
 
 use crate::mirror::Control;
-use crate::queue::{Claim, Queue, QueueError};
+use crate::queue::{Claim, Held, Queue, QueueError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -21,14 +23,16 @@ const LOOK: Duration = Duration::from_millis(250);
 
 /// The source's lead, held.
 pub struct Lead {
-    claim: Arc<Claim>,
+    /// Given up when the lead ends.
+    _claim: Claim,
+    held: Held,
     lost: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
     watcher: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Takes the lead, waiting while another replica holds it; `None` if the
-/// daemon was told to stop meanwhile.
+/// Takes the lead, waiting while another replica holds it (or NATS does
+/// not answer); `None` if the daemon was told to stop meanwhile.
 pub fn take(queue: &dyn Queue, control: &Arc<Control>) -> Result<Option<Lead>, QueueError> {
     let mut told = false;
     loop {
@@ -41,6 +45,10 @@ pub fn take(queue: &dyn Queue, control: &Arc<Control>) -> Result<Option<Lead>, Q
                         "waiting to lead: {leader} reads the source; this replica serves HTTP and writes its share of the repositories"
                     );
                 }
+            }
+            Err(error @ QueueError::Store { .. }) => {
+                let error = crate::telemetry::chain(&error);
+                tracing::warn!(error, "taking the lead of the source; trying again");
             }
             Err(error) => return Err(error),
         }
@@ -55,20 +63,20 @@ pub fn take(queue: &dyn Queue, control: &Arc<Control>) -> Result<Option<Lead>, Q
 
 impl Lead {
     /// Watches `claim`: once it may have lapsed, the source is told to
-    /// stop.
+    /// stop for now.
     fn watch(claim: Claim, control: Arc<Control>) -> Lead {
-        let claim = Arc::new(claim);
+        let held = claim.checker();
         let (lost, done) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
         let watcher = {
-            let (claim, lost, done) = (claim.clone(), lost.clone(), done.clone());
+            let (held, lost, done) = (held.clone(), lost.clone(), done.clone());
             std::thread::Builder::new()
                 .name("lead".into())
                 .spawn(move || {
                     while !done.load(Ordering::Acquire) {
-                        if !claim.held() {
+                        if !held() {
                             lost.store(true, Ordering::Release);
                             control.interrupt();
                             return;
@@ -76,25 +84,28 @@ impl Lead {
                         std::thread::sleep(LOOK);
                     }
                 })
-                .ok()
+        };
+        let watcher = match watcher {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                // Appends are fenced all the same; only the interruption
+                // waits for the source's next look at the lease.
+                tracing::warn!(%error, "the lead's watcher could not start");
+                None
+            }
         };
         Lead {
-            claim,
+            _claim: claim,
+            held,
             lost,
             done,
             watcher,
         }
     }
 
-    /// Whether the lead surely still holds, as a check that outlives it.
-    pub fn checker(&self) -> impl Fn() -> bool + Send + Sync + 'static {
-        let claim = self.claim.clone();
-        move || claim.held()
-    }
-
-    /// Whether the lead lapsed while held.
+    /// Whether the lead lapsed while held (once lapsed, it stays so).
     pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::Acquire)
+        self.lost.load(Ordering::Acquire) || !(self.held)()
     }
 }
 

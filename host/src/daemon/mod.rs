@@ -138,15 +138,15 @@ pub struct Outcome {
 
 /// The running mirror.
 pub struct Daemon {
-    /// Dropped last, with the daemon: what runs on it outlives nothing
-    /// that feeds it.
-    runtime: Runtime,
     routes: Arc<Routes>,
     queue: Arc<dyn Queue>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     address: Option<SocketAddr>,
     once: bool,
+    /// Declared last, so dropped last (fields drop in order): what the
+    /// others give up as they go (a lease on NATS) still has it.
+    runtime: Runtime,
 }
 
 /// Changes a running daemon: its destinations and rules, or stops it.
@@ -305,7 +305,7 @@ impl Daemon {
                     return Err(DaemonError::Lead(source));
                 }
             };
-            let led = self.lead(source, &context, &lead);
+            let led = self.lead(source, &context);
             self.metrics.source_leading.set(0);
             match led {
                 _ if lead.lost() && !routes.control.stopping() => {
@@ -329,15 +329,10 @@ impl Daemon {
         Ok(Outcome { seed, sinks })
     }
 
-    /// Reads `source` while this replica holds `lead`: seeds, then
-    /// follows unless `once`.
-    fn lead(
-        &self,
-        source: &mut dyn Source,
-        context: &Context,
-        lead: &lead::Lead,
-    ) -> Result<SeedReport, DaemonError> {
-        self.routes.router.fence(lead.checker());
+    /// Reads `source` while this replica holds the lead: seeds, then
+    /// follows unless `once` (or until the lead lapses: the queue then
+    /// refuses what it reads, and the source is interrupted).
+    fn lead(&self, source: &mut dyn Source, context: &Context) -> Result<SeedReport, DaemonError> {
         self.metrics.source_leading.set(1);
         let seed = source.seed(&SeedScope::everything(), context)?;
         if !self.once {

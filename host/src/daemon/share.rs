@@ -50,6 +50,10 @@ impl Share {
                     .queue
                     .share(self.partitions.load(Ordering::Acquire))
                     .max(1);
+                if counted.is_some_and(|(_, before)| before != limit) {
+                    let held = self.held.load(Ordering::Acquire);
+                    tracing::info!(limit, held, "this replica's share changed");
+                }
                 *counted = Some((Instant::now(), limit));
                 limit
             }

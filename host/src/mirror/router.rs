@@ -43,9 +43,6 @@ pub struct Router {
     pass: Mutex<PassOutcome>,
     /// The last seed's identity.
     seeds: AtomicU64,
-    /// Whether this replica still leads the source, when replicas share
-    /// the queue: nothing is appended once it may not.
-    fence: Mutex<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
 }
 
 impl Router {
@@ -69,7 +66,6 @@ impl Router {
             },
             pass: Mutex::default(),
             seeds: AtomicU64::new(seed_epoch()),
-            fence: Mutex::default(),
         }
     }
 
@@ -140,12 +136,6 @@ impl Router {
         }
     }
 
-    /// From now on, appends only while `leads` says this replica leads
-    /// the source (set each time it starts to).
-    pub fn fence(&self, leads: impl Fn() -> bool + Send + Sync + 'static) {
-        *self.fence.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(leads));
-    }
-
     /// Routes `events`: per destination, the entries they produce.
     fn route_all(&self, pipeline: &Pipeline, events: &[Event]) -> (Routing, Vec<Vec<Entry>>) {
         let destinations = &pipeline.config().destinations;
@@ -193,18 +183,6 @@ impl Router {
         pipeline: &Pipeline,
         queued: Vec<Vec<Entry>>,
     ) -> Result<(), QueueError> {
-        // A leader that woke from a pause past its lease must not append
-        // what it read before: another replica leads, and has read since.
-        let fence = self
-            .fence
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if fence.is_some_and(|leads| !leads()) {
-            return Err(QueueError::Claimed {
-                partition: "the source".into(),
-            });
-        }
         let partitions: Vec<Partition> = pipeline
             .config()
             .destinations

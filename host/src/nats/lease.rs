@@ -1,13 +1,16 @@
 //! Leases in a key-value bucket: a key one holder creates and keeps
 //! renewing, which lapses when it stops (the bucket's age limit removes
-//! it), so that another can take it. Partition claims, the source's
-//! leader and the roll of live replicas are all leases.
+//! it), so that another can take it. Partition claims and the source's
+//! lead are leases; the roll of live replicas is made of heartbeats.
 //!
 //! A holder must not act on a lease it may have lost: [`Lease::held`] is
-//! false once a renewal failed, and once the last renewal is older than
-//! two thirds of the lease, which a process paused past its lease (a
-//! stopped container, a long GC-like stall) sees the moment it wakes,
-//! before its renewal task had a chance to run.
+//! false once a renewal was refused, and once the last renewal was *sent*
+//! more than two thirds of the lease ago (the server's age limit counts
+//! from when it wrote the key, which is after the send), which a process
+//! paused past its lease (a stopped container, a long stall) sees the
+//! moment it wakes, before its renewal task had a chance to run. Once
+//! false it stays false: a renewal that lands late does not make a lease
+//! the holder already let go of its own again.
 
 use async_nats::jetstream::kv;
 use std::sync::Arc;
@@ -24,15 +27,18 @@ pub struct Lease {
     handle: Handle,
     state: Arc<State>,
     renewing: AbortHandle,
+    /// The revision it was taken at.
+    taken: u64,
 }
 
 /// What the renewal task tells the holder.
 struct State {
-    /// When the lease was taken.
+    /// When the create that took the lease was sent.
     start: Instant,
-    /// The last renewal, in milliseconds since `start`.
+    /// When the last renewal that was written had been sent, in
+    /// milliseconds since `start`.
     renewed: AtomicU64,
-    /// A renewal failed: another may hold the key now.
+    /// No longer held, for good.
     lost: AtomicBool,
     /// The revision written last.
     revision: AtomicU64,
@@ -41,15 +47,36 @@ struct State {
 
 impl State {
     fn held(&self) -> bool {
+        if self.lost.load(Ordering::Acquire) {
+            return false;
+        }
         let renewed = Duration::from_millis(self.renewed.load(Ordering::Acquire));
-        let since = self.start.elapsed().saturating_sub(renewed);
-        !self.lost.load(Ordering::Acquire) && since < self.ttl * 2 / 3
+        if self.start.elapsed().saturating_sub(renewed) < self.ttl * 2 / 3 {
+            return true;
+        }
+        self.lost.store(true, Ordering::Release);
+        false
     }
+
+    /// Milliseconds since `start`, now.
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The revision of `key` if it holds `holder` (the value one take
+/// writes): a write of ours whose answer was lost (it timed out, yet the
+/// server had written it).
+async fn ours(bucket: &kv::Store, key: &str, holder: &str) -> Option<u64> {
+    let entry = bucket.entry(key).await.ok()??;
+    (entry.operation == kv::Operation::Put && entry.value == holder.as_bytes())
+        .then_some(entry.revision)
 }
 
 impl Lease {
     /// Takes `key` in `bucket` (whose age limit is `ttl`) for `holder`:
-    /// `Ok(None)` while another holds it.
+    /// `Ok(None)` while another holds it (or this holder, through another
+    /// lease: each take writes a value of its own).
     pub async fn take(
         handle: &Handle,
         bucket: &kv::Store,
@@ -57,13 +84,28 @@ impl Lease {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, super::Error> {
+        static TAKES: AtomicU64 = AtomicU64::new(0);
+        let holder = &format!("{holder}#{}", TAKES.fetch_add(1, Ordering::Relaxed));
+        let start = Instant::now();
         let revision = match bucket.create(key, holder.to_owned().into()).await {
             Ok(revision) => revision,
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => return Ok(None),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                // Ours already, from a create whose answer was lost: when
+                // it was written is not known, so it is renewed at once.
+                match ours(bucket, key, holder).await {
+                    Some(revision) => {
+                        match bucket.update(key, holder.to_owned().into(), revision).await {
+                            Ok(revision) => revision,
+                            Err(_) => return Ok(None),
+                        }
+                    }
+                    None => return Ok(None),
+                }
+            }
             Err(e) => return Err(e.into()),
         };
         let state = Arc::new(State {
-            start: Instant::now(),
+            start,
             renewed: AtomicU64::new(0),
             lost: AtomicBool::new(false),
             revision: AtomicU64::new(revision),
@@ -83,6 +125,7 @@ impl Lease {
             handle: handle.clone(),
             state,
             renewing,
+            taken: revision,
         }))
     }
 
@@ -92,10 +135,17 @@ impl Lease {
         self.state.held()
     }
 
-    /// A check of [`Lease::held`] that outlives a borrow of the lease.
+    /// A check of [`Lease::held`] that outlives the lease, and does not
+    /// keep it: once the lease is dropped, it says false.
     pub fn checker(&self) -> impl Fn() -> bool + Send + Sync + 'static {
         let state = self.state.clone();
         move || state.held()
+    }
+
+    /// The revision the lease was taken at: a later holder's is larger
+    /// (a fencing token).
+    pub fn epoch(&self) -> u64 {
+        self.taken
     }
 }
 
@@ -108,23 +158,40 @@ async fn renew(bucket: kv::Store, key: String, holder: String, state: Arc<State>
     let mut next = state.ttl / 3;
     loop {
         tokio::time::sleep(next).await;
+        if !state.held() {
+            return;
+        }
+        let sent = state.now();
         let revision = state.revision.load(Ordering::Acquire);
-        match bucket.update(&key, holder.clone().into(), revision).await {
-            Ok(written) => {
-                state.revision.store(written, Ordering::Release);
-                let now = u64::try_from(state.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-                state.renewed.store(now, Ordering::Release);
-                next = state.ttl / 3;
-            }
+        let written = match bucket.update(&key, holder.clone().into(), revision).await {
+            Ok(written) => Some(written),
+            // Our own last write, whose answer was lost, is still ours.
             Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                tracing::warn!(%error, key, "a lease lapsed and another holds it now");
-                state.lost.store(true, Ordering::Release);
-                return;
+                match ours(&bucket, &key, &holder).await {
+                    Some(mine) => {
+                        state.revision.store(mine, Ordering::Release);
+                        next = Duration::ZERO;
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!(%error, key, "a lease lapsed and another holds it now");
+                        state.lost.store(true, Ordering::Release);
+                        return;
+                    }
+                }
             }
             Err(error) => {
                 tracing::debug!(%error, key, "a lease could not be renewed yet; trying again");
-                next = state.ttl / 12;
+                None
             }
+        };
+        match written {
+            Some(written) => {
+                state.revision.store(written, Ordering::Release);
+                state.renewed.store(sent, Ordering::Release);
+                next = state.ttl / 3;
+            }
+            None => next = state.ttl / 12,
         }
     }
 }
@@ -140,9 +207,10 @@ pub async fn holder(bucket: &kv::Store, key: &str) -> Result<Option<String>, sup
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewing.abort();
-        if self.state.lost.load(Ordering::Acquire) {
+        if !self.state.held() {
             return;
         }
+        self.state.lost.store(true, Ordering::Release);
         // Given up before the drop returns, so that a take right after
         // finds the key free; only over the revision written last, so
         // that a key another took since stays theirs.
@@ -174,7 +242,7 @@ impl Heartbeat {
         let beating = handle
             .spawn(async move {
                 loop {
-                    let next = match store.put(&name, "alive".into()).await {
+                    let next = match store.put(&name, ALIVE.into()).await {
                         Ok(_) => ttl / 3,
                         Err(error) => {
                             tracing::warn!(%error, key = name, "a heartbeat could not be written");
@@ -193,6 +261,10 @@ impl Heartbeat {
         }
     }
 }
+
+/// What a heartbeat writes; anything else under its key (a purge marker
+/// left by one that stopped) is not a live one.
+pub const ALIVE: &str = "alive";
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {

@@ -29,7 +29,7 @@ use futures_util::StreamExt as _;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
@@ -83,11 +83,73 @@ const READER_IDLE: Duration = Duration::from_secs(120);
 /// The shortest wait a pull request asks of the server.
 const MIN_EXPIRY: Duration = Duration::from_millis(100);
 
-/// A replica's reader of one partition: its consumer, and the last entry
-/// it delivered.
+/// The header tagging an entry with the epoch of the lead that appended
+/// it (the lead's revision in the claims' bucket: a later lead's is
+/// larger).
+const EPOCH: &str = "Plumbline-Epoch";
+/// How long a pull for what is there now may take before it is given up
+/// (a request lost while the client reconnects must not hang a worker).
+const FETCH_EXPIRY: Duration = Duration::from_secs(5);
+
+/// A replica's reader of one partition: its consumer, the last entry it
+/// delivered, and the epochs it has seen.
 struct Reader {
     consumer: consumer::Consumer<consumer::pull::Config>,
     last: Position,
+    epochs: Epochs,
+}
+
+/// The lead epochs a reader has seen in its partition.
+#[derive(Debug, Default)]
+struct Epochs {
+    /// The largest epoch seen: an entry of a smaller one came from a lead
+    /// that lapsed, after its successor's, and is dropped.
+    epoch: u64,
+    /// Where the epoch rose, not acknowledged yet.
+    rises: Vec<(Position, u64)>,
+    /// The largest epoch of what is acknowledged.
+    acked_epoch: u64,
+}
+
+impl Epochs {
+    /// Starting after what is acknowledged, whose largest epoch is `acked`.
+    fn after(acked: u64) -> Epochs {
+        Epochs {
+            epoch: acked,
+            rises: Vec::new(),
+            acked_epoch: acked,
+        }
+    }
+
+    /// Whether an entry at `position` of `epoch` (if tagged) is kept:
+    /// not if a later lead's entry came before it.
+    fn keeps(&mut self, position: Position, epoch: Option<u64>) -> bool {
+        let Some(epoch) = epoch else { return true };
+        if epoch < self.epoch {
+            return false;
+        }
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.rises.push((position, epoch));
+        }
+        true
+    }
+
+    /// The largest epoch of what is acknowledged, `through` now.
+    fn acked(&mut self, through: Position) -> u64 {
+        for (_, epoch) in self.rises.iter().filter(|(p, _)| *p <= through) {
+            self.acked_epoch = self.acked_epoch.max(*epoch);
+        }
+        self.rises.retain(|(p, _)| *p > through);
+        self.acked_epoch
+    }
+}
+
+/// The lead this replica took, to fence and tag its appends.
+#[derive(Clone)]
+struct Leading {
+    epoch: u64,
+    held: super::Held,
 }
 
 /// The queue on JetStream.
@@ -102,6 +164,10 @@ pub struct JetStreamQueue {
     waiting: AtomicUsize,
     /// Each partition's reader, by token.
     readers: Mutex<HashMap<String, Reader>>,
+    /// The lead this replica took last, if any.
+    leading: Mutex<Option<Leading>>,
+    /// The live replicas, as last counted.
+    live: AtomicUsize,
     /// Appends so far: with the holder, a message id no other has.
     published: AtomicU64,
     /// Who this replica is, in its claims.
@@ -130,8 +196,11 @@ impl JetStreamQueue {
         let (context, stream, state, claims) = handle
             .block_on(open_patiently(url, options.replicas, options.lease))
             .map_err(error)?;
+        let lease = handle
+            .block_on(bucket_lease(&claims, options.lease))
+            .map_err(error)?;
         let holder = holder_name();
-        let present = Heartbeat::start(&handle, &claims, &format!("{ROLL}{holder}"), options.lease);
+        let present = Heartbeat::start(&handle, &claims, &format!("{ROLL}{holder}"), lease);
         Ok(JetStreamQueue {
             handle,
             context,
@@ -139,10 +208,12 @@ impl JetStreamQueue {
             state,
             claims,
             capacity: options.capacity,
-            lease: options.lease,
+            lease,
             waiting: AtomicUsize::new(0),
             published: AtomicU64::new(0),
             readers: Mutex::default(),
+            leading: Mutex::default(),
+            live: AtomicUsize::new(1),
             holder,
             place,
             _present: present,
@@ -189,29 +260,63 @@ impl JetStreamQueue {
         }
     }
 
-    /// Publishes `messages` (id, payload) to `subject`, every one sent
-    /// before the first acknowledgement is awaited; the last position.
+    /// Publishes `messages` (id, payload) to `subject`, tagged with
+    /// `epoch`, every one sent before the first acknowledgement is
+    /// awaited; the last position. On a failure (with whether it may pass),
+    /// `messages` keeps what must be sent again: from the first message
+    /// not acknowledged, and those after it with new ids. Some of those
+    /// may have been stored already, before the one that failed: sent
+    /// again after it, the partition's last word is still its last entry.
     async fn publish(
         &self,
         subject: &str,
-        messages: &[(String, Vec<u8>)],
-    ) -> Result<Position, jetstream::context::PublishError> {
+        messages: &mut Vec<(String, Vec<u8>)>,
+        epoch: Option<u64>,
+    ) -> Result<Position, (bool, QueueError)> {
+        let failed = |at: usize, e: jetstream::context::PublishError| (at, e);
         let mut acks = Vec::with_capacity(messages.len());
-        for (id, payload) in messages {
-            let message = jetstream::message::PublishMessage::build()
+        let mut outcome = Ok(Position::START);
+        for (at, (id, payload)) in messages.iter().enumerate() {
+            let mut message = jetstream::message::PublishMessage::build()
                 .payload(payload.clone().into())
                 .message_id(id);
-            acks.push(
-                self.context
-                    .send_publish(subject.to_owned(), message)
-                    .await?,
-            );
+            if let Some(epoch) = epoch {
+                message = message.header(EPOCH, epoch.to_string().as_str());
+            }
+            match self.context.send_publish(subject.to_owned(), message).await {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    outcome = Err(failed(at, e));
+                    break;
+                }
+            }
         }
-        let mut last = Position::START;
-        for ack in acks {
-            last = last.max(Position(ack.await?.sequence));
+        for (at, ack) in acks.into_iter().enumerate() {
+            if outcome.as_ref().is_err_and(|(failed, _)| *failed <= at) {
+                break;
+            }
+            match ack.await {
+                Ok(ack) => {
+                    if let Ok(last) = &mut outcome {
+                        *last = Position(ack.sequence).max(*last);
+                    }
+                }
+                Err(e) => outcome = Err(failed(at, e)),
+            }
         }
-        Ok(last)
+        outcome.map_err(|(at, e)| {
+            messages.drain(..at);
+            for (id, _) in messages.iter_mut().skip(1) {
+                *id = self.unique_id();
+            }
+            (transient(&e), self.error(e))
+        })
+    }
+
+    /// A message id no other append has.
+    fn unique_id(&self) -> String {
+        let n = self.published.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.holder)
     }
 
     /// An entry's message id: from the event it records when a restart
@@ -226,27 +331,32 @@ impl JetStreamQueue {
             let digest = crate::model::digest::content_digest(what.as_bytes());
             return format!("{token}-{}", &digest["sha256:".len()..]);
         }
-        let n = self.published.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.holder)
+        self.unique_id()
     }
 
-    /// How many replicas share the queue now: the keys of the roll, as
-    /// the claims' stream counts its subjects (no consumer made).
+    /// How many replicas share the queue now: the live heartbeats of the
+    /// roll (its subjects, as the claims' stream counts them, each read:
+    /// one that stopped leaves a purge marker until it ages out).
     async fn replicas(&self) -> Result<usize, QueueError> {
-        let filter = format!("{}{ROLL}>", self.claims.prefix);
+        let prefix = self.claims.prefix.clone();
+        let filter = format!("{prefix}{ROLL}>");
         let mut subjects = self
             .claims
             .stream
-            .clone()
             .info_with_subjects(filter)
             .await
             .map_err(|e| self.error(e))?;
-        let mut count = 0;
+        let mut keys = Vec::new();
         while let Some(item) = subjects.next().await {
-            let (_, messages) = item.map_err(|e| self.error(e))?;
-            count += usize::from(messages > 0);
+            let (subject, _) = item.map_err(|e| self.error(e))?;
+            keys.extend(subject.strip_prefix(&prefix).map(str::to_owned));
         }
-        Ok(count)
+        let mut live = 0;
+        for key in keys {
+            let value = self.claims.get(&key).await.map_err(|e| self.error(e))?;
+            live += usize::from(value.is_some_and(|v| v == lease::ALIVE.as_bytes()));
+        }
+        Ok(live)
     }
 
     fn error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> QueueError {
@@ -279,14 +389,14 @@ impl JetStreamQueue {
             Some(reader) if reader.last == after => reader,
             _ => self.reader(partition, after).await?,
         };
-        let mut found = self.pull(&reader, partition, max, None).await;
+        let mut found = self.pull(&mut reader, partition, max, None).await;
         if matches!(&found, Ok(f) if f.is_empty()) && !wait.is_zero() {
-            found = self.pull(&reader, partition, 1, Some(wait)).await;
+            found = self.pull(&mut reader, partition, 1, Some(wait)).await;
             if let Ok(first) = &mut found
                 && !first.is_empty()
                 && max > 1
             {
-                match self.pull(&reader, partition, max - 1, None).await {
+                match self.pull(&mut reader, partition, max - 1, None).await {
                     Ok(more) => first.extend(more),
                     Err(error) => found = Err(error),
                 }
@@ -325,9 +435,11 @@ impl JetStreamQueue {
             .create_consumer(config)
             .await
             .map_err(|e| self.error(e))?;
+        let acked = self.number(&format!("epoch.{}", partition.token())).await?;
         Ok(Reader {
             consumer,
             last: after,
+            epochs: Epochs::after(acked),
         })
     }
 
@@ -335,7 +447,27 @@ impl JetStreamQueue {
     /// `wait`, waiting that long for them.
     async fn pull(
         &self,
-        reader: &Reader,
+        reader: &mut Reader,
+        partition: &Partition,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> Result<Vec<(Position, Entry)>, QueueError> {
+        // A pull request lost with the server it went to (a node killed
+        // while the client reconnects) is never answered: given up after
+        // its expiry and some, and the reader made again.
+        let limit = wait.unwrap_or(FETCH_EXPIRY).max(MIN_EXPIRY) + FETCH_EXPIRY;
+        match tokio::time::timeout(limit, self.pull_now(reader, partition, max, wait)).await {
+            Ok(pulled) => pulled,
+            Err(_) => Err(self.error(format!(
+                "a read of {partition} had no answer in {} s",
+                limit.as_secs()
+            ))),
+        }
+    }
+
+    async fn pull_now(
+        &self,
+        reader: &mut Reader,
         partition: &Partition,
         max: usize,
         wait: Option<Duration>,
@@ -345,6 +477,7 @@ impl JetStreamQueue {
                 .consumer
                 .fetch()
                 .max_messages(max)
+                .expires(FETCH_EXPIRY)
                 .messages()
                 .await
                 .map_err(|e| self.error(e))?,
@@ -361,6 +494,15 @@ impl JetStreamQueue {
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| self.error(e))?;
             let position = Position(message.info().map_err(|e| self.error(e))?.stream_sequence);
+            let epoch = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(EPOCH))
+                .and_then(|v| v.as_str().parse().ok());
+            if !reader.epochs.keeps(position, epoch) {
+                tracing::info!(%partition, %position, "dropped an entry a lapsed lead appended after its successor's");
+                continue;
+            }
             let entry =
                 serde_json::from_slice(&message.payload).map_err(|e| QueueError::Entry {
                     partition: partition.to_string(),
@@ -376,13 +518,29 @@ impl JetStreamQueue {
         self.readers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn lock_leading(&self) -> std::sync::MutexGuard<'_, Option<Leading>> {
+        self.leading.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn ack_now(&self, partition: &Partition, through: Position) -> Result<(), QueueError> {
         if through <= self.acked_now(partition).await? {
             return Ok(());
         }
-        let key = format!("acked.{}", partition.token());
+        let token = partition.token();
+        // The epoch first: a reader that starts after `through` must
+        // know which lead's entries may follow.
+        let epoch = self
+            .lock_readers()
+            .get_mut(&token)
+            .map(|r| r.epochs.acked(through));
+        if let Some(epoch) = epoch.filter(|e| *e > 0) {
+            self.state
+                .put(format!("epoch.{token}"), epoch.to_string().into())
+                .await
+                .map_err(|e| self.error(e))?;
+        }
         self.state
-            .put(key, through.0.to_string().into())
+            .put(format!("acked.{token}"), through.0.to_string().into())
             .await
             .map_err(|e| self.error(e))?;
         self.stream
@@ -448,15 +606,16 @@ impl JetStreamQueue {
     }
 
     async fn acked_now(&self, partition: &Partition) -> Result<Position, QueueError> {
-        let value = self
-            .state
-            .get(format!("acked.{}", partition.token()))
-            .await
-            .map_err(|e| self.error(e))?;
-        let position = value
+        let key = format!("acked.{}", partition.token());
+        Ok(Position(self.number(&key).await?))
+    }
+
+    /// The number kept at `key` of the state bucket; 0 if none.
+    async fn number(&self, key: &str) -> Result<u64, QueueError> {
+        let value = self.state.get(key).await.map_err(|e| self.error(e))?;
+        Ok(value
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
-            .unwrap_or(0);
-        Ok(Position(position))
+            .unwrap_or(0))
     }
 }
 
@@ -525,6 +684,28 @@ async fn bucket(
     crate::nats::bucket(context, config).await
 }
 
+/// How long claims last: the claims' bucket's age limit, set by the
+/// replica that made it. Every replica must renew by the same measure, or
+/// one would think itself holding what the bucket already let go of.
+async fn bucket_lease(claims: &kv::Store, asked: Duration) -> Result<Duration, crate::nats::Error> {
+    let kept = claims.status().await?.max_age();
+    if kept.is_zero() {
+        return Err(format!(
+            "the bucket {CLAIMS} keeps claims for ever: it was not made by Plumbline"
+        )
+        .into());
+    }
+    if kept != asked {
+        tracing::warn!(
+            "the bucket {CLAIMS} keeps claims for {} s, not the {} s asked (it was made so): leases last {} s",
+            kept.as_secs_f64(),
+            asked.as_secs_f64(),
+            kept.as_secs_f64()
+        );
+    }
+    Ok(kept)
+}
+
 /// This replica's name in leases: its host (the pod's name), process and
 /// start, in the characters a key may hold.
 fn holder_name() -> String {
@@ -563,24 +744,33 @@ impl Queue for JetStreamQueue {
             let bytes = serde_json::to_vec(entry).map_err(|e| self.error(e))?;
             messages.push((self.message_id(&token, entry), bytes));
         }
-        // Sent again whole while the cluster cannot take it (a stream
-        // leader being elected, a request lost): the ids make what went
-        // in already a duplicate, which the stream acknowledges and drops.
+        let leading = self.lock_leading().clone();
         let started = Instant::now();
         self.run(async {
             loop {
-                let tried = match self.room(partition, entries.len() as u64).await {
-                    Ok(()) if messages.is_empty() => self.last(partition).await.map_err(|e| (true, e)),
-                    Ok(()) => self
-                        .publish(&subject(partition), &messages)
-                        .await
-                        .map_err(|e| (transient(&e), self.error(e))),
+                // Checked before every attempt: a lead that lapsed while
+                // this append waited appends nothing more.
+                if leading.as_ref().is_some_and(|l| !(l.held)()) {
+                    return Err(QueueError::Claimed {
+                        partition: "the source (this replica's lead lapsed)".into(),
+                    });
+                }
+                let epoch = leading.as_ref().map(|l| l.epoch);
+                let tried = match self.room(partition, messages.len() as u64).await {
+                    Ok(()) if messages.is_empty() => {
+                        self.last(partition).await.map_err(|e| (true, e))
+                    }
+                    Ok(()) => {
+                        self.publish(&subject(partition), &mut messages, epoch)
+                            .await
+                    }
                     Err(e) => Err((true, e)),
                 };
                 match tried {
                     Ok(last) => return Ok(last),
                     Err((true, e)) if started.elapsed() < PATIENCE => {
-                        tracing::warn!(error = %crate::telemetry::chain(&e), %partition, "appending again");
+                        let error = crate::telemetry::chain(&e);
+                        tracing::warn!(error, %partition, "appending again");
                         tokio::time::sleep(POLL * 10).await;
                     }
                     Err((_, e)) => return Err(e),
@@ -618,16 +808,46 @@ impl Queue for JetStreamQueue {
     }
 
     fn lead(&self) -> Result<Claim, QueueError> {
-        self.lease(LEADER, "the source".into())
+        // Tried once: a follower asks again soon, and must hear a stop.
+        let take = Lease::take(&self.handle, &self.claims, LEADER, &self.holder, self.lease);
+        let Some(lease) = self.run(take).map_err(|e| self.error(e))? else {
+            return Err(QueueError::Claimed {
+                partition: "the source".into(),
+            });
+        };
+        let held: super::Held = Arc::new(lease.checker());
+        let leading = Leading {
+            epoch: lease.epoch(),
+            held: held.clone(),
+        };
+        *self.lock_leading() = Some(leading);
+        Ok(Claim::leased(move || drop(lease), move || held()))
     }
 
     fn leader(&self) -> Option<String> {
-        self.run(lease::holder(&self.claims, LEADER)).ok().flatten()
+        // The replica's name, without which of its takes it is.
+        let holder = self.run(lease::holder(&self.claims, LEADER)).ok()??;
+        Some(holder.split('#').next().unwrap_or_default().to_owned())
     }
 
     fn share(&self, partitions: usize) -> usize {
-        // Counted afresh each time: replicas come and go.
-        let live = self.run(self.replicas()).unwrap_or(1).max(1);
+        // Counted afresh each time: replicas come and go. While NATS
+        // cannot say, the last count stands (not "alone", which would
+        // have this replica take every partition).
+        let live = match self.run(self.replicas()) {
+            Ok(live) => {
+                let before = self.live.swap(live.max(1), Ordering::AcqRel);
+                if before != live.max(1) {
+                    tracing::info!(live, before, "live replicas counted");
+                }
+                live.max(1)
+            }
+            Err(error) => {
+                let error = crate::telemetry::chain(&error);
+                tracing::warn!(error, "counting the live replicas; the last count stands");
+                self.live.load(Ordering::Acquire)
+            }
+        };
         partitions.div_ceil(live)
     }
 
@@ -697,5 +917,30 @@ impl JetStreamQueue {
                 Err(e) => return Err(self.error(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Epochs, Position};
+
+    #[test]
+    fn an_entry_of_an_older_lead_after_a_newer_ones_is_dropped_and_remembered_past_the_ack() {
+        let mut epochs = Epochs::after(0);
+        assert!(epochs.keeps(Position(1), None), "untagged entries all stay");
+        assert!(epochs.keeps(Position(2), Some(5)));
+        assert!(epochs.keeps(Position(3), Some(5)));
+        assert!(epochs.keeps(Position(4), Some(9)), "a new lead");
+        assert!(!epochs.keeps(Position(5), Some(5)), "the old lead, late");
+        assert!(epochs.keeps(Position(6), Some(9)));
+        // Acknowledged before the new lead's first entry: a reader that
+        // starts there must keep the old lead's entries before it.
+        assert_eq!(epochs.acked(Position(3)), 5);
+        let mut again = Epochs::after(5);
+        assert!(again.keeps(Position(4), Some(9)));
+        assert!(!again.keeps(Position(5), Some(5)));
+        assert_eq!(epochs.acked(Position(6)), 9);
+        let mut later = Epochs::after(9);
+        assert!(!later.keeps(Position(7), Some(5)));
     }
 }

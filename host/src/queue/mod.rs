@@ -172,8 +172,11 @@ pub enum QueueError {
 /// when dropped.
 pub struct Claim {
     release: Option<Box<dyn FnOnce() + Send + Sync>>,
-    held: Box<dyn Fn() -> bool + Send + Sync>,
+    held: Held,
 }
+
+/// Whether a claim surely still holds.
+pub type Held = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Claim {
     /// A claim that `release` gives up, held until then (one process
@@ -190,7 +193,7 @@ impl Claim {
     ) -> Claim {
         Claim {
             release: Some(Box::new(release)),
-            held: Box::new(held),
+            held: std::sync::Arc::new(held),
         }
     }
 
@@ -198,6 +201,12 @@ impl Claim {
     /// each step that writes (a push): once false, another may hold it.
     pub fn held(&self) -> bool {
         (self.held)()
+    }
+
+    /// [`Claim::held`], as a check that outlives the claim and does not
+    /// keep it: false once the claim is given up or lapsed.
+    pub fn checker(&self) -> Held {
+        self.held.clone()
     }
 }
 

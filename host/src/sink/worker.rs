@@ -128,8 +128,7 @@ pub struct Signals {
     /// Stop at the next step: what is not pushed stays in the queue, for
     /// the next worker of the partition (its destinations changed).
     pub stop: Arc<AtomicBool>,
-    /// Asked whenever the worker has pushed all it read: true when it
-    /// should give its partition up to another replica (this one holds
+    /// Asked between batches: true when it should give its partition up to another replica (this one holds
     /// more than its share); it returns [`SinkError::GaveUp`] then.
     pub give_up: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
@@ -300,6 +299,7 @@ impl Worker {
         self.start_over()?;
         loop {
             self.check_stop()?;
+            self.check_give_up()?;
             // Read first, then check: `finish` is set after the last
             // append, so an empty read after seeing it means the end.
             let done = signals.finish.load(Ordering::Acquire);
@@ -359,14 +359,23 @@ impl Worker {
         self.cursor.ack_read()?;
         self.record_depth();
         self.health.set(&self.part(), Status::Ready);
+        Ok(())
+    }
+
+    /// Gives the partition up if this replica holds more than its share,
+    /// between two batches: nothing staged, everything committed pushed
+    /// (what was read and not pushed is read again by the next holder).
+    fn check_give_up(&self) -> Result<(), SinkError> {
+        let between =
+            self.staged.is_empty() && self.unpushed.commits == 0 && self.in_flight.is_none();
         let finishing = self.signals.finish.load(Ordering::Acquire);
-        if !finishing
-            && self
-                .signals
+        let asked = || {
+            self.signals
                 .give_up
                 .as_ref()
                 .is_some_and(|give_up| give_up())
-        {
+        };
+        if between && !finishing && asked() {
             return Err(SinkError::GaveUp {
                 partition: self.partition.to_string(),
             });

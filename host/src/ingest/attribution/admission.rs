@@ -14,11 +14,11 @@
 
 use crate::model::Operation;
 use crate::model::digest::{ShortDigest, short_digest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Who is about to make which change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admitted {
     /// The requesting user.
     pub username: String,
@@ -27,7 +27,7 @@ pub struct Admitted {
 }
 
 /// What a watch event is looked up by.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AdmittedKey {
     /// API group; empty for the core group.
     pub group: String,

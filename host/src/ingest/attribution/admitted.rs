@@ -47,6 +47,8 @@ pub struct Admissions {
     /// Exported as `plumbline_attribution_evictions_total`.
     evictions: Counter,
     refused: AtomicU64,
+    /// Told every fact the webhook records (the other replicas).
+    others: super::Tell<Admitted>,
 }
 
 impl Admissions {
@@ -57,6 +59,7 @@ impl Admissions {
             cache: Mutex::new(CLruCache::new(config.capacity)),
             evictions: Counter::default(),
             refused: AtomicU64::new(0),
+            others: super::Tell::default(),
         }
     }
 
@@ -64,9 +67,24 @@ impl Admissions {
     /// object written twice, the same way) takes its place: the latest
     /// request is the one the next watch event shows.
     pub fn record(&self, fact: Admitted) {
+        self.others.tell(&fact);
+        self.keep(fact, Instant::now());
+    }
+
+    /// Keeps `fact`, which another replica's webhook was told `age` ago.
+    pub fn record_told(&self, fact: Admitted, age: Duration) {
         let now = Instant::now();
+        self.keep(fact, now.checked_sub(age).unwrap_or(now));
+    }
+
+    /// From now on, `tell` is given every fact the webhook records.
+    pub fn tell_others(&self, tell: impl Fn(&Admitted) + Send + Sync + 'static) {
+        self.others.set(tell);
+    }
+
+    fn keep(&self, fact: Admitted, now: Instant) {
         let mut cache = self.lock();
-        self.expire(&mut cache, now);
+        self.expire(&mut cache, Instant::now());
         if cache.len() == cache.capacity() && cache.peek(&fact.key).is_none() {
             cache.pop_back();
             self.evictions.inc();

@@ -6,11 +6,11 @@
 //! (2xx) and was not a dry run. A rejected or conflicting request, a dry
 //! run and a read say nothing about what Git should show.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Who made a persisted change, and to what.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fact {
     /// The acting user (the impersonated one when impersonating).
     pub username: String,
@@ -21,7 +21,7 @@ pub struct Fact {
 }
 
 /// What a fact is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     /// API group; empty for the core group.
     pub group: String,

@@ -67,6 +67,8 @@ pub struct Facts {
     config: FactsConfig,
     inner: Mutex<Inner>,
     refused: AtomicU64,
+    /// Told every batch the webhook records (the other replicas).
+    others: super::Tell<[Fact]>,
 }
 
 #[derive(Debug, Default)]
@@ -90,12 +92,27 @@ impl Facts {
         self.config
     }
 
-    /// Keeps `facts`, which arrived now.
+    /// Keeps `facts`, which arrived now, and tells the others.
     pub fn record(&self, facts: Vec<Fact>) {
         if facts.is_empty() {
             return;
         }
+        self.others.tell(&facts);
+        self.keep(facts, Instant::now());
+    }
+
+    /// Keeps `facts` another replica's webhook took `age` ago.
+    pub fn record_told(&self, facts: Vec<Fact>, age: Duration) {
         let now = Instant::now();
+        self.keep(facts, now.checked_sub(age).unwrap_or(now));
+    }
+
+    /// From now on, `tell` is given every batch the webhook records.
+    pub fn tell_others(&self, tell: impl Fn(&[Fact]) + Send + Sync + 'static) {
+        self.others.set(tell);
+    }
+
+    fn keep(&self, facts: Vec<Fact>, now: Instant) {
         let mut inner = self.lock();
         for fact in facts {
             for key in keys(&fact) {
@@ -114,7 +131,7 @@ impl Facts {
                 inner.order.push_back((now, key));
             }
         }
-        self.expire(&mut inner, now);
+        self.expire(&mut inner, Instant::now());
     }
 
     /// Who made the change `event` reports, which arrived at `arrived`.

@@ -20,6 +20,7 @@ pub mod admission;
 pub mod admitted;
 pub mod audit;
 pub mod facts;
+pub mod shared;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -64,6 +65,42 @@ pub mod limits {
     pub const TOKEN: usize = 128;
     /// A user name (an OIDC subject or email, a service account's).
     pub const USERNAME: usize = 1024;
+}
+
+/// Whom a store tells what its webhook records: the other replicas, when
+/// they share facts ([`shared`]); no one by default.
+pub struct Tell<T: ?Sized>(std::sync::OnceLock<Teller<T>>);
+
+/// What a [`Tell`] calls.
+type Teller<T> = Box<dyn Fn(&T) + Send + Sync>;
+
+impl<T: ?Sized> Default for Tell<T> {
+    fn default() -> Self {
+        Tell(std::sync::OnceLock::new())
+    }
+}
+
+impl<T: ?Sized> Tell<T> {
+    /// Tells `tell` from now on (set once).
+    fn set(&self, tell: impl Fn(&T) + Send + Sync + 'static) {
+        let _ = self.0.set(Box::new(tell));
+    }
+
+    fn tell(&self, what: &T) {
+        if let Some(tell) = self.0.get() {
+            tell(what);
+        }
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for Tell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Tell(others)"
+        } else {
+            "Tell(none)"
+        })
+    }
 }
 
 /// Whether every `(text, limit)` is within its limit.
