@@ -16,15 +16,18 @@
 //!   bucket's age limit ends the claim of a replica that died (or stopped
 //!   renewing) within its lease ([`LEASE`] by default). The source's
 //!   leader holds the lease `leader`, and each live replica beats a key
-//!   `replica.<name>` ([`Heartbeat`]), by which replicas count each other to share the
-//!   partitions evenly.
+//!   `replica.<name>` ([`Heartbeat`]), by which replicas count each other
+//!   to share the partitions evenly.
+//!
+//! `append` sends (message ids, retries), `read` reads (a consumer
+//! per reader, lead epochs), `open` makes the stream and buckets.
 //!
 //! Calls block, as the catalog's store's do (see
 //! [`crate::catalog::store::jetstream`]).
 
 use super::{Claim, Cursors, Entry, Partition, Position, Queue, QueueError};
 use crate::nats::lease::{self, Heartbeat, Lease};
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt as _;
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +35,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, RuntimeFlavor};
+
+mod append;
+mod open;
+mod read;
+
+use open::{bucket_lease, holder_name, open_patiently};
+use read::Reader;
 
 /// The stream entries are kept in.
 pub const STREAM: &str = "PLUMBLINE_QUEUE";
@@ -63,87 +73,11 @@ pub struct Options {
 const POLL: Duration = Duration::from_millis(50);
 /// How long an append keeps trying while the cluster cannot take it.
 const PATIENCE: Duration = Duration::from_secs(60);
-/// How long the stream remembers a message id (a replay within it is a
-/// duplicate): longer than a crashed replica takes to come back.
-const DUPLICATES: Duration = Duration::from_secs(600);
-
-/// Whether a publish failed because the cluster was briefly unable to
-/// take it (no stream leader, an acknowledgement lost), not for good.
-fn transient(error: &jetstream::context::PublishError) -> bool {
-    use jetstream::context::PublishErrorKind as Kind;
-    matches!(
-        error.kind(),
-        Kind::StreamNotFound | Kind::TimedOut | Kind::BrokenPipe | Kind::MaxAckPending
-    )
-}
-
-/// How long a reader's consumer outlives its last read (a replica that
-/// died, or gave the partition up).
-const READER_IDLE: Duration = Duration::from_secs(120);
-/// The shortest wait a pull request asks of the server.
-const MIN_EXPIRY: Duration = Duration::from_millis(100);
 
 /// The header tagging an entry with the epoch of the lead that appended
 /// it (the lead's revision in the claims' bucket: a later lead's is
 /// larger).
 const EPOCH: &str = "Plumbline-Epoch";
-/// How long a pull for what is there now may take before it is given up
-/// (a request lost while the client reconnects must not hang a worker).
-const FETCH_EXPIRY: Duration = Duration::from_secs(5);
-
-/// A replica's reader of one partition: its consumer, the last entry it
-/// delivered, and the epochs it has seen.
-struct Reader {
-    consumer: consumer::Consumer<consumer::pull::Config>,
-    last: Position,
-    epochs: Epochs,
-}
-
-/// The lead epochs a reader has seen in its partition.
-#[derive(Debug, Default)]
-struct Epochs {
-    /// The largest epoch seen: an entry of a smaller one came from a lead
-    /// that lapsed, after its successor's, and is dropped.
-    epoch: u64,
-    /// Where the epoch rose, not acknowledged yet.
-    rises: Vec<(Position, u64)>,
-    /// The largest epoch of what is acknowledged.
-    acked_epoch: u64,
-}
-
-impl Epochs {
-    /// Starting after what is acknowledged, whose largest epoch is `acked`.
-    fn after(acked: u64) -> Epochs {
-        Epochs {
-            epoch: acked,
-            rises: Vec::new(),
-            acked_epoch: acked,
-        }
-    }
-
-    /// Whether an entry at `position` of `epoch` (if tagged) is kept:
-    /// not if a later lead's entry came before it.
-    fn keeps(&mut self, position: Position, epoch: Option<u64>) -> bool {
-        let Some(epoch) = epoch else { return true };
-        if epoch < self.epoch {
-            return false;
-        }
-        if epoch > self.epoch {
-            self.epoch = epoch;
-            self.rises.push((position, epoch));
-        }
-        true
-    }
-
-    /// The largest epoch of what is acknowledged, `through` now.
-    fn acked(&mut self, through: Position) -> u64 {
-        for (_, epoch) in self.rises.iter().filter(|(p, _)| *p <= through) {
-            self.acked_epoch = self.acked_epoch.max(*epoch);
-        }
-        self.rises.retain(|(p, _)| *p > through);
-        self.acked_epoch
-    }
-}
 
 /// The lead this replica took, to fence and tag its appends.
 #[derive(Clone)]
@@ -246,94 +180,6 @@ impl JetStreamQueue {
         }
     }
 
-    /// Waits while `partition` has no room for `more` entries (a batch
-    /// larger than the whole capacity still goes in, alone).
-    async fn room(&self, partition: &Partition, more: u64) -> Result<(), QueueError> {
-        loop {
-            let depth = self.count(partition).await?;
-            if depth == 0 || depth + more <= self.capacity {
-                return Ok(());
-            }
-            self.waiting.fetch_add(1, Ordering::AcqRel);
-            tokio::time::sleep(POLL).await;
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Publishes `messages` (id, payload) to `subject`, tagged with
-    /// `epoch`, every one sent before the first acknowledgement is
-    /// awaited; the last position. On a failure (with whether it may pass),
-    /// `messages` keeps what must be sent again: from the first message
-    /// not acknowledged, and those after it with new ids. Some of those
-    /// may have been stored already, before the one that failed: sent
-    /// again after it, the partition's last word is still its last entry.
-    async fn publish(
-        &self,
-        subject: &str,
-        messages: &mut Vec<(String, Vec<u8>)>,
-        epoch: Option<u64>,
-    ) -> Result<Position, (bool, QueueError)> {
-        let failed = |at: usize, e: jetstream::context::PublishError| (at, e);
-        let mut acks = Vec::with_capacity(messages.len());
-        let mut outcome = Ok(Position::START);
-        for (at, (id, payload)) in messages.iter().enumerate() {
-            let mut message = jetstream::message::PublishMessage::build()
-                .payload(payload.clone().into())
-                .message_id(id);
-            if let Some(epoch) = epoch {
-                message = message.header(EPOCH, epoch.to_string().as_str());
-            }
-            match self.context.send_publish(subject.to_owned(), message).await {
-                Ok(ack) => acks.push(ack),
-                Err(e) => {
-                    outcome = Err(failed(at, e));
-                    break;
-                }
-            }
-        }
-        for (at, ack) in acks.into_iter().enumerate() {
-            if outcome.as_ref().is_err_and(|(failed, _)| *failed <= at) {
-                break;
-            }
-            match ack.await {
-                Ok(ack) => {
-                    if let Ok(last) = &mut outcome {
-                        *last = Position(ack.sequence).max(*last);
-                    }
-                }
-                Err(e) => outcome = Err(failed(at, e)),
-            }
-        }
-        outcome.map_err(|(at, e)| {
-            messages.drain(..at);
-            for (id, _) in messages.iter_mut().skip(1) {
-                *id = self.unique_id();
-            }
-            (transient(&e), self.error(e))
-        })
-    }
-
-    /// A message id no other append has.
-    fn unique_id(&self) -> String {
-        let n = self.published.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.holder)
-    }
-
-    /// An entry's message id: from the event it records when a restart
-    /// replays that event the same (so the replay is dropped as a
-    /// duplicate), else unique to this append (so that only sending it
-    /// again is).
-    fn message_id(&self, token: &str, entry: &Entry) -> String {
-        if let Entry::File(change) = entry
-            && let Some(replay) = &change.replay
-        {
-            let what = format!("{}\n{}\n{replay}", change.destination, change.path);
-            let digest = crate::model::digest::content_digest(what.as_bytes());
-            return format!("{token}-{}", &digest["sha256:".len()..]);
-        }
-        self.unique_id()
-    }
-
     /// How many replicas share the queue now: the live heartbeats of the
     /// roll (its subjects, as the claims' stream counts them, each read:
     /// one that stopped leaves a purge marker until it ages out).
@@ -371,153 +217,6 @@ impl JetStreamQueue {
         crate::nats::block_on(&self.handle, future)
     }
 
-    /// Up to `max` entries of `partition` after `after`, waiting up to
-    /// `wait` for the first: from this replica's pull consumer of the
-    /// partition, made again only when the reader starts over elsewhere
-    /// than where it left off (consumers are placed by the cluster's meta
-    /// leader: one per read would load it).
-    async fn next(
-        &self,
-        partition: &Partition,
-        after: Position,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<(Position, Entry)>, QueueError> {
-        let token = partition.token();
-        let taken = self.lock_readers().remove(&token);
-        let mut reader = match taken {
-            Some(reader) if reader.last == after => reader,
-            _ => self.reader(partition, after).await?,
-        };
-        let mut found = self.pull(&mut reader, partition, max, None).await;
-        if matches!(&found, Ok(f) if f.is_empty()) && !wait.is_zero() {
-            found = self.pull(&mut reader, partition, 1, Some(wait)).await;
-            if let Ok(first) = &mut found
-                && !first.is_empty()
-                && max > 1
-            {
-                match self.pull(&mut reader, partition, max - 1, None).await {
-                    Ok(more) => first.extend(more),
-                    Err(error) => found = Err(error),
-                }
-            }
-        }
-        // A reader that failed is made again at the next read.
-        let found = found?;
-        if let Some((last, _)) = found.last() {
-            reader.last = *last;
-        }
-        self.lock_readers().insert(token, reader);
-        Ok(found)
-    }
-
-    /// A consumer of `partition` from the entry after `after`, in place of
-    /// any this replica had.
-    async fn reader(&self, partition: &Partition, after: Position) -> Result<Reader, QueueError> {
-        let name = format!("{}-{}", self.holder, partition.token());
-        // Gone already, or never made: either is fine.
-        let _ = self.stream.delete_consumer(&name).await;
-        let config = consumer::pull::Config {
-            name: Some(name),
-            filter_subject: subject(partition),
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: after.0 + 1,
-            },
-            ack_policy: consumer::AckPolicy::None,
-            replay_policy: consumer::ReplayPolicy::Instant,
-            inactive_threshold: READER_IDLE,
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        };
-        let consumer = self
-            .stream
-            .create_consumer(config)
-            .await
-            .map_err(|e| self.error(e))?;
-        let acked = self.number(&format!("epoch.{}", partition.token())).await?;
-        Ok(Reader {
-            consumer,
-            last: after,
-            epochs: Epochs::after(acked),
-        })
-    }
-
-    /// Up to `max` entries from `reader`: those there now, or with
-    /// `wait`, waiting that long for them.
-    async fn pull(
-        &self,
-        reader: &mut Reader,
-        partition: &Partition,
-        max: usize,
-        wait: Option<Duration>,
-    ) -> Result<Vec<(Position, Entry)>, QueueError> {
-        // A pull request lost with the server it went to (a node killed
-        // while the client reconnects) is never answered: given up after
-        // its expiry and some, and the reader made again.
-        let limit = wait.unwrap_or(FETCH_EXPIRY).max(MIN_EXPIRY) + FETCH_EXPIRY;
-        match tokio::time::timeout(limit, self.pull_now(reader, partition, max, wait)).await {
-            Ok(pulled) => pulled,
-            Err(_) => Err(self.error(format!(
-                "a read of {partition} had no answer in {} s",
-                limit.as_secs()
-            ))),
-        }
-    }
-
-    async fn pull_now(
-        &self,
-        reader: &mut Reader,
-        partition: &Partition,
-        max: usize,
-        wait: Option<Duration>,
-    ) -> Result<Vec<(Position, Entry)>, QueueError> {
-        let mut messages = match wait {
-            None => reader
-                .consumer
-                .fetch()
-                .max_messages(max)
-                .expires(FETCH_EXPIRY)
-                .messages()
-                .await
-                .map_err(|e| self.error(e))?,
-            Some(wait) => reader
-                .consumer
-                .batch()
-                .max_messages(max)
-                .expires(wait.max(MIN_EXPIRY))
-                .messages()
-                .await
-                .map_err(|e| self.error(e))?,
-        };
-        let mut found = Vec::new();
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| self.error(e))?;
-            let position = Position(message.info().map_err(|e| self.error(e))?.stream_sequence);
-            let epoch = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(EPOCH))
-                .and_then(|v| v.as_str().parse().ok());
-            if !reader.epochs.keeps(position, epoch) {
-                tracing::info!(%partition, %position, "dropped an entry a lapsed lead appended after its successor's");
-                continue;
-            }
-            let entry =
-                serde_json::from_slice(&message.payload).map_err(|e| QueueError::Entry {
-                    partition: partition.to_string(),
-                    position,
-                    source: e,
-                })?;
-            found.push((position, entry));
-        }
-        Ok(found)
-    }
-
-    fn lock_readers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Reader>> {
-        self.readers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn lock_leading(&self) -> std::sync::MutexGuard<'_, Option<Leading>> {
         self.leading.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -532,7 +231,7 @@ impl JetStreamQueue {
         let epoch = self
             .lock_readers()
             .get_mut(&token)
-            .map(|r| r.epochs.acked(through));
+            .map(|r| r.acked(through));
         if let Some(epoch) = epoch.filter(|e| *e > 0) {
             self.state
                 .put(format!("epoch.{token}"), epoch.to_string().into())
@@ -617,114 +316,6 @@ impl JetStreamQueue {
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
             .unwrap_or(0))
     }
-}
-
-/// Connects, and [`open`]s, tried again for a while when it fails: a
-/// cluster that lost a node answers nothing about a stream until its new
-/// leader is elected.
-async fn open_patiently(
-    url: &str,
-    replicas: usize,
-    lease: Duration,
-) -> Result<
-    (jetstream::Context, stream::Stream, kv::Store, kv::Store),
-    Box<dyn std::error::Error + Send + Sync>,
-> {
-    let context = crate::nats::connect(url).await?;
-    let started = Instant::now();
-    loop {
-        match open(&context, replicas, lease).await {
-            Err(error) if started.elapsed() < PATIENCE => {
-                tracing::warn!(%error, "opening the queue on NATS; trying again");
-                tokio::time::sleep(POLL * 20).await;
-            }
-            opened => return opened.map(|(s, q, c)| (context, s, q, c)),
-        }
-    }
-}
-
-/// The stream and buckets of `context`, created if missing.
-async fn open(
-    context: &jetstream::Context,
-    replicas: usize,
-    lease: Duration,
-) -> Result<(stream::Stream, kv::Store, kv::Store), crate::nats::Error> {
-    let replicas = replicas.max(1);
-    let stream = context
-        .get_or_create_stream(stream::Config {
-            name: STREAM.into(),
-            description: Some("Plumbline's queue: a subject per (repository, branch)".into()),
-            subjects: vec![format!("{SUBJECTS}.*")],
-            num_replicas: replicas,
-            allow_direct: true,
-            duplicate_window: DUPLICATES,
-            ..Default::default()
-        })
-        .await?;
-    let state = bucket(context, STATE, replicas, Duration::ZERO).await?;
-    let claims = bucket(context, CLAIMS, replicas, lease).await?;
-    Ok((stream, state, claims))
-}
-
-/// The bucket `name`, created (with entries living `max_age`, or for ever
-/// with zero) if missing.
-async fn bucket(
-    context: &jetstream::Context,
-    name: &str,
-    replicas: usize,
-    max_age: Duration,
-) -> Result<kv::Store, crate::nats::Error> {
-    let config = kv::Config {
-        bucket: name.into(),
-        history: 1,
-        max_age,
-        num_replicas: replicas,
-        ..Default::default()
-    };
-    crate::nats::bucket(context, config).await
-}
-
-/// How long claims last: the claims' bucket's age limit, set by the
-/// replica that made it. Every replica must renew by the same measure, or
-/// one would think itself holding what the bucket already let go of.
-async fn bucket_lease(claims: &kv::Store, asked: Duration) -> Result<Duration, crate::nats::Error> {
-    let kept = claims.status().await?.max_age();
-    if kept.is_zero() {
-        return Err(format!(
-            "the bucket {CLAIMS} keeps claims for ever: it was not made by Plumbline"
-        )
-        .into());
-    }
-    if kept != asked {
-        tracing::warn!(
-            "the bucket {CLAIMS} keeps claims for {} s, not the {} s asked (it was made so): leases last {} s",
-            kept.as_secs_f64(),
-            asked.as_secs_f64(),
-            kept.as_secs_f64()
-        );
-    }
-    Ok(kept)
-}
-
-/// This replica's name in leases: its host (the pod's name), process and
-/// start, in the characters a key may hold.
-fn holder_name() -> String {
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "plumbline".into());
-    let host: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{host}-{}-{started}", std::process::id())
 }
 
 fn subject(partition: &Partition) -> String {
@@ -917,30 +508,5 @@ impl JetStreamQueue {
                 Err(e) => return Err(self.error(e)),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Epochs, Position};
-
-    #[test]
-    fn an_entry_of_an_older_lead_after_a_newer_ones_is_dropped_and_remembered_past_the_ack() {
-        let mut epochs = Epochs::after(0);
-        assert!(epochs.keeps(Position(1), None), "untagged entries all stay");
-        assert!(epochs.keeps(Position(2), Some(5)));
-        assert!(epochs.keeps(Position(3), Some(5)));
-        assert!(epochs.keeps(Position(4), Some(9)), "a new lead");
-        assert!(!epochs.keeps(Position(5), Some(5)), "the old lead, late");
-        assert!(epochs.keeps(Position(6), Some(9)));
-        // Acknowledged before the new lead's first entry: a reader that
-        // starts there must keep the old lead's entries before it.
-        assert_eq!(epochs.acked(Position(3)), 5);
-        let mut again = Epochs::after(5);
-        assert!(again.keeps(Position(4), Some(9)));
-        assert!(!again.keeps(Position(5), Some(5)));
-        assert_eq!(epochs.acked(Position(6)), 9);
-        let mut later = Epochs::after(9);
-        assert!(!later.keeps(Position(7), Some(5)));
     }
 }
