@@ -253,12 +253,14 @@ impl GlobalArgs {
 /// Where several replicas keep what they share: NATS JetStream.
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// Keep the mirror's queue and partition claims (stream
-    /// `PLUMBLINE_QUEUE`, buckets `plumbline-queue` and `plumbline-claims`)
-    /// and the catalog (bucket `plumbline-catalog`, stream
-    /// `PLUMBLINE_EXECUTIONS`) on this NATS server's JetStream, created if
-    /// missing, instead of the state folder, so that several replicas share
-    /// them: `nats://host:4222`, or several URLs comma-separated.
+    /// Keep the mirror's queue, the partition claims and the source's lead
+    /// (stream `PLUMBLINE_QUEUE`, buckets `plumbline-queue` and
+    /// `plumbline-claims`), the webhooks' attribution facts (stream
+    /// `PLUMBLINE_FACTS`) and the catalog (bucket `plumbline-catalog`,
+    /// stream `PLUMBLINE_EXECUTIONS`) on this NATS server's JetStream,
+    /// created if missing, instead of the state folder, so that several
+    /// replicas share them: `nats://host:4222`, or several URLs
+    /// comma-separated.
     #[arg(long = "nats", value_name = "URL", id = "nats")]
     pub url: Option<String>,
     /// Copies JetStream keeps of the streams and buckets it creates (3 on
@@ -268,8 +270,9 @@ pub struct NatsArgs {
     /// Seconds a partition claim (or the lead of the source) lasts
     /// unrenewed: a replica that dies lets its repositories go to another
     /// within it. Renewed every third; one not renewed for two thirds is
-    /// no longer acted on. The bucket `plumbline-claims` takes it when
-    /// created, so give every replica the same.
+    /// no longer acted on. It sets the age limit of the bucket
+    /// `plumbline-claims` when this replica creates it; a replica that
+    /// finds the bucket made uses the bucket's (and says so).
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = at_least_one, requires = "nats")]
     pub nats_lease: u64,
 }

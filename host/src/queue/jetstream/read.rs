@@ -126,11 +126,7 @@ impl JetStreamQueue {
 
     /// A consumer of `partition` from the entry after `after`, in place of
     /// any this replica had.
-    async fn reader(
-        &self,
-        partition: &Partition,
-        after: Position,
-    ) -> Result<Reader, QueueError> {
+    async fn reader(&self, partition: &Partition, after: Position) -> Result<Reader, QueueError> {
         let name = format!("{}-{}", self.holder, partition.token());
         // Gone already, or never made: either is fine.
         let _ = self.stream.delete_consumer(&name).await;
