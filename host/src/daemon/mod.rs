@@ -487,7 +487,7 @@ fn open_queue(setup: &Setup) -> Result<Arc<dyn Queue>, DaemonError> {
         let handle = setup.runtime.handle().clone();
         let queue = JetStreamQueue::connect(handle, &nats.url, options).map_err(|source| {
             DaemonError::Queue {
-                path: format!("NATS {}", nats.url),
+                path: "JetStream".into(),
                 source,
             }
         })?;

@@ -4,7 +4,8 @@
 
 pub mod lease;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+use async_nats::jetstream::{self, ErrorCode, kv};
 use std::future::Future;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -58,6 +59,41 @@ pub async fn bucket(context: &jetstream::Context, config: kv::Config) -> Result<
     }
 }
 
+/// Whether waiting may cure `error`: a timeout, no responders, a cluster
+/// still electing a leader or placing a stream. Not when JetStream refused
+/// what was asked (three copies of a stream on a single server, an invalid
+/// name): asking again for a minute would only delay the same answer.
+pub fn passing(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(created) = error.downcast_ref::<CreateStreamError>() {
+            return match created.kind() {
+                CreateStreamErrorKind::JetStream(refusal) => electing(refusal.error_code()),
+                CreateStreamErrorKind::EmptyStreamName
+                | CreateStreamErrorKind::InvalidStreamName
+                | CreateStreamErrorKind::DomainAndExternalSet => false,
+                _ => true,
+            };
+        }
+        next = error.source();
+    }
+    true
+}
+
+/// The refusals a cluster gives while it is short of a node or a leader.
+fn electing(code: ErrorCode) -> bool {
+    [
+        ErrorCode::CLUSTER_INCOMPLETE,
+        ErrorCode::CLUSTER_NO_PEERS,
+        ErrorCode::CLUSTER_NOT_ACTIVE,
+        ErrorCode::CLUSTER_NOT_ASSIGNED,
+        ErrorCode::CLUSTER_NOT_AVAILABLE,
+        ErrorCode::CLUSTER_NOT_LEADER,
+        ErrorCode::INSUFFICIENT_RESOURCES,
+    ]
+    .contains(&code)
+}
+
 /// Runs `future` on the runtime `handle` belongs to, to its end: from a
 /// task of a multi-threaded runtime it steps off the worker first, so the
 /// other tasks go on.
@@ -65,5 +101,32 @@ pub fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
     match Handle::try_current() {
         Ok(_) => tokio::task::block_in_place(|| handle.block_on(future)),
         Err(_) => handle.block_on(future),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(code: u64) -> CreateStreamError {
+        let answer = format!(r#"{{"code":500,"err_code":{code},"description":"refused"}}"#);
+        let refusal: jetstream::Error = serde_json::from_str(&answer).unwrap();
+        CreateStreamError::new(CreateStreamErrorKind::JetStream(refusal))
+    }
+
+    #[test]
+    fn waits_out_elections_and_timeouts_but_not_refusals() {
+        let timeout = CreateStreamError::new(CreateStreamErrorKind::TimedOut);
+        assert!(passing(&timeout));
+        assert!(passing(&refusal(10008)), "cluster not available yet");
+        assert!(!passing(&refusal(10074)), "replicas > 1 on one server");
+        let wrapped: Error = Box::new(refusal(10074));
+        let bucket = jetstream::context::CreateKeyValueError::with_source(
+            jetstream::context::CreateKeyValueErrorKind::JetStream,
+            wrapped,
+        );
+        assert!(!passing(&bucket), "found under the bucket's error");
+        let no_responders: Error = "no responders".into();
+        assert!(passing(&*no_responders));
     }
 }

@@ -363,3 +363,29 @@ fn jetstream_drops_a_replayed_watch_event_and_keeps_everything_else() {
         "entries without a replay key all stay"
     );
 }
+
+/// A refusal (three copies asked of a single server) is not waited out
+/// as a cluster electing a leader would be: it is the error, naming why.
+#[test]
+fn jetstream_reports_a_refused_stream_without_waiting_it_out() {
+    let server = nats::Nats::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        replicas: 3,
+        capacity: 100,
+        lease: LEASE,
+    };
+    let refused = JetStreamQueue::connect(runtime.handle().clone(), &server.url(), options);
+    let error = refused.err().expect("a single server holds one copy");
+    assert!(
+        !crate::nats::passing(&error),
+        "a refusal is not retried: {error}"
+    );
+    let told = crate::telemetry::chain(&error);
+    assert!(told.contains("replicas"), "{told}");
+    assert!(told.contains(&server.url()), "{told}");
+}

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 /// duplicate): longer than a crashed replica takes to come back.
 const DUPLICATES: Duration = Duration::from_secs(600);
 
-/// Connects, and [`open`]s, tried again for a while when it fails: a
-/// cluster that lost a node answers nothing about a stream until its new
-/// leader is elected.
+/// Connects, and [`open`]s, tried again for a while when it fails for a
+/// passing reason: a cluster that lost a node answers nothing about a
+/// stream until its new leader is elected. A refusal fails at once.
 pub(super) async fn open_patiently(
     url: &str,
     replicas: usize,
@@ -23,7 +23,7 @@ pub(super) async fn open_patiently(
     let started = Instant::now();
     loop {
         match open(&context, replicas, lease).await {
-            Err(error) if started.elapsed() < PATIENCE => {
+            Err(error) if started.elapsed() < PATIENCE && crate::nats::passing(&*error) => {
                 tracing::warn!(%error, "opening the queue on NATS; trying again");
                 tokio::time::sleep(POLL * 20).await;
             }
