@@ -217,6 +217,8 @@ impl Supervisor {
         let mut options = committing(context.options.clone(), &plan.commit);
         options.credentials = plan.credentials.clone();
         let share = self.share.clone();
+        let gave = Arc::new(AtomicBool::new(false));
+        let gave_place = gave.clone();
         let tended = Tended {
             partition: partition.clone(),
             folders: plan.folders.clone(),
@@ -229,9 +231,14 @@ impl Supervisor {
             signals: Signals {
                 finish: context.finish.clone(),
                 stop: stop.clone(),
-                give_up: Some(Arc::new(move || share.over())),
+                give_up: Some(Arc::new(move || {
+                    let over = share.over();
+                    gave_place.fetch_or(over, Ordering::AcqRel);
+                    over
+                })),
             },
             share: self.share.clone(),
+            gave,
         };
         std::thread::Builder::new()
             .name(format!("sink {}", partition.branch))
@@ -256,6 +263,10 @@ struct Tended {
     follow: bool,
     signals: Signals,
     share: Arc<Share>,
+    /// Set when the worker's place went back to the share as it was asked
+    /// to give its partition up: it is not given back twice, whatever
+    /// the worker then ended with.
+    gave: Arc<AtomicBool>,
 }
 
 /// How often a partition another replica writes is looked at again.
@@ -284,8 +295,9 @@ impl Tended {
             )
             .and_then(|mut worker| worker.run(signals));
             // The worker and its claim are gone: so is its place (one
-            // that gave its partition up gave the place back already).
-            if !matches!(result, Err(SinkError::GaveUp { .. })) {
+            // asked to give its partition up gave the place back already,
+            // even if pushing what it held then failed).
+            if !self.gave.swap(false, Ordering::AcqRel) {
                 self.share.give_back();
             }
             let wait = match result {

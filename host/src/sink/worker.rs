@@ -211,6 +211,9 @@ pub struct Worker {
     signals: Signals,
     /// Destinations no longer configured whose entries were discarded.
     discarding: BTreeSet<String>,
+    /// Asked to give the partition up: it reads nothing more, and gives
+    /// it up once what it staged is pushed.
+    giving_up: bool,
     retry: Retry,
     report: SyncReport,
 }
@@ -272,6 +275,7 @@ impl Worker {
             seeds: Seeds::default(),
             signals: Signals::default(),
             discarding: BTreeSet::new(),
+            giving_up: false,
             report: SyncReport::default(),
         })
     }
@@ -362,25 +366,29 @@ impl Worker {
         Ok(())
     }
 
-    /// Gives the partition up if this replica holds more than its share,
-    /// between two batches: nothing staged, everything committed pushed
-    /// (what was read and not pushed is read again by the next holder).
-    fn check_give_up(&self) -> Result<(), SinkError> {
-        let between =
-            self.staged.is_empty() && self.unpushed.commits == 0 && self.in_flight.is_none();
+    /// Gives the partition up if this replica holds more than its share:
+    /// once asked, it reads nothing more, commits what it staged and
+    /// pushes, then gives up (what it read and did not push is read again
+    /// by the next holder). Waiting for a moment with nothing staged would
+    /// never come while changes keep arriving: the next batch is read
+    /// while the last one is pushed.
+    fn check_give_up(&mut self) -> Result<(), SinkError> {
         let finishing = self.signals.finish.load(Ordering::Acquire);
-        let asked = || {
-            self.signals
+        if !self.giving_up && !finishing {
+            self.giving_up = self
+                .signals
                 .give_up
                 .as_ref()
-                .is_some_and(|give_up| give_up())
-        };
-        if between && !finishing && asked() {
-            return Err(SinkError::GaveUp {
-                partition: self.partition.to_string(),
-            });
+                .is_some_and(|give_up| give_up());
         }
-        Ok(())
+        if !self.giving_up {
+            return Ok(());
+        }
+        self.commit(self.cursor.last_read())?;
+        self.push()?;
+        Err(SinkError::GaveUp {
+            partition: self.partition.to_string(),
+        })
     }
 
     /// Fetches the remote's tip (retrying while it fails) and reads again

@@ -276,3 +276,47 @@ fn changes_routed_before_the_base_folder_moved_are_discarded_not_written_in_the_
         assert_eq!(queue.depth(&p), 0);
     });
 }
+
+/// Asked to give its partition up with a batch staged (changes keep
+/// arriving, so it never is between batches by itself), a worker reads
+/// nothing more, commits and pushes what it staged, acknowledges it, and
+/// only then gives the partition up.
+#[test]
+fn a_worker_asked_to_give_up_pushes_what_it_staged_first() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        let mut options = SinkOptions::new("test");
+        options.batch.wait = Duration::from_secs(600);
+        queue
+            .append(&p, &[file("a", "1", None), file("b", "1", None)])
+            .unwrap();
+        let gitdir = tempfile::tempdir().unwrap();
+        let (metrics, _) = Metrics::new();
+        let mut worker = Worker::new(
+            p.clone(),
+            vec![folder(Prune::Never)],
+            queue.clone(),
+            gitdir.path(),
+            options,
+            metrics,
+            Arc::new(Health::default()),
+        )
+        .unwrap();
+        // Asked at every turn of its loop: not at the first (nothing
+        // read yet), then yes.
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = asked.clone();
+        let signals = Signals {
+            give_up: Some(Arc::new(move || {
+                counted.fetch_add(1, Ordering::AcqRel) >= 1
+            })),
+            ..Signals::default()
+        };
+        let ended = worker.run(&signals);
+        assert!(matches!(ended, Err(SinkError::GaveUp { .. })), "{ended:?}");
+        assert_eq!(asked.load(Ordering::Acquire), 2, "asked once it was");
+        assert_eq!(files(&p), [path("a"), path("b")]);
+        assert_eq!(queue.depth(&p), 0, "what it pushed is acknowledged");
+    });
+}
