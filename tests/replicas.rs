@@ -129,15 +129,12 @@ struct Replica {
 }
 
 fn replica(nats: &Nats, source: &Source, config: &Path) -> Replica {
-    let state = tempfile::tempdir().unwrap();
     let (lease, url) = (LEASE.to_string(), nats.url());
-    let args: Vec<&std::ffi::OsStr> = vec![
+    Replica::start(&[
         "--config".as_ref(),
         config.as_os_str(),
         "--source-dir".as_ref(),
         source.dir.path().as_os_str(),
-        "--state-dir".as_ref(),
-        state.path().as_os_str(),
         "--nats".as_ref(),
         url.as_ref(),
         "--nats-replicas".as_ref(),
@@ -146,17 +143,24 @@ fn replica(nats: &Nats, source: &Source, config: &Path) -> Replica {
         lease.as_ref(),
         "--log".as_ref(),
         "plumbline::queue=info,plumbline::daemon=info,warn".as_ref(),
-    ];
-    let daemon = Daemon::start(&args);
-    let address = daemon.address();
-    Replica {
-        daemon,
-        address,
-        _state: state,
-    }
+    ])
 }
 
 impl Replica {
+    /// `plumbline run` with `args` and a state folder of its own.
+    fn start(args: &[&std::ffi::OsStr]) -> Replica {
+        let state = tempfile::tempdir().unwrap();
+        let mut args = args.to_vec();
+        args.extend(["--state-dir".as_ref(), state.path().as_os_str()]);
+        let daemon = Daemon::start(&args);
+        let address = daemon.address();
+        Replica {
+            daemon,
+            address,
+            _state: state,
+        }
+    }
+
     fn metrics(&self) -> String {
         if std::net::TcpStream::connect(&self.address).is_err() {
             panic!("a replica is gone; it said:\n{}", self.daemon.stderr());
@@ -388,27 +392,54 @@ fn three_replicas_lose_nothing_and_repeat_nothing_through_kills_a_newcomer_and_a
 /// A replica following the test API server's cluster by the rules in
 /// `config`, with its webhooks, on `nats`.
 fn cluster_replica(nats: &Nats, api: &crate::apiserver::ApiServer, config: &Path) -> Replica {
-    let state = tempfile::tempdir().unwrap();
     let (kubeconfig, url) = (api.kubeconfig(), nats.url());
-    let args: Vec<&std::ffi::OsStr> = vec![
+    Replica::start(&[
         "--kubeconfig".as_ref(),
         kubeconfig.as_os_str(),
         "--config".as_ref(),
         config.as_os_str(),
-        "--state-dir".as_ref(),
-        state.path().as_os_str(),
         "--nats".as_ref(),
         url.as_ref(),
         "--audit-webhook".as_ref(),
         "--admission-webhook".as_ref(),
-    ];
-    let daemon = Daemon::start(&args);
-    let address = daemon.address();
-    Replica {
-        daemon,
-        address,
-        _state: state,
-    }
+        "--log".as_ref(),
+        "warn,plumbline::change=debug".as_ref(),
+    ])
+}
+
+/// The change to `path` is followed from the leader's routing, through
+/// the queue, to the commit that carries it and its push, by its trace,
+/// on whichever replica wrote it.
+fn followed_across_the_queue(replicas: &[&Replica], path: &str, repo: &GitServer) {
+    let said: Vec<String> = replicas.iter().map(|r| r.daemon.stderr()).collect();
+    let queued = said[0]
+        .lines()
+        .find(|l| l.contains("queued") && l.contains(path))
+        .unwrap_or_else(|| panic!("the leader routed {path}:\n{}", said[0]));
+    let trace = queued
+        .split("trace=\"")
+        .nth(1)
+        .and_then(|rest| rest.get(..32))
+        .unwrap_or_else(|| panic!("a trace in {queued}"));
+    let commit = git(
+        &repo.bare(),
+        &["log", "-1", "--format=%H", "main", "--", path],
+    );
+    let commit = format!("commit={}", commit.trim());
+    let wrote = said
+        .iter()
+        .find(|s| {
+            s.lines()
+                .any(|l| l.contains("committed") && l.contains(trace))
+        })
+        .unwrap_or_else(|| panic!("no replica committed {trace}:\n{}", said.join("\n")));
+    let line = |what: &str| {
+        wrote.lines().any(|l| {
+            l.contains(what) && l.contains(&commit) && (what == "pushed" || l.contains(trace))
+        })
+    };
+    assert!(line("committed"), "{trace} in {commit}:\n{wrote}");
+    assert!(line("pushed"), "{commit} pushed:\n{wrote}");
 }
 
 /// Every replica serves the webhooks, but one reads the cluster: what the
@@ -467,6 +498,7 @@ fn a_fact_told_to_a_replica_that_does_not_lead_names_the_author_of_the_leaders_c
         repo.tree().contains_key(BOBS).then_some(())
     });
     assert_eq!(author(BOBS), "bob", "{}", leader.daemon.stderr());
+    followed_across_the_queue(&[&leader, &follower], BOBS, &repo);
 
     // The admission webhook, on the follower only: the audit one is
     // pointed nowhere that answers.

@@ -166,6 +166,7 @@ fn queue_bad_entries(state: &Path, repo: &str, paths: &[&str]) {
                 actor: None,
                 resource: "configmaps".into(),
                 replay: None,
+                trace: None,
             })
         })
         .collect();

@@ -143,6 +143,7 @@ fn entry(n: usize) -> Entry {
         actor: Some("alice".into()),
         resource: "configmaps".into(),
         replay: None,
+        trace: None,
     })
 }
 

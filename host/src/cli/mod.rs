@@ -60,7 +60,9 @@ pub struct GlobalArgs {
     /// or ~/.docker/config.json, if present.
     #[arg(long, global = true, value_name = "FILE")]
     registry_config: Option<PathBuf>,
-    /// Log filter, as in RUST_LOG (`info`, `plumbline=debug`, …).
+    /// Log filter, as in RUST_LOG (`info`, `plumbline=debug`, …);
+    /// `warn,plumbline::change=debug` follows each change from its event to
+    /// its push, by its trace.
     #[arg(
         long,
         global = true,

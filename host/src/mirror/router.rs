@@ -17,6 +17,7 @@ use super::intake::{Intake, Listing, Seed, SeedScope};
 use super::pipeline::{MirrorError, Pipeline};
 use crate::model::{Event, Target};
 use crate::queue::{Cursors, Entry, FileChange, Partition, Queue, QueueError};
+use crate::telemetry::CHANGES;
 use crate::telemetry::health::PassOutcome;
 use crate::telemetry::metrics::SourceLabels;
 use crate::telemetry::{Health, Metrics};
@@ -143,6 +144,15 @@ impl Router {
         let mut queued: Vec<Vec<Entry>> = vec![Vec::new(); destinations.len()];
         for event in events {
             routing.events += 1;
+            let trace = crate::telemetry::trace_id();
+            let _change = tracing::debug_span!(
+                target: CHANGES,
+                "change",
+                trace,
+                object = %event.target,
+                operation = %event.operation,
+            )
+            .entered();
             self.metrics
                 .objects_scanned
                 .get_or_create(&self.source)
@@ -150,6 +160,8 @@ impl Router {
             match pipeline.route_caught(event) {
                 Ok(routed) => {
                     for r in routed {
+                        let partition = destinations[r.destination].partition();
+                        tracing::debug!(target: CHANGES, %partition, path = r.path, "queued");
                         queued[r.destination].push(Entry::File(FileChange {
                             destination: destinations[r.destination].name.clone(),
                             path: r.path,
@@ -158,6 +170,7 @@ impl Router {
                             actor: event.username.clone(),
                             resource: r.key.resource,
                             replay: event.replay_key(),
+                            trace: Some(trace.clone()),
                         }));
                     }
                 }

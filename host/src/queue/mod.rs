@@ -74,6 +74,10 @@ pub struct FileChange {
     /// deduplicates drops it appended twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<String>,
+    /// The change's trace ([`crate::telemetry::CHANGES`]): what its log
+    /// lines share from routing to the push, on whichever replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// An entry of the queue.

@@ -26,6 +26,7 @@ pub(crate) fn change(n: usize) -> Entry {
         actor: None,
         resource: "configmaps".into(),
         replay: None,
+        trace: None,
     })
 }
 

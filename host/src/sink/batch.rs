@@ -66,6 +66,8 @@ pub struct Batch {
     started: Option<Instant>,
     /// The last change staged per path.
     changes: HashMap<String, Staged>,
+    /// The traces of the changes staged, in order.
+    traces: Vec<String>,
 }
 
 /// What the commit message needs of a staged change.
@@ -83,6 +85,7 @@ impl Batch {
         self.started.get_or_insert(now);
         self.author = Some(change.actor.clone());
         self.files += 1;
+        self.traces.extend(change.trace.clone());
         let bytes = change.content.as_ref().map_or(0, String::len);
         self.bytes += bytes;
         let staged = Staged {
@@ -129,6 +132,11 @@ impl Batch {
     pub fn is_due(&self, limits: &BatchLimits, now: Instant) -> bool {
         self.wait_left(limits, now)
             .is_some_and(|left| left.is_zero())
+    }
+
+    /// The traces of the changes staged ([`crate::telemetry::CHANGES`]).
+    pub fn traces(&self) -> &[String] {
+        &self.traces
     }
 
     /// Who authors the commit: the staged changes' actor, or `unknown`.
@@ -204,6 +212,7 @@ mod tests {
             actor: actor.map(str::to_owned),
             resource: "configmaps".into(),
             replay: None,
+            trace: None,
         }
     }
 

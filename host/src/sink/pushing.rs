@@ -42,6 +42,8 @@ pub struct InFlight {
     pub totals: Totals,
     /// When the push began.
     pub started: std::time::Instant,
+    /// The commit pushed.
+    pub tip: ObjectId,
 }
 
 impl InFlight {
@@ -63,6 +65,7 @@ impl InFlight {
             through,
             totals,
             started: std::time::Instant::now(),
+            tip,
         })
     }
 

@@ -29,6 +29,7 @@ use crate::layout;
 use crate::model::Operation;
 use crate::model::Prune;
 use crate::queue::{Claim, Entry, FileChange, Partition, Position, Queue, QueueError};
+use crate::telemetry::CHANGES;
 use crate::telemetry::health::Status;
 use crate::telemetry::{Health, Metrics, RepoLabels};
 use std::collections::BTreeSet;
@@ -497,6 +498,10 @@ impl Worker {
     }
 
     fn apply_file(&mut self, change: FileChange) -> Result<(), SinkError> {
+        // What is said of the change while it is applied (set aside,
+        // discarded) carries its trace.
+        let _change =
+            tracing::debug_span!(target: CHANGES, "change", trace = change.trace).entered();
         let Some(destination) = self.destination(&change.destination) else {
             self.discard(&change.destination, "is no longer configured");
             return Ok(());
@@ -542,6 +547,7 @@ impl Worker {
             None if prune == Prune::Never => false,
             None => self.store.remove(&change.path),
         };
+        tracing::debug!(target: CHANGES, path = change.path, changed, "applied");
         if changed {
             self.staged.stage(&change, Instant::now());
         }
@@ -654,6 +660,7 @@ impl Worker {
                 actor: deleted_by.clone(),
                 resource,
                 replay: None,
+                trace: None,
             })?;
         }
         Ok(())
@@ -699,7 +706,10 @@ impl Worker {
         if self.store.should_persist() {
             self.store.persist().map_err(|source| self.git(source))?;
         }
-        if committed.id.is_some() {
+        if let Some(id) = committed.id {
+            let partition = &self.partition;
+            let traces = batch.traces();
+            tracing::debug!(target: CHANGES, %partition, commit = %id, ?traces, "committed");
             let u = &mut self.unpushed;
             u.commits += 1;
             for change in &committed.changed {
@@ -763,8 +773,11 @@ impl Worker {
             return Ok(());
         };
         let (through, totals, started) = (push.through, push.totals, push.started);
+        let tip = push.tip;
         match push.finish() {
             Ok(Push::Accepted) => {
+                let partition = &self.partition;
+                tracing::debug!(target: CHANGES, %partition, commit = %tip, "pushed");
                 self.metrics
                     .push_seconds
                     .0

@@ -17,6 +17,20 @@ pub use health::Health;
 pub use metrics::{Metrics, RepoLabels};
 pub use notices::Notices;
 
+/// The log target that follows each change from its event to the push
+/// that carried it (`--log warn,plumbline::change=debug`): its span
+/// `change` carries the change's `trace` from routing, across the queue
+/// (in the entry, so across replicas), to the worker that applies it; the
+/// `committed` line lists the traces in a commit and names it, and the
+/// `pushed` line names the commit pushed.
+pub const CHANGES: &str = "plumbline::change";
+
+/// A new change's trace: 128 random bits in hex, the shape of a W3C trace
+/// id, so a collector can take it as one.
+pub fn trace_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// Now, as RFC 3339 in whole seconds, UTC (`2026-12-06T18:40:00Z`): what
 /// Kubernetes conditions and the catalog's records carry.
 pub fn timestamp() -> String {

@@ -63,6 +63,7 @@ fn file(name: &str, content: &str, actor: Option<&str>) -> Entry {
         actor: actor.map(str::to_owned),
         resource: "configmaps".into(),
         replay: None,
+        trace: None,
     })
 }
 
