@@ -98,19 +98,30 @@ fn queues(runtime: &tokio::runtime::Runtime, entries: usize) {
     let shared = JetStreamQueue::connect(runtime.handle().clone(), &nats.url(), options).unwrap();
     let jetstream = through(&shared, entries);
     let per = |took: Duration| took / u32::try_from(entries).unwrap();
-    report(
-        &format!(
-            "queue: {entries} entries appended, read and acknowledged 100 at a time, per entry, JetStream (1 server)"
+    let phases = [
+        ("appended", jetstream.0, embedded.0),
+        ("read and acknowledged", jetstream.1, embedded.1),
+        (
+            "appended, read and acknowledged",
+            jetstream.0 + jetstream.1,
+            embedded.0 + embedded.1,
         ),
-        per(jetstream),
-        "redb",
-        per(embedded),
-    );
+    ];
+    for (what, shared, embedded) in phases {
+        report(
+            &format!(
+                "queue: {entries} entries {what} 100 at a time, per entry, JetStream (1 server)"
+            ),
+            per(shared),
+            "redb",
+            per(embedded),
+        );
+    }
 }
 
-/// How long `entries` take to go through `queue`: appended 100 at a time,
-/// then read and acknowledged 100 at a time.
-fn through(queue: &dyn Queue, entries: usize) -> Duration {
+/// How long `entries` take to be appended to `queue` 100 at a time, and
+/// then to be read and acknowledged 100 at a time.
+fn through(queue: &dyn Queue, entries: usize) -> (Duration, Duration) {
     let partition = Partition {
         repo: "git://example/bench.git".into(),
         branch: "main".into(),
@@ -120,6 +131,8 @@ fn through(queue: &dyn Queue, entries: usize) -> Duration {
     for _ in 0..entries / 100 {
         queue.append(&partition, &batch).unwrap();
     }
+    let appended = started.elapsed();
+    let started = Instant::now();
     let mut after = Position::START;
     loop {
         let read = queue.read(&partition, after, 100, Duration::ZERO).unwrap();
@@ -128,7 +141,7 @@ fn through(queue: &dyn Queue, entries: usize) -> Duration {
         queue.ack(&partition, after).unwrap();
     }
     assert_eq!(queue.depth(&partition), 0);
-    started.elapsed()
+    (appended, started.elapsed())
 }
 
 /// A file change of about the size of a small object's YAML.

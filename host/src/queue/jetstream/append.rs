@@ -19,16 +19,37 @@ fn transient(error: &jetstream::context::PublishError) -> bool {
 
 impl JetStreamQueue {
     /// Waits while `partition` has no room for `more` entries (a batch
-    /// larger than the whole capacity still goes in, alone).
+    /// larger than the whole capacity still goes in, alone). The stream
+    /// is asked only when what this replica appended since it last asked
+    /// could have filled it: the source's one reader is the only writer,
+    /// and acknowledgements only make room.
     pub(super) async fn room(&self, partition: &Partition, more: u64) -> Result<(), QueueError> {
+        let token = partition.token();
+        if self.reserve(&token, more) {
+            return Ok(());
+        }
         loop {
             let depth = self.count(partition).await?;
             if depth == 0 || depth + more <= self.capacity {
+                self.lock_bounds().insert(token, depth + more);
                 return Ok(());
             }
             self.waiting.fetch_add(1, Ordering::AcqRel);
             tokio::time::sleep(POLL).await;
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Counts `more` entries into `token`'s bound if it stays within the
+    /// capacity; whether it did.
+    fn reserve(&self, token: &str, more: u64) -> bool {
+        let mut bounds = self.lock_bounds();
+        match bounds.get_mut(token) {
+            Some(bound) if *bound + more <= self.capacity => {
+                *bound += more;
+                true
+            }
+            _ => false,
         }
     }
 

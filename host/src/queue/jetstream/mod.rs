@@ -100,6 +100,9 @@ pub struct JetStreamQueue {
     readers: Mutex<HashMap<String, Reader>>,
     /// The lead this replica took last, if any.
     leading: Mutex<Option<Leading>>,
+    /// Most entries each partition (by token) may hold: its depth when
+    /// last counted, and what this replica appended since.
+    bounds: Mutex<HashMap<String, u64>>,
     /// The live replicas, as last counted.
     live: AtomicUsize,
     /// Appends so far: with the holder, a message id no other has.
@@ -147,6 +150,7 @@ impl JetStreamQueue {
             published: AtomicU64::new(0),
             readers: Mutex::default(),
             leading: Mutex::default(),
+            bounds: Mutex::default(),
             live: AtomicUsize::new(1),
             holder,
             place,
@@ -219,6 +223,10 @@ impl JetStreamQueue {
 
     fn lock_leading(&self) -> std::sync::MutexGuard<'_, Option<Leading>> {
         self.leading.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_bounds(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.bounds.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn ack_now(&self, partition: &Partition, through: Position) -> Result<(), QueueError> {
@@ -412,6 +420,8 @@ impl Queue for JetStreamQueue {
             held: held.clone(),
         };
         *self.lock_leading() = Some(leading);
+        // Another leader appended since this one last did.
+        self.lock_bounds().clear();
         Ok(Claim::leased(move || drop(lease), move || held()))
     }
 

@@ -186,11 +186,13 @@ impl JetStreamQueue {
         wait: Option<Duration>,
     ) -> Result<Vec<(Position, Entry)>, QueueError> {
         let mut messages = match wait {
+            // No expiry: with one, the server holds an empty pull until
+            // it expires (an empty read took 5 s); without, it answers
+            // "no messages" at once. `pull` bounds the wait regardless.
             None => reader
                 .consumer
                 .fetch()
                 .max_messages(max)
-                .expires(FETCH_EXPIRY)
                 .messages()
                 .await
                 .map_err(|e| self.error(e))?,
