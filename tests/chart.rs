@@ -48,7 +48,7 @@ fn render(sets: &[&str]) -> String {
 }
 
 /// The shapes the chart installs: the default, the NATS one with the gate,
-/// and certificates from cert-manager.
+/// and certificates from cert-manager with signed commits.
 const SHAPES: [&[&str]; 3] = [
     &[],
     &[
@@ -60,6 +60,7 @@ const SHAPES: [&[&str]; 3] = [
     &[
         "certificates.certManager=true",
         "rbac.gitSecrets={git-token}",
+        "signing.secret=plumbline-signing",
     ],
 ];
 
@@ -104,6 +105,13 @@ fn the_chart_lints_strictly_and_every_shape_passes_kubernetes_validation() {
     assert!(!default.contains("secrets"), "{default}");
     let named = render(SHAPES[2]);
     assert!(named.contains(r#"resourceNames: ["git-token"]"#), "{named}");
+    // The signing key is mounted from its Secret, readable by the pod's group only.
+    assert!(
+        named.contains("--signing-key=/etc/plumbline/signing/key"),
+        "{named}"
+    );
+    assert!(named.contains("secretName: plumbline-signing"), "{named}");
+    assert!(!default.contains("--signing-key"), "{default}");
 }
 
 #[test]
@@ -115,6 +123,7 @@ fn bad_values_are_refused_naming_the_key() {
         ("replicas=2", "replicas"),
         ("nats.enabled=true", "/nats"),
         ("webhooks.timeoutSeconds=60", "timeoutSeconds"),
+        ("signing.keyFile=/k", "keyFile"),
     ] {
         let out = helm(&["template", "plumbline", chart.as_str(), "--set", set]);
         let said = text(&out);
@@ -135,8 +144,8 @@ fn the_charts_crds_are_what_plumbline_crds_prints() {
 }
 
 /// The arguments the chart gives the daemon, in every shape, are ones the
-/// real binary reads: it gets as far as its TLS files (absent here), not
-/// a usage error.
+/// real binary reads: it gets as far as its TLS files or signing key
+/// (absent here), not a usage error.
 #[test]
 fn the_rendered_daemon_arguments_are_read_by_the_binary() {
     for sets in SHAPES {
@@ -162,7 +171,8 @@ fn the_rendered_daemon_arguments_are_read_by_the_binary() {
         let said = text(&out);
         assert_ne!(out.status.code(), Some(2), "{args:?}: {said}");
         assert!(
-            said.contains("/etc/plumbline/tls/tls.crt"),
+            said.contains("/etc/plumbline/tls/tls.crt")
+                || said.contains("/etc/plumbline/signing/key"),
             "{args:?}: {said}"
         );
     }

@@ -27,6 +27,7 @@ mod oras;
 mod registry;
 mod replicas;
 mod runtime_limits;
+mod signing;
 mod sink;
 mod source_hardening;
 mod support;

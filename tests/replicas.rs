@@ -344,6 +344,14 @@ fn three_replicas_lose_nothing_and_repeat_nothing_through_kills_a_newcomer_and_a
         },
     );
 
+    // Told to stop while the leader keeps appending, it hands its
+    // partitions over and exits: it does not wait for a queue that keeps
+    // filling.
+    let mut leaving = replicas.remove(paused);
+    leaving.daemon.signal("TERM");
+    let status = leaving.daemon.exited();
+    assert!(status.success(), "{status}: {}", leaving.daemon.stderr());
+
     // The last values reach every branch.
     stop.store(true, Ordering::Release);
     writing.join().unwrap();

@@ -8,6 +8,9 @@
 //! Then every object changes, and the same daemon state mirrors the
 //! updates: the sustained rate of update events.
 //!
+//! Each round also seeds with every commit signed (`--signing-key`, an
+//! ed25519 key): the cost of signing, as a ratio to the unsigned seed.
+//!
 //! `cargo bench --bench seed` (`SEED_OBJECTS` changes the count, default
 //! 10,000; `SEED_ROUNDS` the rounds, default 3). Prints the median of the
 //! rounds of each, their ratio, objects per second, updates per second and
@@ -33,15 +36,25 @@ fn main() {
     let source = work.path().join("source");
     generate(&source, count, 0);
     let cache = work.path().join("cache");
+    let key = work.path().join("id_ed25519");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        key.display()
+    ));
+    let signing = ["--signing-key".as_ref(), key.as_os_str()];
     let mut ours = Vec::new();
+    let mut signed = Vec::new();
     let mut baseline = Vec::new();
     let mut rss_kib = 0;
     for round in 0..rounds {
         let repo = bare(work.path(), &format!("ours-{round}.git"));
         let state = work.path().join(format!("state-{round}"));
-        let (elapsed, rss) = mirror(&source, &repo, &state, &cache);
+        let (elapsed, rss) = mirror(&source, &repo, &state, &cache, &[]);
         ours.push(elapsed);
         rss_kib = rss_kib.max(rss);
+        let signed_repo = bare(work.path(), &format!("signed-{round}.git"));
+        let state = work.path().join(format!("signed-state-{round}"));
+        signed.push(mirror(&source, &signed_repo, &state, &cache, &signing).0);
 
         // The baseline commits exactly the files Plumbline wrote.
         let files = work.path().join(format!("files-{round}"));
@@ -75,9 +88,17 @@ fn main() {
         &work.path().join("ours-0.git"),
         &work.path().join("state-0"),
         &cache,
+        &[],
     );
     rss_kib = rss_kib.max(rss);
-    let (ours, baseline) = (median(ours), median(baseline));
+    let (signed_updates, _) = mirror(
+        &source,
+        &work.path().join("signed-0.git"),
+        &work.path().join("signed-state-0"),
+        &cache,
+        &signing,
+    );
+    let (ours, signed, baseline) = (median(ours), median(signed), median(baseline));
     println!("seed of {count} objects (median of {rounds}):");
     println!(
         "  plumbline run --once     {:>8.2?}  ({:.0} objects/s)",
@@ -94,13 +115,29 @@ fn main() {
         updates,
         count as f64 / updates.as_secs_f64()
     );
+    println!(
+        "  {count} updates, signed   {:>8.2?}  ({:.2}× unsigned)",
+        signed_updates,
+        signed_updates.as_secs_f64() / updates.as_secs_f64()
+    );
+    println!(
+        "  seed, every commit signed {:>7.2?}  ({:.2}× unsigned)",
+        signed,
+        signed.as_secs_f64() / ours.as_secs_f64()
+    );
     println!("  plumbline peak RSS       {:>8} MiB", rss_kib / 1024);
 }
 
 /// `plumbline run --once` of `source` into `repo`: how long it took and its
 /// peak RSS in KiB (its own high-water mark from `/proc`, sampled until it
 /// exits; the `git` processes it runs are not counted).
-fn mirror(source: &Path, repo: &Path, state: &Path, cache: &Path) -> (Duration, u64) {
+fn mirror(
+    source: &Path,
+    repo: &Path,
+    state: &Path,
+    cache: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> (Duration, u64) {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_plumbline"))
         .args(["run", "--once", "--repo"])
@@ -111,6 +148,7 @@ fn mirror(source: &Path, repo: &Path, state: &Path, cache: &Path) -> (Duration, 
         .arg(state)
         .arg("--cache-dir")
         .arg(cache)
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

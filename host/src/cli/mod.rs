@@ -6,6 +6,7 @@ mod catalog;
 mod catalog_client;
 mod config_file;
 mod crds;
+mod git;
 mod plugin_new;
 mod plugin_test;
 mod policy_check;
@@ -99,6 +100,9 @@ enum Command {
     /// The execution gate.
     #[command(subcommand)]
     Gate(GateCommand),
+    /// Git: the public key that verifies Plumbline's signed commits.
+    #[command(subcommand)]
+    Git(git::GitCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +153,7 @@ pub fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(&cli.global, args),
         Command::Bundle(command) => bundle::run(&cli.global, command),
         Command::Crds(args) => crds::run(args),
+        Command::Git(command) => git::run(command),
         Command::Catalog(command) => catalog::run(&cli.global, command),
         Command::Gate(GateCommand::Check(args)) => {
             catalog_client::gate_check(&cli.global, &args.target, &args.files)

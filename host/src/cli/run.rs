@@ -190,6 +190,12 @@ pub struct RunArgs {
     catalog: super::catalog::ServeArgs,
     #[command(flatten)]
     nats: super::NatsArgs,
+    /// Signs every commit with this OpenSSH private key (ed25519, ECDSA or
+    /// RSA, without a passphrase), as git verifies with gpg.format=ssh. A
+    /// key that cannot be read stops the run: commits are never written
+    /// unsigned instead. `plumbline git signing-key` prints its public key.
+    #[arg(long, value_name = "FILE", env = "PLUMBLINE_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
 }
 
 /// A grace window in seconds: not negative, and no longer than a fact is
@@ -401,7 +407,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         state,
         queue_capacity: args.queue_capacity,
         nats,
-        sink: sink_options(&args, &name),
+        sink: sink_options(&args, &name)?,
         listen: listen.map(|address| (address, args.http.limits())),
         tls,
         once: args.once,
@@ -478,7 +484,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     finish(outcome, progress)
 }
 
-fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
+fn sink_options(args: &RunArgs, source: &str) -> anyhow::Result<SinkOptions> {
     let mut options = SinkOptions::new(source);
     options.batch.files = args.batch_files;
     options.batch.bytes = args.batch_bytes;
@@ -488,13 +494,28 @@ fn sink_options(args: &RunArgs, source: &str) -> SinkOptions {
     options.seed_batch.wait = options.batch.wait;
     options.message_template = args.message.clone();
     options.retry_for = args.once.then(|| Duration::from_secs(args.retry_for));
-    options
+    if let Some(path) = &args.signing_key {
+        let signer = crate::sink::signing::Signer::from_file(path)?;
+        tracing::info!(key = signer.fingerprint(), "signing every commit");
+        options.signing = Some(std::sync::Arc::new(signer));
+    }
+    Ok(options)
 }
 
 /// Prints what each worker did, says where to look, and whether the run
 /// did everything.
 fn finish(outcome: Outcome, progress: progress::Progress) -> anyhow::Result<ExitCode> {
-    let seed = &outcome.seed;
+    let Some(seed) = &outcome.seed else {
+        // A follower when it stopped: it handed its partitions over.
+        progress.finish();
+        eprintln!(
+            "this replica was not reading the source when it stopped: the partitions it held are handed over to the others"
+        );
+        return match outcome.sinks.into_iter().find_map(|(_, ended)| ended.err()) {
+            Some(error) => Err(error.into()),
+            None => Ok(ExitCode::SUCCESS),
+        };
+    };
     let mut failure = None;
     let mut reports = Vec::new();
     for (partition, ended) in outcome.sinks {

@@ -130,8 +130,9 @@ pub enum DaemonError {
 /// What a run did: the seed, and each sink's report (or failure).
 #[derive(Debug)]
 pub struct Outcome {
-    /// What the first seed listed.
-    pub seed: SeedReport,
+    /// What the first seed listed; `None` if this replica never led the
+    /// source (another replica read it).
+    pub seed: Option<SeedReport>,
     /// Each partition's worker, as it ended.
     pub sinks: Vec<(Partition, Result<SyncReport, WorkerFailed>)>,
 }
@@ -216,6 +217,7 @@ impl Daemon {
             state: setup.state.clone(),
             follow: !setup.once,
             finish: Default::default(),
+            hand_over: setup.nats.is_some() && !setup.once,
         });
         supervisor.start(&setup.config)?;
         let routes = Arc::new(Routes {
@@ -325,8 +327,10 @@ impl Daemon {
             }
         }
         let sinks = routes.supervisor().finish();
-        let seed = seeded.unwrap_or_default();
-        Ok(Outcome { seed, sinks })
+        Ok(Outcome {
+            seed: seeded,
+            sinks,
+        })
     }
 
     /// Reads `source` while this replica holds the lead: seeds, then

@@ -43,6 +43,10 @@ pub struct WorkerContext {
     pub follow: bool,
     /// Set when every worker is to push what is queued and end.
     pub finish: Arc<AtomicBool>,
+    /// Whether finishing hands each partition over (pushes what is staged
+    /// and gives it up) rather than pushing everything queued: other
+    /// replicas share the queue.
+    pub hand_over: bool,
 }
 
 /// Why a worker ended without a report.
@@ -231,6 +235,7 @@ impl Supervisor {
             signals: Signals {
                 finish: context.finish.clone(),
                 stop: stop.clone(),
+                hand_over: context.hand_over,
                 give_up: Some(Arc::new(move || {
                     let over = share.over();
                     gave_place.fetch_or(over, Ordering::AcqRel);
@@ -301,6 +306,10 @@ impl Tended {
                 self.share.give_back();
             }
             let wait = match result {
+                // Finishing: handed over to the other replicas.
+                Err(SinkError::GaveUp { .. }) if self.ending() => {
+                    return Ok(SyncReport::default());
+                }
                 Err(SinkError::GaveUp { partition }) => {
                     // Its place is given back already. Long enough for
                     // the replica short of partitions to take it first.

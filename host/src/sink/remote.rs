@@ -52,6 +52,9 @@ pub enum GitError {
         #[source]
         source: Box<gix::Error>,
     },
+    /// A commit could not be signed: it is not written unsigned.
+    #[error("signing the commit")]
+    Sign(#[source] Box<super::signing::SigningError>),
 }
 
 /// What a push did.

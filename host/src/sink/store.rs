@@ -12,10 +12,12 @@
 //! bytes, same id) without reading anything back.
 
 use super::remote::GitError;
+use super::signing::Signer;
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A person, as Git records them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub struct Person {
 /// The local repository and the branch being built in it.
 pub struct Store {
     repo: gix::Repository,
+    /// Signs every commit, when set.
+    signer: Option<Arc<Signer>>,
     path: PathBuf,
     /// The commit new commits build on: the remote's tip, then ours.
     tip: Option<ObjectId>,
@@ -84,6 +88,7 @@ impl Store {
         Ok(Store {
             repo,
             path: path.to_owned(),
+            signer: None,
             tip: None,
             tree,
             files: HashMap::new(),
@@ -240,7 +245,7 @@ impl Store {
             email: p.email.as_str().into(),
             time: now,
         };
-        let commit = gix::objs::Commit {
+        let mut commit = gix::objs::Commit {
             tree,
             parents: self.tip.into_iter().collect(),
             author: signature(author),
@@ -249,6 +254,10 @@ impl Store {
             message: message(&committed.changed).into(),
             extra_headers: Vec::new(),
         };
+        if let Some(signer) = &self.signer {
+            let signed = sign(&commit, signer).map_err(|e| GitError::Sign(Box::new(e)))?;
+            commit.extra_headers.push(("gpgsig".into(), signed.into()));
+        }
         let id = self
             .repo
             .write_object(&commit)
@@ -258,6 +267,11 @@ impl Store {
         self.tree = tree;
         committed.id = Some(id);
         Ok(committed)
+    }
+
+    /// Signs every commit from now on with `signer`.
+    pub fn sign_with(&mut self, signer: Arc<Signer>) {
+        self.signer = Some(signer);
     }
 
     /// `tree` with `edits` applied, written.
@@ -362,6 +376,20 @@ fn local(path: &Path, error: impl Into<gix::Error>) -> GitError {
         path: path.to_owned(),
         source: Box::new(error.into()),
     }
+}
+
+/// The signature of `commit` as it is (git signs the object without its
+/// `gpgsig` header, and verifies it so).
+fn sign(
+    commit: &gix::objs::Commit,
+    signer: &Signer,
+) -> Result<String, super::signing::SigningError> {
+    use gix::objs::WriteTo;
+    let mut payload = Vec::with_capacity(commit.size() as usize);
+    commit
+        .write_to(&mut payload)
+        .expect("writing to memory does not fail");
+    signer.sign(&payload)
 }
 
 #[cfg(test)]

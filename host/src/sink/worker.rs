@@ -62,6 +62,8 @@ pub struct SinkOptions {
     pub push_every: usize,
     /// Credentials for the remote, from the repository's `secretRef`.
     pub credentials: Option<std::sync::Arc<crate::model::auth::GitAuth>>,
+    /// Signs every commit, when set (never unsigned then).
+    pub signing: Option<std::sync::Arc<super::signing::Signer>>,
 }
 
 impl SinkOptions {
@@ -83,6 +85,7 @@ impl SinkOptions {
             retry_for: None,
             push_every: 25,
             credentials: None,
+            signing: None,
         }
     }
 }
@@ -129,6 +132,10 @@ pub struct Signals {
     /// Stop at the next step: what is not pushed stays in the queue, for
     /// the next worker of the partition (its destinations changed).
     pub stop: Arc<AtomicBool>,
+    /// With [`Signals::finish`]: push what is staged and give the
+    /// partition up, not everything queued. Other replicas share the
+    /// queue, and another may be appending to it; they push the rest.
+    pub hand_over: bool,
     /// Asked between batches: true when it should give its partition up to another replica (this one holds
     /// more than its share); it returns [`SinkError::GaveUp`] then.
     pub give_up: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
@@ -139,6 +146,7 @@ impl std::fmt::Debug for Signals {
         f.debug_struct("Signals")
             .field("finish", &self.finish)
             .field("stop", &self.stop)
+            .field("hand_over", &self.hand_over)
             .field("give_up", &self.give_up.is_some())
             .finish()
     }
@@ -254,7 +262,10 @@ impl Worker {
             remote.authenticate(credentials).map_err(git)?;
         }
         let remote = Arc::new(remote);
-        let store = Store::open(gitdir).map_err(git)?;
+        let mut store = Store::open(gitdir).map_err(git)?;
+        if let Some(signer) = &options.signing {
+            store.sign_with(signer.clone());
+        }
         let labels = RepoLabels::new(&partition.repo, &partition.branch);
         let cursor = Cursor::new(queue, partition.clone())?;
         metrics.partition_held.get_or_create(&labels).set(1);
@@ -375,6 +386,9 @@ impl Worker {
     /// while the last one is pushed.
     fn check_give_up(&mut self) -> Result<(), SinkError> {
         let finishing = self.signals.finish.load(Ordering::Acquire);
+        if finishing && self.signals.hand_over {
+            self.giving_up = true;
+        }
         if !self.giving_up && !finishing {
             self.giving_up = self
                 .signals

@@ -278,6 +278,27 @@ fn changes_routed_before_the_base_folder_moved_are_discarded_not_written_in_the_
     });
 }
 
+/// A worker of `p` that keeps its files, and its local repository's folder.
+fn worker_of(
+    queue: &Arc<dyn Queue>,
+    p: &Partition,
+    options: SinkOptions,
+) -> (Worker, tempfile::TempDir) {
+    let gitdir = tempfile::tempdir().unwrap();
+    let (metrics, _) = Metrics::new();
+    let worker = Worker::new(
+        p.clone(),
+        vec![folder(Prune::Never)],
+        queue.clone(),
+        gitdir.path(),
+        options,
+        metrics,
+        Arc::new(Health::default()),
+    )
+    .unwrap();
+    (worker, gitdir)
+}
+
 /// Asked to give its partition up with a batch staged (changes keep
 /// arriving, so it never is between batches by itself), a worker reads
 /// nothing more, commits and pushes what it staged, acknowledges it, and
@@ -292,18 +313,7 @@ fn a_worker_asked_to_give_up_pushes_what_it_staged_first() {
         queue
             .append(&p, &[file("a", "1", None), file("b", "1", None)])
             .unwrap();
-        let gitdir = tempfile::tempdir().unwrap();
-        let (metrics, _) = Metrics::new();
-        let mut worker = Worker::new(
-            p.clone(),
-            vec![folder(Prune::Never)],
-            queue.clone(),
-            gitdir.path(),
-            options,
-            metrics,
-            Arc::new(Health::default()),
-        )
-        .unwrap();
+        let (mut worker, _gitdir) = worker_of(&queue, &p, options);
         // Asked at every turn of its loop: not at the first (nothing
         // read yet), then yes.
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -319,5 +329,31 @@ fn a_worker_asked_to_give_up_pushes_what_it_staged_first() {
         assert_eq!(asked.load(Ordering::Acquire), 2, "asked once it was");
         assert_eq!(files(&p), [path("a"), path("b")]);
         assert_eq!(queue.depth(&p), 0, "what it pushed is acknowledged");
+    });
+}
+
+/// Finishing while other replicas share the queue, a worker hands its
+/// partition over: it pushes what it staged, not everything queued (the
+/// leader may keep appending), and what it leaves is still queued.
+#[test]
+fn a_worker_finishing_with_others_hands_the_partition_over() {
+    each_queue(100, |queue| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = remote(&dir, true);
+        queue
+            .append(&p, &[file("a", "1", None), file("b", "1", None)])
+            .unwrap();
+        let (mut worker, _gitdir) = worker_of(&queue, &p, SinkOptions::new("test"));
+        let signals = Signals {
+            hand_over: true,
+            ..Signals::default()
+        };
+        signals.finish.store(true, Ordering::Release);
+        let ended = worker.run(&signals);
+        assert!(matches!(ended, Err(SinkError::GaveUp { .. })), "{ended:?}");
+        assert_eq!(queue.depth(&p), 2, "left for the next holder");
+        drop(worker);
+        sync(&queue, &p, Prune::Never, None).unwrap();
+        assert_eq!(files(&p), [path("a"), path("b")], "and it pushes them");
     });
 }

@@ -1,0 +1,135 @@
+//! Signing commits with an SSH key, as `git` verifies them with
+//! `gpg.format=ssh`: an `sshsig` signature (namespace `git`, SHA-512) of
+//! the commit object without its signature, in the commit's `gpgsig`
+//! header. The key is read once, when the sink starts; a key that cannot
+//! be read stops the sink, which never writes an unsigned commit instead.
+
+use ssh_key::{HashAlg, LineEnding, PrivateKey};
+use std::path::{Path, PathBuf};
+
+/// The namespace git signs commits in (`ssh-keygen -Y sign -n git`).
+const NAMESPACE: &str = "git";
+
+/// Why commits cannot be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    /// The key file could not be read.
+    #[error("reading the signing key {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an OpenSSH private key.
+    #[error("the signing key {} is not an OpenSSH private key (ssh-keygen -t ed25519 makes one)", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ssh_key::Error,
+    },
+    /// The key is protected by a passphrase, which a daemon cannot type.
+    #[error("the signing key {} is encrypted with a passphrase: give a key without one (keep it in a Secret)", path.display())]
+    Encrypted {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Signing failed.
+    #[error("signing a commit with the key {fingerprint}")]
+    Sign {
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// Why.
+        #[source]
+        source: ssh_key::Error,
+    },
+}
+
+/// A private key that signs commits. Its `Debug` names the key by its
+/// fingerprint only.
+pub struct Signer {
+    key: PrivateKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key", &self.fingerprint())
+            .finish()
+    }
+}
+
+impl Signer {
+    /// The OpenSSH private key in `path`.
+    pub fn from_file(path: &Path) -> Result<Signer, SigningError> {
+        let text = std::fs::read(path).map_err(|source| SigningError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Signer::from_openssh(&text, path)
+    }
+
+    /// The OpenSSH private key `text` (read from `path`, which errors name).
+    pub fn from_openssh(text: &[u8], path: &Path) -> Result<Signer, SigningError> {
+        let key = PrivateKey::from_openssh(text).map_err(|source| SigningError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        if key.is_encrypted() {
+            return Err(SigningError::Encrypted {
+                path: path.to_owned(),
+            });
+        }
+        Ok(Signer { key })
+    }
+
+    /// The public key, as a line of `authorized_keys` or of git's allowed
+    /// signers: what an operator adds to the forge.
+    pub fn public_key(&self) -> String {
+        self.key
+            .public_key()
+            .to_openssh()
+            .unwrap_or_else(|_| self.fingerprint())
+    }
+
+    /// The key's SHA-256 fingerprint, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint(HashAlg::Sha256).to_string()
+    }
+
+    /// The armored signature of `payload` (a commit object without its
+    /// signature), without its last line break: git's header holds it.
+    pub fn sign(&self, payload: &[u8]) -> Result<String, SigningError> {
+        let failed = |source| SigningError::Sign {
+            fingerprint: self.fingerprint(),
+            source,
+        };
+        let signature = self
+            .key
+            .sign(NAMESPACE, HashAlg::Sha512, payload)
+            .map_err(failed)?;
+        let armored = signature.to_pem(LineEnding::LF).map_err(failed)?;
+        Ok(armored.trim_end().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_key_is_named_and_no_secret_is_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519");
+        std::fs::write(&path, "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n").unwrap();
+        let error = Signer::from_file(&path).unwrap_err();
+        let told = crate::telemetry::chain(&error);
+        assert!(told.contains(&path.display().to_string()), "{told}");
+        assert!(!told.contains("not a key"), "{told}");
+        let missing = Signer::from_file(&dir.path().join("absent")).unwrap_err();
+        assert!(matches!(missing, SigningError::Read { .. }), "{missing}");
+    }
+}
