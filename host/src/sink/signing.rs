@@ -5,10 +5,15 @@
 //! be read stops the sink, which never writes an unsigned commit instead.
 
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// The namespace git signs commits in (`ssh-keygen -Y sign -n git`).
 const NAMESPACE: &str = "git";
+
+/// The largest key file read: an OpenSSH RSA key of 16,384 bits is about
+/// 12 KiB. Anything larger is not a key, and is not read into memory.
+const MAX_KEY_BYTES: u64 = 64 * 1024;
 
 /// Why commits cannot be signed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +26,15 @@ pub enum SigningError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The path is not a regular file of a key's size (a device, a pipe,
+    /// a folder, something huge), so it is not read.
+    #[error("the signing key {} is {what}, not a key file", path.display())]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        what: String,
     },
     /// The file is not an OpenSSH private key.
     #[error("the signing key {} is not an OpenSSH private key (ssh-keygen -t ed25519 makes one)", path.display())]
@@ -65,10 +79,30 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// The OpenSSH private key in `path`.
     pub fn from_file(path: &Path) -> Result<Signer, SigningError> {
-        let text = std::fs::read(path).map_err(|source| SigningError::Read {
+        let unread = |source| SigningError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        // Looked at before it is opened: opening a pipe would wait for a
+        // writer, and a device could be read for ever.
+        let metadata = std::fs::metadata(path).map_err(unread)?;
+        let what = if !metadata.is_file() {
+            Some("not a regular file".to_owned())
+        } else if metadata.len() > MAX_KEY_BYTES {
+            Some(format!("{} bytes", metadata.len()))
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(SigningError::NotAFile {
+                path: path.to_owned(),
+                what,
+            });
+        }
+        let mut text = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_KEY_BYTES).read_to_end(&mut text))
+            .map_err(unread)?;
         Signer::from_openssh(&text, path)
     }
 
@@ -131,5 +165,27 @@ mod tests {
         assert!(!told.contains("not a key"), "{told}");
         let missing = Signer::from_file(&dir.path().join("absent")).unwrap_err();
         assert!(matches!(missing, SigningError::Read { .. }), "{missing}");
+        // Not opened, so not read for ever nor waited on.
+        let pipe = dir.path().join("pipe");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&pipe)
+                .status()
+                .unwrap()
+                .success()
+        );
+        for special in [Path::new("/dev/zero"), dir.path(), &pipe] {
+            let refused = Signer::from_file(special).unwrap_err();
+            assert!(
+                matches!(refused, SigningError::NotAFile { .. }),
+                "{refused}"
+            );
+        }
+        let huge = dir.path().join("huge");
+        std::fs::File::create(&huge)
+            .and_then(|f| f.set_len(MAX_KEY_BYTES + 1))
+            .unwrap();
+        let refused = Signer::from_file(&huge).unwrap_err();
+        assert!(refused.to_string().contains("bytes"), "{refused}");
     }
 }
