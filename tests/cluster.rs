@@ -1394,6 +1394,78 @@ fn git_credentials_come_from_the_secret_a_repository_names_and_follow_its_change
     }
 }
 
+/// A repository signs with the key in the Secret its `signingKeyRef`
+/// names: until that key can be used, the repository is not ready and
+/// nothing is written (never unsigned); then every commit verifies.
+#[test]
+fn a_repository_signs_with_the_key_its_secret_holds_and_writes_nothing_unsigned() {
+    use crate::signing::{allowed_signer, keygen, verify};
+    let api = ApiServer::start();
+    install_crds(&api);
+    let git = GitServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let (good, locked) = (
+        keygen(work.path(), "ed25519", ""),
+        keygen(work.path(), "ecdsa", "a passphrase"),
+    );
+    api.kubectl(&["create", "namespace", "plumbline"]);
+    api.kubectl(&["create", "configmap", "shop", "--from-literal=a=1"]);
+    let resources = format!(
+        "apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitRepoConfig\nmetadata: {{name: gitops, namespace: plumbline}}\n\
+         spec: {{repoUrl: '{}', commit: {{signingKeyRef: {{name: signing}}}}}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: GitDestination\nmetadata: {{name: live, namespace: plumbline}}\n\
+         spec: {{repoRef: {{name: gitops}}, branch: main, baseFolder: live}}\n---\n\
+         apiVersion: mirror.plumbline.dev/v1alpha1\nkind: ClusterWatchRule\nmetadata: {{name: everything}}\n\
+         spec:\n  destinationRef: {{name: live, namespace: plumbline}}\n  rules:\n  - {{scope: Namespaced, resources: [configmaps]}}\n",
+        git.url()
+    );
+    assert!(api.apply_as("alice", &resources).status.success());
+    let secret = |key: &Path| {
+        let from = format!("--from-file=signing-key={}", key.display());
+        let _ = api.kubectl_as("alice", &["delete", "secret", "signing", "-n", "plumbline"]);
+        api.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "signing",
+            "-n",
+            "plumbline",
+            &from,
+        ]);
+    };
+    let daemon = follow_the_clusters_rules(&api, &work.path().join("state"));
+    daemon.address();
+    let unusable = |why: &str| {
+        wait_for(why, || {
+            let (status, reason, message) =
+                ready(&api, &["gitrepoconfig", "gitops", "-n", "plumbline"]);
+            (status == "False" && reason == "SigningKeyUnusable" && message.contains(why))
+                .then_some(())
+        })
+    };
+    // No Secret, then a key with a passphrase: not ready, nothing written.
+    unusable("there is no such Secret");
+    secret(&locked);
+    unusable("passphrase");
+    assert!(git.tree().is_empty(), "written without a usable key");
+
+    // A usable key: the repository is ready and every commit verifies.
+    secret(&good);
+    const SHOP: &str = "live/default/core/configmaps/shop.yaml";
+    wait_for("the seed, signed", || {
+        git.tree().contains_key(SHOP).then_some(())
+    });
+    let allowed = work.path().join("allowed_signers");
+    std::fs::write(&allowed, allowed_signer(&good)).unwrap();
+    let commits = git_in(&git.bare(), &["rev-list", "main"]);
+    for commit in commits.lines() {
+        let (good, said) = verify(&git.bare(), &allowed, commit);
+        assert!(good, "{commit}: {said}");
+    }
+    let stderr = daemon.stderr();
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+}
+
 #[test]
 fn each_recorded_scenario_gives_the_commits_a_person_would_expect() {
     let api = ApiServer::start();

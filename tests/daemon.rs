@@ -310,6 +310,7 @@ fn router(dir: &Path) -> (Router, Arc<DiskQueue>) {
         prune: Prune::Always,
         commit: Default::default(),
         credentials: None,
+        signing: None,
     };
     let rule = |destination| WatchRule {
         name: "all".into(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A new OpenSSH key of `kind` in `dir`, with `passphrase` (none if empty).
-fn keygen(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
+pub(crate) fn keygen(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
     let path = dir.join(format!("id_{kind}"));
     let made = Command::new("ssh-keygen")
         .args([
@@ -29,7 +29,7 @@ fn keygen(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
 }
 
 /// What `plumbline git signing-key` prints for `key`.
-fn allowed_signer(key: &Path) -> String {
+pub(crate) fn allowed_signer(key: &Path) -> String {
     let out = Command::new(binary())
         .args([
             "git",
@@ -50,7 +50,7 @@ fn allowed_signer(key: &Path) -> String {
 }
 
 /// `git verify-commit` of `commit` in `repo` against `allowed`.
-fn verify(repo: &Path, allowed: &Path, commit: &str) -> (bool, String) {
+pub(crate) fn verify(repo: &Path, allowed: &Path, commit: &str) -> (bool, String) {
     let out = Command::new("git")
         .arg("--git-dir")
         .arg(repo)

@@ -97,6 +97,24 @@ pub struct CommitSpec {
     /// daemon's `--message`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Signs every commit with the OpenSSH private key (no passphrase) in
+    /// this Secret of the resource's namespace. A key that cannot be read
+    /// keeps the repository not ready: nothing is written unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the referring resource's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The key in its data; `signing-key` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub key: Option<String>,
 }
 
 /// A name and an email, as Git records them.

@@ -33,6 +33,8 @@ pub mod reason {
     pub const INVALID_CONDITION: &str = "InvalidCondition";
     /// The Secret `secretRef` names is missing or lacks the keys needed.
     pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
+    /// The signing key `commit.signingKeyRef` names cannot be read or used.
+    pub const SIGNING_KEY_UNUSABLE: &str = "SigningKeyUnusable";
     /// The referenced resource exists but is not ready itself.
     pub const REFERENCE_NOT_READY: &str = "ReferenceNotReady";
     /// `Readable`: no resource the rule selects fails to be read.

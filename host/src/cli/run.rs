@@ -658,6 +658,7 @@ fn mirror_config(args: &RunArgs, reading: config_file::Reading) -> anyhow::Resul
         prune: args.prune,
         commit: Default::default(),
         credentials: None,
+        signing: None,
     }))
 }
 

@@ -81,6 +81,8 @@ struct Plan {
     commit: CommitSpec,
     /// And its credentials.
     credentials: Option<Arc<crate::model::auth::GitAuth>>,
+    /// And its signing key, if it has one of its own.
+    signing: Option<Arc<crate::sink::signing::Signer>>,
 }
 
 /// A worker running.
@@ -220,6 +222,9 @@ impl Supervisor {
         let context = &self.context;
         let mut options = committing(context.options.clone(), &plan.commit);
         options.credentials = plan.credentials.clone();
+        if let Some(signing) = &plan.signing {
+            options.signing = Some(signing.clone());
+        }
         let share = self.share.clone();
         let gave = Arc::new(AtomicBool::new(false));
         let gave_place = gave.clone();
@@ -417,6 +422,7 @@ fn partitions(config: &MirrorConfig) -> BTreeMap<Partition, Plan> {
                 folders: Vec::new(),
                 commit: destination.commit.clone(),
                 credentials: destination.credentials.clone(),
+                signing: destination.signing.clone(),
             })
             .folders
             .push(Folder {

@@ -31,6 +31,10 @@ pub struct Destination {
     /// cluster; none: the daemon's own (its git configuration, helpers,
     /// SSH agent). Printed as a digest only.
     pub credentials: Option<std::sync::Arc<crate::model::auth::GitAuth>>,
+    /// The key the repository's `commit.signingKeyRef` names, read from
+    /// the cluster: every commit is signed with it. None: the daemon's
+    /// `--signing-key`, if any.
+    pub signing: Option<std::sync::Arc<crate::sink::signing::Signer>>,
 }
 
 impl Destination {

@@ -15,13 +15,14 @@ use crate::layout::BaseFolder;
 use crate::model::auth::GitAuth;
 use crate::policy::Decision;
 use crate::policy::cel::{CelLimits, CelPolicy, CelSource};
+use crate::sink::signing::Signer;
 use plumbline_crd::mirror::{
     ClusterWatchRuleSpec, GitDestinationSpec as DestinationSpec, GitRepoConfigSpec as RepoSpec,
     WatchRuleSpec,
 };
 use plumbline_crd::status::reason::{
     BASE_FOLDER_ESCAPES, BRANCH_NOT_ALLOWED, CREDENTIALS_MISSING, INVALID_CONDITION, INVALID_SPEC,
-    OVERLAPPING_DESTINATION, REFERENCE_NOT_READY, UNKNOWN_REFERENCE,
+    OVERLAPPING_DESTINATION, REFERENCE_NOT_READY, SIGNING_KEY_UNUSABLE, UNKNOWN_REFERENCE,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -157,9 +158,14 @@ pub struct Problem {
     pub said: bool,
 }
 
-/// The credentials in the Secret `name` of `namespace`, or why there are
-/// none usable.
-pub type Secrets<'a> = dyn Fn(Option<&str>, &str) -> Result<GitAuth, String> + 'a;
+/// A Secret's data, by key.
+pub type SecretData = BTreeMap<String, Vec<u8>>;
+
+/// The data of the Secret `name` of `namespace`, or why it cannot be read.
+pub type Secrets<'a> = dyn Fn(Option<&str>, &str) -> Result<SecretData, String> + 'a;
+
+/// The key of a Secret `commit.signingKeyRef` reads when it names none.
+pub const SIGNING_KEY: &str = "signing-key";
 
 /// Reads resources, each `(where, document)`, into the configuration of
 /// those that are sound, and the problem of each that is not: a resource
@@ -216,12 +222,12 @@ pub fn assemble(
         match resource.kind.as_str() {
             "GitRepoConfig" => match serde_json::from_value::<RepoSpec>(spec) {
                 Ok(repo) => match repo.commit.as_ref().map(check_commit).transpose() {
-                    Ok(_) => match credentials(&repo, resource.metadata.namespace.as_deref(), secrets) {
-                        Ok(auth) => {
-                            repos.insert(id, Some((repo, auth)));
+                    Ok(_) => match access(&repo, resource.metadata.namespace.as_deref(), secrets) {
+                        Ok(access) => {
+                            repos.insert(id, Some((repo, access)));
                         }
-                        Err(e) => {
-                            problems.push(&who, CREDENTIALS_MISSING, format!("{at}: {e}"));
+                        Err((reason, e)) => {
+                            problems.push(&who, reason, format!("{at}: {e}"));
                             repos.insert(id, None);
                         }
                     },
@@ -409,6 +415,29 @@ fn qualified(namespace: &Option<String>, name: &str) -> String {
 
 /// The destination `id`, or why not (the reason of its `Ready`
 /// condition, and the message).
+/// What a repository is written with, from the Secrets it names.
+#[derive(Default)]
+struct Access {
+    credentials: Option<Arc<GitAuth>>,
+    signing: Option<Arc<Signer>>,
+}
+
+/// The credentials and signing key `repo` names, read by `secrets`; or
+/// the reason and message of why not.
+fn access(
+    repo: &RepoSpec,
+    namespace: Option<&str>,
+    secrets: Option<&Secrets<'_>>,
+) -> Result<Access, (&'static str, String)> {
+    let credentials =
+        credentials(repo, namespace, secrets).map_err(|e| (CREDENTIALS_MISSING, e))?;
+    let signing = signing(repo, namespace, secrets).map_err(|e| (SIGNING_KEY_UNUSABLE, e))?;
+    Ok(Access {
+        credentials,
+        signing,
+    })
+}
+
 /// The credentials `repo`'s `secretRef` names, read by `secrets`; none
 /// without either.
 fn credentials(
@@ -420,12 +449,45 @@ fn credentials(
         return Ok(None);
     };
     secrets(namespace, &secret.name)
+        .and_then(|data| GitAuth::from_secret(&data))
         .map(|auth| Some(Arc::new(auth)))
         .map_err(|e| format!("spec.secretRef: Secret `{}`: {e}", secret.name))
 }
 
-/// A repository read, with its credentials; none if it was refused.
-type Repos = BTreeMap<String, Option<(RepoSpec, Option<Arc<GitAuth>>)>>;
+/// The key `repo`'s `commit.signingKeyRef` names, read by `secrets`. Named
+/// where no Secret can be read (a file of resources), it is refused: the
+/// commits would go unsigned.
+fn signing(
+    repo: &RepoSpec,
+    namespace: Option<&str>,
+    secrets: Option<&Secrets<'_>>,
+) -> Result<Option<Arc<Signer>>, String> {
+    let Some(named) = repo
+        .commit
+        .as_ref()
+        .and_then(|c| c.signing_key_ref.as_ref())
+    else {
+        return Ok(None);
+    };
+    let key = named.key.as_deref().unwrap_or(SIGNING_KEY);
+    let at = format!("spec.commit.signingKeyRef: Secret `{}`", named.name);
+    let Some(secrets) = secrets else {
+        return Err(format!(
+            "{at}: Secrets are read from a cluster only; outside one, sign with --signing-key"
+        ));
+    };
+    let data = secrets(namespace, &named.name).map_err(|e| format!("{at}: {e}"))?;
+    let text = data
+        .get(key)
+        .ok_or_else(|| format!("{at} has no key `{key}`"))?;
+    let from = format!("in Secret `{}` key `{key}`", named.name);
+    Signer::from_openssh(text, &from)
+        .map(|signer| Some(Arc::new(signer)))
+        .map_err(|e| format!("{at}: {}", crate::telemetry::chain(&e)))
+}
+
+/// A repository read, with what it is written with; none if it was refused.
+type Repos = BTreeMap<String, Option<(RepoSpec, Access)>>;
 
 fn destination(
     id: &str,
@@ -437,7 +499,7 @@ fn destination(
         &spec.repo_ref.namespace.clone().or(namespace),
         &spec.repo_ref.name,
     );
-    let (repo, auth) = repos
+    let (repo, access) = repos
         .get(&repo_id)
         .ok_or_else(|| {
             let message = format!("repoRef `{repo_id}` names no GitRepoConfig");
@@ -468,7 +530,8 @@ fn destination(
             .map_err(|e| (BASE_FOLDER_ESCAPES, e.to_string()))?,
         prune: spec.prune,
         commit: repo.commit.clone().unwrap_or_default(),
-        credentials: auth.clone(),
+        credentials: access.credentials.clone(),
+        signing: access.signing.clone(),
     })
 }
 
@@ -604,6 +667,22 @@ spec:
             condition
                 .test(&[("event", "{}"), ("object", &object)])
                 .unwrap()
+        );
+    }
+
+    /// A file of resources has no Secrets to read: a repository that
+    /// asks for a signing key from one is refused, not left unsigned.
+    #[test]
+    fn a_signing_key_from_a_secret_outside_a_cluster_is_refused() {
+        let signed = CONFIG.replace(
+            "allowedBranches: [main, 'release-*']",
+            "allowedBranches: [main], commit: {signingKeyRef: {name: signing}}",
+        );
+        let errors = read(&signed, "c.yaml", CelLimits::default()).unwrap_err();
+        let said = errors.join("\n");
+        assert!(
+            said.contains("signingKeyRef") && said.contains("--signing-key"),
+            "{said}"
         );
     }
 

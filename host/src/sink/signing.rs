@@ -37,19 +37,23 @@ pub enum SigningError {
         what: String,
     },
     /// The file is not an OpenSSH private key.
-    #[error("the signing key {} is not an OpenSSH private key (ssh-keygen -t ed25519 makes one)", path.display())]
+    #[error(
+        "the signing key {from} is not an OpenSSH private key (ssh-keygen -t ed25519 makes one)"
+    )]
     Parse {
-        /// The file.
-        path: PathBuf,
+        /// Where the key was read from.
+        from: String,
         /// Why.
         #[source]
         source: ssh_key::Error,
     },
     /// The key is protected by a passphrase, which a daemon cannot type.
-    #[error("the signing key {} is encrypted with a passphrase: give a key without one (keep it in a Secret)", path.display())]
+    #[error(
+        "the signing key {from} is encrypted with a passphrase: give a key without one (keep it in a Secret)"
+    )]
     Encrypted {
-        /// The file.
-        path: PathBuf,
+        /// Where the key was read from.
+        from: String,
     },
     /// Signing failed.
     #[error("signing a commit with the key {fingerprint}")]
@@ -75,6 +79,16 @@ impl std::fmt::Debug for Signer {
             .finish()
     }
 }
+
+/// Two signers are one if their keys are: a repository's worker starts
+/// over when its key changes, not when the same key is read again.
+impl PartialEq for Signer {
+    fn eq(&self, other: &Signer) -> bool {
+        self.key.public_key().key_data() == other.key.public_key().key_data()
+    }
+}
+
+impl Eq for Signer {}
 
 impl Signer {
     /// The OpenSSH private key in `path`.
@@ -103,18 +117,19 @@ impl Signer {
         std::fs::File::open(path)
             .and_then(|file| file.take(MAX_KEY_BYTES).read_to_end(&mut text))
             .map_err(unread)?;
-        Signer::from_openssh(&text, path)
+        Signer::from_openssh(&text, &path.display().to_string())
     }
 
-    /// The OpenSSH private key `text` (read from `path`, which errors name).
-    pub fn from_openssh(text: &[u8], path: &Path) -> Result<Signer, SigningError> {
+    /// The OpenSSH private key `text`, read from where `from` says (which
+    /// errors name).
+    pub fn from_openssh(text: &[u8], from: &str) -> Result<Signer, SigningError> {
         let key = PrivateKey::from_openssh(text).map_err(|source| SigningError::Parse {
-            path: path.to_owned(),
+            from: from.to_owned(),
             source,
         })?;
         if key.is_encrypted() {
             return Err(SigningError::Encrypted {
-                path: path.to_owned(),
+                from: from.to_owned(),
             });
         }
         Ok(Signer { key })

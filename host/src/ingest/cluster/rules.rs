@@ -14,9 +14,8 @@
 use super::Selector;
 use super::reports::{Unread, Unreadable};
 use crate::mirror::MirrorConfig;
-use crate::mirror::resources::{Problem, assemble};
+use crate::mirror::resources::{Problem, SecretData, assemble};
 use crate::model::GroupResource;
-use crate::model::auth::GitAuth;
 use crate::policy::cel::CelLimits;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -126,21 +125,23 @@ pub async fn read(client: &kube::Client, limits: CelLimits) -> Result<Rules, Rul
     })
 }
 
-/// The credentials in each Secret a `GitRepoConfig` names, by (namespace,
-/// name), or why there are none.
+/// The data of each Secret a `GitRepoConfig` names (its credentials, its
+/// signing key), by (namespace, name), or why it cannot be read.
 async fn secrets(
     client: &kube::Client,
     objects: &[(&'static str, DynamicObject)],
-) -> BTreeMap<(String, String), Result<GitAuth, String>> {
+) -> BTreeMap<(String, String), Result<SecretData, String>> {
     let mut found = BTreeMap::new();
-    for (_, object) in objects.iter().filter(|(kind, _)| *kind == "GitRepoConfig") {
-        let Some(name) = object
-            .data
-            .pointer("/spec/secretRef/name")
-            .and_then(Value::as_str)
-        else {
-            continue;
-        };
+    let named = objects
+        .iter()
+        .filter(|(kind, _)| *kind == "GitRepoConfig")
+        .flat_map(|(_, object)| {
+            ["/spec/secretRef/name", "/spec/commit/signingKeyRef/name"]
+                .into_iter()
+                .filter_map(|at| object.data.pointer(at).and_then(Value::as_str))
+                .map(move |name| (object, name))
+        });
+    for (object, name) in named {
         let namespace = object.metadata.namespace.clone().unwrap_or_default();
         let key = (namespace.clone(), name.to_owned());
         if found.contains_key(&key) {
@@ -148,15 +149,12 @@ async fn secrets(
         }
         let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
         let read = match api.get_opt(name).await {
-            Ok(Some(secret)) => {
-                let data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                GitAuth::from_secret(&data)
-            }
+            Ok(Some(secret)) => Ok(secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect()),
             Ok(None) => Err("there is no such Secret in this namespace".into()),
             // The message names the Secret, never its content.
             Err(error) => Err(format!("cannot be read: {error}")),
