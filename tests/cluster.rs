@@ -1448,6 +1448,11 @@ fn a_repository_signs_with_the_key_its_secret_holds_and_writes_nothing_unsigned(
     secret(&locked);
     unusable("passphrase");
     assert!(git.tree().is_empty(), "written without a usable key");
+    wait_for("/readyz to say why", || {
+        let (status, text) = crate::support::http_get(&daemon.address(), "/readyz");
+        (status == 200 && text.contains("[!] rules: writing nothing until a signing key"))
+            .then_some(())
+    });
 
     // A usable key: the repository is ready and every commit verifies.
     secret(&good);
@@ -1462,6 +1467,10 @@ fn a_repository_signs_with_the_key_its_secret_holds_and_writes_nothing_unsigned(
         let (good, said) = verify(&git.bare(), &allowed, commit);
         assert!(good, "{commit}: {said}");
     }
+    wait_for("/readyz to clear", || {
+        let (_, text) = crate::support::http_get(&daemon.address(), "/readyz");
+        text.contains("[+] rules: ok").then_some(())
+    });
     let stderr = daemon.stderr();
     assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
 }

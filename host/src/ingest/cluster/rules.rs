@@ -417,10 +417,12 @@ pub fn follow(mut following: Following) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("rules".into())
         .spawn(move || {
+            // Once at once: what the first reading refused stands in
+            // `/readyz` from the start.
             loop {
-                std::thread::sleep(following.interval);
                 let status = following.once();
                 following.health.set(PART, status);
+                std::thread::sleep(following.interval);
             }
         })
         .map(drop)
@@ -440,8 +442,9 @@ impl Following {
         let report = rules.report(&self.client, &unreadable, &skip);
         self.runtime.block_on(report);
         let fingerprint = rules.config.fingerprint();
+        let standing = rules.standing();
         if fingerprint == self.applied {
-            return Status::Ready;
+            return standing;
         }
         let (read, refused) = rules.counts();
         if let Err(error) = (self.apply)(rules.config) {
@@ -451,6 +454,28 @@ impl Following {
         eprintln!(
             "rules: the cluster's resources changed ({read} read, {refused} not ready); listing everything again"
         );
-        Status::Ready
+        standing
+    }
+}
+
+impl Rules {
+    /// What `/readyz` says of the rules: degraded while a repository waits
+    /// for a signing key it can use (it writes nothing meanwhile; the
+    /// others, and the webhooks, serve on).
+    fn standing(&self) -> crate::telemetry::health::Status {
+        use crate::telemetry::health::Status;
+        let unsigned: Vec<&str> = self
+            .problems
+            .values()
+            .filter(|p| p.reason == reason::SIGNING_KEY_UNUSABLE)
+            .map(|p| p.message.as_str())
+            .collect();
+        if unsigned.is_empty() {
+            return Status::Ready;
+        }
+        Status::Degraded(format!(
+            "writing nothing until a signing key can be used: {}",
+            unsigned.join("; ")
+        ))
     }
 }
