@@ -280,7 +280,8 @@ pub struct NatsArgs {
     /// no longer acted on. It sets the age limit of the bucket
     /// `plumbline-claims` when this replica creates it; a replica that
     /// finds the bucket made uses the bucket's (and says so).
-    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = at_least_one, requires = "nats")]
+    /// From 3 s (renewals come every third) to an hour.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600), requires = "nats")]
     pub nats_lease: u64,
 }
 
@@ -463,6 +464,27 @@ mod tests {
         assert_eq!(at_least_one("5"), Ok(5));
         assert!(at_least_one("0").unwrap_err().contains("0 is not allowed"));
         assert!(at_least_one("x").is_err());
+    }
+
+    /// A lease in nanoseconds must fit: 18446744074 s wrapped to 0.29 s in
+    /// the bucket every replica then inherits.
+    #[test]
+    fn a_lease_outside_three_seconds_to_an_hour_is_refused() {
+        let parse = |lease: &str| {
+            Cli::try_parse_from([
+                "plumbline",
+                "run",
+                "--nats",
+                "nats://n:4222",
+                "--nats-lease",
+                lease,
+            ])
+        };
+        assert!(parse("15").is_ok());
+        for refused in ["2", "3601", "18446744074"] {
+            let error = parse(refused).unwrap_err().to_string();
+            assert!(error.contains("3..=3600"), "{refused}: {error}");
+        }
     }
 
     #[test]

@@ -190,8 +190,8 @@ pub struct RunArgs {
     catalog: super::catalog::ServeArgs,
     #[command(flatten)]
     nats: super::NatsArgs,
-    /// Signs every commit with this OpenSSH private key (ed25519, ECDSA or
-    /// RSA, without a passphrase), as git verifies with gpg.format=ssh. A
+    /// Signs every commit with this OpenSSH private key (ed25519 or ECDSA,
+    /// without a passphrase), as git verifies with gpg.format=ssh. A
     /// key that cannot be read stops the run: commits are never written
     /// unsigned instead. `plumbline git signing-key` prints its public key.
     #[arg(long, value_name = "FILE", env = "PLUMBLINE_SIGNING_KEY")]
@@ -373,8 +373,10 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             audit: facts.clone(),
             admission: admissions.clone(),
         };
-        attribution::shared::share(&handle, nats, stores, keep)
-            .map_err(|e| anyhow::anyhow!("sharing attribution facts on NATS {}: {e}", nats.url))?;
+        attribution::shared::share(&handle, nats, stores, keep).map_err(|e| {
+            let url = crate::nats::shown(&nats.url);
+            anyhow::anyhow!("sharing attribution facts on NATS {url}: {e}")
+        })?;
     }
     let policies = Serving::new(Arc::new(set), digests);
     let registry = crate::oci::OciClient::on(handle.clone(), global.oci_config()?)?;

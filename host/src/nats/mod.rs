@@ -24,6 +24,15 @@ pub struct Settings {
 /// Any error of the NATS client, boxed.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// `url` (one or several, comma-separated) as messages show it: a user's
+/// password or token hidden.
+pub fn shown(url: &str) -> String {
+    url.split(',')
+        .map(|one| crate::model::url::redact(one.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A JetStream context on the server(s) at `url` (several URLs
 /// comma-separated: any one that answers will do, and the cluster tells
 /// the client of the others once connected).
@@ -112,6 +121,19 @@ mod tests {
         let answer = format!(r#"{{"code":500,"err_code":{code},"description":"refused"}}"#);
         let refusal: jetstream::Error = serde_json::from_str(&answer).unwrap();
         CreateStreamError::new(CreateStreamErrorKind::JetStream(refusal))
+    }
+
+    #[test]
+    fn credentials_in_the_urls_are_never_shown() {
+        let shown = shown("nats://alice:S3CRETPW@a:4222, nats://T0KEN99@b:4222,nats://c:4222");
+        assert!(
+            !shown.contains("S3CRETPW") && !shown.contains("T0KEN99"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("a:4222") && shown.contains("nats://c:4222"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub enum SigningError {
     },
     /// The file is not an OpenSSH private key.
     #[error(
-        "the signing key {from} is not an OpenSSH private key (ssh-keygen -t ed25519 makes one)"
+        "the signing key {from} is not an OpenSSH private key (one begins `-----BEGIN OPENSSH PRIVATE KEY-----`; ssh-keygen -t ed25519 makes one, ssh-keygen -p -f FILE rewrites an older PEM key so)"
     )]
     Parse {
         /// Where the key was read from.
@@ -46,6 +46,16 @@ pub enum SigningError {
         /// Why.
         #[source]
         source: ssh_key::Error,
+    },
+    /// A key of a type this build cannot sign with.
+    #[error(
+        "the signing key {from} is {algorithm}, which Plumbline cannot sign with: use an ed25519 or ECDSA key"
+    )]
+    Unsupported {
+        /// Where the key was read from.
+        from: String,
+        /// Its algorithm.
+        algorithm: String,
     },
     /// The key is protected by a passphrase, which a daemon cannot type.
     #[error(
@@ -132,7 +142,18 @@ impl Signer {
                 from: from.to_owned(),
             });
         }
-        Ok(Signer { key })
+        // Tried once now, so that a key that cannot sign is refused before
+        // anything runs, not at the first commit: RSA, whose signing in
+        // ssh-key 0.6 builds the private key from p twice instead of p and
+        // q, and fails.
+        let signer = Signer { key };
+        if signer.sign(b"plumbline").is_err() {
+            return Err(SigningError::Unsupported {
+                from: from.to_owned(),
+                algorithm: signer.key.algorithm().to_string(),
+            });
+        }
+        Ok(signer)
     }
 
     /// The public key, as a line of `authorized_keys` or of git's allowed

@@ -51,7 +51,7 @@ impl JetStreamCatalog {
     /// bucket and the stream, with `replicas` copies each, on the runtime
     /// `handle` belongs to (multi-threaded: its calls block).
     pub fn connect(handle: Handle, url: &str, replicas: usize) -> Result<Self, StoreError> {
-        let place = format!("NATS {url}, bucket {BUCKET}");
+        let place = format!("NATS {}, bucket {BUCKET}", crate::nats::shown(url));
         let error = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Store {
             place: place.clone(),
             source: e,

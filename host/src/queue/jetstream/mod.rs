@@ -122,7 +122,7 @@ impl JetStreamQueue {
         url: &str,
         options: Options,
     ) -> Result<JetStreamQueue, QueueError> {
-        let place = format!("NATS {url}, stream {STREAM}");
+        let place = format!("NATS {}, stream {STREAM}", crate::nats::shown(url));
         let error = |e: Box<dyn std::error::Error + Send + Sync>| QueueError::Store {
             path: place.clone(),
             source: e,
