@@ -529,3 +529,39 @@ fn a_fact_told_to_a_replica_that_does_not_lead_names_the_author_of_the_leaders_c
     });
     assert_eq!(author(BOBS), "carol", "{}", leader.daemon.stderr());
 }
+
+/// While NATS is out of reach, `/readyz` says so (nothing can be queued,
+/// claimed or pushed), naming the server with its password hidden.
+#[test]
+fn readyz_says_when_nats_is_out_of_reach_and_hides_its_password() {
+    let mut nats = Nats::start();
+    let (source, work) = (Source::new(), tempfile::tempdir().unwrap());
+    let url = nats.url().replace("nats://", "nats://bob:S3CRETPW@");
+    let repo = work.path().join("mirror.git");
+    let replica = Replica::start(&[
+        "--source-dir".as_ref(),
+        source.dir.path().as_os_str(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--nats".as_ref(),
+        url.as_ref(),
+    ]);
+    let readyz = || http_get(&replica.address, "/readyz");
+    wait_up_to("the queue to be reached", Duration::from_secs(60), || {
+        readyz().1.contains("[+] queue: ok").then_some(())
+    });
+    nats.kill(0);
+    let (status, said) = wait_up_to(
+        "/readyz to say NATS is gone",
+        Duration::from_secs(60),
+        || {
+            let (status, said) = readyz();
+            said.contains("[-] queue: NATS").then_some((status, said))
+        },
+    );
+    assert_eq!(status, 503, "{said}");
+    let logged = replica.daemon.stderr();
+    for text in [&said, &logged] {
+        assert!(!text.contains("S3CRETPW"), "{text}");
+    }
+}

@@ -201,6 +201,9 @@ impl Daemon {
             None => None,
         };
         let queue = open_queue(&setup)?;
+        if setup.nats.is_some() {
+            watch_reach(&queue, &health);
+        }
         let pipeline = Pipeline::new(policies, setup.config.clone());
         let router = Arc::new(Router::new(
             Arc::new(pipeline),
@@ -476,6 +479,31 @@ pub fn runtime() -> std::io::Result<Runtime> {
         .thread_name("plumbline-async")
         .enable_all()
         .build()
+}
+
+/// Says in `/readyz`, every 2 s while the queue lives, whether its
+/// servers answer: while they do not, nothing read can be queued, claimed
+/// or pushed.
+fn watch_reach(queue: &Arc<dyn Queue>, health: &Arc<Health>) {
+    let (queue, health) = (Arc::downgrade(queue), health.clone());
+    let watching = std::thread::Builder::new()
+        .name("queue reach".into())
+        .spawn(move || {
+            while let Some(queue) = queue.upgrade() {
+                let status = match queue.unreachable() {
+                    None => Status::Ready,
+                    Some(why) => Status::NotReady(format!(
+                        "{why}; nothing is queued, claimed or pushed until it answers"
+                    )),
+                };
+                drop(queue);
+                health.set("queue", status);
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+        });
+    if let Err(error) = watching {
+        tracing::warn!(%error, "the queue's reach is not watched: /readyz will not say when NATS is out of reach");
+    }
 }
 
 fn open_queue(setup: &Setup) -> Result<Arc<dyn Queue>, DaemonError> {

@@ -13,8 +13,8 @@
 //! the holder already let go of its own again.
 
 use async_nats::jetstream::kv;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -231,6 +231,8 @@ pub struct Heartbeat {
     bucket: kv::Store,
     handle: Handle,
     beating: AbortHandle,
+    /// Why the last write failed; none once one succeeds.
+    failing: Arc<Mutex<Option<String>>>,
 }
 
 impl Heartbeat {
@@ -239,16 +241,19 @@ impl Heartbeat {
     /// electing a leader) is tried again sooner.
     pub fn start(handle: &Handle, bucket: &kv::Store, key: &str, ttl: Duration) -> Heartbeat {
         let (store, name) = (bucket.clone(), key.to_owned());
+        let failing = Arc::new(Mutex::new(None));
+        let failed = failing.clone();
         let beating = handle
             .spawn(async move {
                 loop {
-                    let next = match store.put(&name, ALIVE.into()).await {
-                        Ok(_) => ttl / 3,
+                    let (next, failure) = match store.put(&name, ALIVE.into()).await {
+                        Ok(_) => (ttl / 3, None),
                         Err(error) => {
                             tracing::warn!(%error, key = name, "a heartbeat could not be written");
-                            ttl / 12
+                            (ttl / 12, Some(error.to_string()))
                         }
                     };
+                    *failed.lock().unwrap_or_else(PoisonError::into_inner) = failure;
                     tokio::time::sleep(next).await;
                 }
             })
@@ -258,7 +263,17 @@ impl Heartbeat {
             bucket: bucket.clone(),
             handle: handle.clone(),
             beating,
+            failing,
         }
+    }
+
+    /// Why the last heartbeat could not be written, while they fail: NATS
+    /// is out of reach, or cannot take writes.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -275,6 +275,12 @@ pub trait Queue: Send + Sync {
         partitions
     }
 
+    /// Why the queue cannot be reached now, while it cannot (a shared
+    /// queue whose servers are out of reach); none for a local one.
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
+
     /// Where each feed of `source` resumes (a watch's resourceVersion, by
     /// resource), as [`Queue::save_cursors`] left it.
     fn cursors(&self, source: &str) -> Result<Cursors, QueueError>;

@@ -111,7 +111,7 @@ pub struct JetStreamQueue {
     holder: String,
     place: String,
     /// This replica's key in the roll, written while it lives.
-    _present: Heartbeat,
+    present: Heartbeat,
 }
 
 impl JetStreamQueue {
@@ -154,7 +154,7 @@ impl JetStreamQueue {
             live: AtomicUsize::new(1),
             holder,
             place,
-            _present: present,
+            present,
         })
     }
 
@@ -429,6 +429,11 @@ impl Queue for JetStreamQueue {
         // The replica's name, without which of its takes it is.
         let holder = self.run(lease::holder(&self.claims, LEADER)).ok()??;
         Some(holder.split('#').next().unwrap_or_default().to_owned())
+    }
+
+    fn unreachable(&self) -> Option<String> {
+        let failing = self.present.failing()?;
+        Some(format!("{}: {failing}", self.place))
     }
 
     fn share(&self, partitions: usize) -> usize {
