@@ -13,8 +13,9 @@
 //! the holder already let go of its own again.
 
 use async_nats::jetstream::kv;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -64,6 +65,33 @@ impl State {
     }
 }
 
+/// This process's takes, by the value each wrote. A key that still names
+/// one of them whose lease is no longer held (it lapsed while NATS was out
+/// of reach, or the process was paused) is this process's to take over at
+/// once, instead of waiting for the bucket's age limit to remove it: the
+/// old take acts on nothing any more, and the new one's revision is
+/// larger.
+static TAKES: Mutex<BTreeMap<String, Weak<State>>> = Mutex::new(BTreeMap::new());
+
+fn takes() -> std::sync::MutexGuard<'static, BTreeMap<String, Weak<State>>> {
+    TAKES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The revision of `key` if it names a take of this process (`process`,
+/// the holder without its take's number) that is no longer held.
+async fn lapsed_own(bucket: &kv::Store, key: &str, process: &str) -> Option<u64> {
+    let entry = bucket.entry(key).await.ok()??;
+    let value = String::from_utf8_lossy(&entry.value);
+    let mine = value
+        .strip_prefix(process)
+        .is_some_and(|rest| rest.starts_with('#'));
+    let held = takes()
+        .get(value.as_ref())
+        .and_then(Weak::upgrade)
+        .is_some_and(|state| state.held());
+    (entry.operation == kv::Operation::Put && mine && !held).then_some(entry.revision)
+}
+
 /// The revision of `key` if it holds `holder` (the value one take
 /// writes): a write of ours whose answer was lost (it timed out, yet the
 /// server had written it).
@@ -84,22 +112,26 @@ impl Lease {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, super::Error> {
-        static TAKES: AtomicU64 = AtomicU64::new(0);
-        let holder = &format!("{holder}#{}", TAKES.fetch_add(1, Ordering::Relaxed));
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let process = holder;
+        let holder = &format!("{process}#{}", COUNT.fetch_add(1, Ordering::Relaxed));
         let start = Instant::now();
         let revision = match bucket.create(key, holder.to_owned().into()).await {
             Ok(revision) => revision,
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                // Ours already, from a create whose answer was lost: when
-                // it was written is not known, so it is renewed at once.
-                match ours(bucket, key, holder).await {
-                    Some(revision) => {
-                        match bucket.update(key, holder.to_owned().into(), revision).await {
-                            Ok(revision) => revision,
-                            Err(_) => return Ok(None),
-                        }
-                    }
-                    None => return Ok(None),
+                // Ours already, from a create whose answer was lost (when
+                // it was written is not known, so it is renewed at once),
+                // or an earlier take of ours that lapsed.
+                let found = match ours(bucket, key, holder).await {
+                    Some(revision) => Some(revision),
+                    None => lapsed_own(bucket, key, process).await,
+                };
+                let Some(revision) = found else {
+                    return Ok(None);
+                };
+                match bucket.update(key, holder.to_owned().into(), revision).await {
+                    Ok(revision) => revision,
+                    Err(_) => return Ok(None),
                 }
             }
             Err(e) => return Err(e.into()),
@@ -111,6 +143,11 @@ impl Lease {
             revision: AtomicU64::new(revision),
             ttl,
         });
+        {
+            let mut takes = takes();
+            takes.retain(|_, state| state.strong_count() > 0);
+            takes.insert(holder.to_owned(), Arc::downgrade(&state));
+        }
         let renewing = handle
             .spawn(renew(
                 bucket.clone(),
@@ -140,6 +177,12 @@ impl Lease {
     pub fn checker(&self) -> impl Fn() -> bool + Send + Sync + 'static {
         let state = self.state.clone();
         move || state.held()
+    }
+
+    /// Lets the lease go as a pause past it would (tests).
+    #[cfg(test)]
+    pub(crate) fn lapse(&self) {
+        self.state.lost.store(true, Ordering::Release);
     }
 
     /// The revision the lease was taken at: a later holder's is larger

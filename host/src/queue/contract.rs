@@ -389,3 +389,39 @@ fn jetstream_reports_a_refused_stream_without_waiting_it_out() {
     assert!(told.contains("replicas"), "{told}");
     assert!(told.contains(&server.url()), "{told}");
 }
+
+#[test]
+fn a_take_of_ours_that_lapsed_is_taken_over_at_once_and_no_one_elses() {
+    let server = nats::Nats::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = runtime.handle();
+    let ttl = Duration::from_secs(30);
+    let bucket = handle.block_on(async {
+        let context = crate::nats::connect(&server.url()).await.unwrap();
+        let config = async_nats::jetstream::kv::Config {
+            bucket: "leases".into(),
+            max_age: ttl,
+            ..Default::default()
+        };
+        crate::nats::bucket(&context, config).await.unwrap()
+    });
+    let take = |holder: &str| {
+        handle.block_on(crate::nats::lease::Lease::take(
+            handle, &bucket, "k", holder, ttl,
+        ))
+    };
+    let first = take("a").unwrap().expect("free");
+    assert!(take("a").unwrap().is_none(), "held: not ours to take again");
+    // Lapsed (as a pause past the lease leaves it): a new take of the
+    // same process has it at once, with a larger epoch; another
+    // process waits for the age limit.
+    first.lapse();
+    assert!(take("b").unwrap().is_none(), "another's until it ages out");
+    let again = take("a").unwrap().expect("ours, lapsed");
+    assert!(again.epoch() > first.epoch());
+    assert!(again.held() && !first.held());
+}
