@@ -13,6 +13,8 @@
 //!   canonical YAML (what routing decides and the sink checks);
 //! - [`mirror`]: events → match → sanitize → the files each destination needs;
 //! - [`queue`]: the durable queue between routing and the sinks;
+//! - [`signing`]: the SSH key commits are signed with, which the
+//!   configuration names and the sink uses;
 //! - [`sink`]: Git: batched commits and pushes of what the queue holds;
 //! - [`oci`]: registry access (resolve, pull, push, verified digests);
 //! - [`catalog`]: the workflow catalog's store of registered versions;
@@ -35,6 +37,7 @@ pub mod layout;
 pub mod mirror;
 pub mod nats;
 pub mod queue;
+pub mod signing;
 pub mod sink;
 pub mod state;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 //! `plumbline git`: what an operator needs to trust the commits Plumbline
 //! writes (the public key that verifies them).
 
-use crate::sink::signing::Signer;
+use crate::signing::Signer;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

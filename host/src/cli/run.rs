@@ -497,7 +497,7 @@ fn sink_options(args: &RunArgs, source: &str) -> anyhow::Result<SinkOptions> {
     options.message_template = args.message.clone();
     options.retry_for = args.once.then(|| Duration::from_secs(args.retry_for));
     if let Some(path) = &args.signing_key {
-        let signer = crate::sink::signing::Signer::from_file(path)?;
+        let signer = crate::signing::Signer::from_file(path)?;
         tracing::info!(key = signer.fingerprint(), "signing every commit");
         options.signing = Some(std::sync::Arc::new(signer));
     }

@@ -82,7 +82,7 @@ struct Plan {
     /// And its credentials.
     credentials: Option<Arc<crate::model::auth::GitAuth>>,
     /// And its signing key, if it has one of its own.
-    signing: Option<Arc<crate::sink::signing::Signer>>,
+    signing: Option<Arc<crate::signing::Signer>>,
 }
 
 /// A worker running.

@@ -34,7 +34,7 @@ pub struct Destination {
     /// The key the repository's `commit.signingKeyRef` names, read from
     /// the cluster: every commit is signed with it. None: the daemon's
     /// `--signing-key`, if any.
-    pub signing: Option<std::sync::Arc<crate::sink::signing::Signer>>,
+    pub signing: Option<std::sync::Arc<crate::signing::Signer>>,
 }
 
 impl Destination {

@@ -15,7 +15,7 @@ use crate::layout::BaseFolder;
 use crate::model::auth::GitAuth;
 use crate::policy::Decision;
 use crate::policy::cel::{CelLimits, CelPolicy, CelSource};
-use crate::sink::signing::Signer;
+use crate::signing::Signer;
 use plumbline_crd::mirror::{
     ClusterWatchRuleSpec, GitDestinationSpec as DestinationSpec, GitRepoConfigSpec as RepoSpec,
     WatchRuleSpec,

@@ -20,7 +20,6 @@ pub mod pushing;
 pub mod remote;
 pub mod retry;
 pub mod seeds;
-pub mod signing;
 pub mod store;
 pub mod worker;
 

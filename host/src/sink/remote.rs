@@ -54,7 +54,7 @@ pub enum GitError {
     },
     /// A commit could not be signed: it is not written unsigned.
     #[error("signing the commit")]
-    Sign(#[source] Box<super::signing::SigningError>),
+    Sign(#[source] Box<crate::signing::SigningError>),
 }
 
 /// What a push did.

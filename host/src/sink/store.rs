@@ -12,7 +12,7 @@
 //! bytes, same id) without reading anything back.
 
 use super::remote::GitError;
-use super::signing::Signer;
+use crate::signing::Signer;
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use std::collections::{BTreeMap, HashMap};
@@ -383,7 +383,7 @@ fn local(path: &Path, error: impl Into<gix::Error>) -> GitError {
 fn sign(
     commit: &gix::objs::Commit,
     signer: &Signer,
-) -> Result<String, super::signing::SigningError> {
+) -> Result<String, crate::signing::SigningError> {
     use gix::objs::WriteTo;
     let mut payload = Vec::with_capacity(commit.size() as usize);
     commit

@@ -63,7 +63,7 @@ pub struct SinkOptions {
     /// Credentials for the remote, from the repository's `secretRef`.
     pub credentials: Option<std::sync::Arc<crate::model::auth::GitAuth>>,
     /// Signs every commit, when set (never unsigned then).
-    pub signing: Option<std::sync::Arc<super::signing::Signer>>,
+    pub signing: Option<std::sync::Arc<crate::signing::Signer>>,
 }
 
 impl SinkOptions {
