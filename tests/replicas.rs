@@ -531,9 +531,11 @@ fn a_fact_told_to_a_replica_that_does_not_lead_names_the_author_of_the_leaders_c
 }
 
 /// While NATS is out of reach, `/readyz` says so (nothing can be queued,
-/// claimed or pushed), naming the server with its password hidden.
+/// claimed or pushed), naming the server with its password hidden; and a
+/// stop then ends the run at once and cleanly, with a change read but
+/// not queued (the next replica to lead reads it again).
 #[test]
-fn readyz_says_when_nats_is_out_of_reach_and_hides_its_password() {
+fn while_nats_is_out_of_reach_readyz_says_so_and_a_stop_ends_cleanly() {
     let mut nats = Nats::start();
     let (source, work) = (Source::new(), tempfile::tempdir().unwrap());
     let url = nats.url().replace("nats://", "nats://bob:S3CRETPW@");
@@ -560,7 +562,20 @@ fn readyz_says_when_nats_is_out_of_reach_and_hides_its_password() {
         },
     );
     assert_eq!(status, 503, "{said}");
+    // A change the source reads now cannot be queued; the stop must not
+    // wait for NATS, nor call that a failure.
+    source.write(0, 0, 1);
+    std::thread::sleep(Duration::from_secs(1));
+    // Every call to a server that is gone waits out a timeout (5 s), and
+    // a stop makes several in turn (the lead, the share, the claim, the
+    // acknowledgement): 40 s and more before the stop abandoned them.
+    let mut replica = replica;
+    replica.daemon.signal("TERM");
+    let status = wait_up_to("the replica to stop", Duration::from_secs(20), || {
+        replica.daemon.try_exited()
+    });
     let logged = replica.daemon.stderr();
+    assert!(status.success(), "{status}: {logged}");
     for text in [&said, &logged] {
         assert!(!text.contains("S3CRETPW"), "{text}");
     }

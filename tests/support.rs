@@ -311,7 +311,12 @@ impl Daemon {
 
     /// Waits for the daemon to exit by itself; its exit status.
     pub fn exited(&mut self) -> std::process::ExitStatus {
-        wait_for("the daemon to exit", || self.child.try_wait().unwrap())
+        wait_for("the daemon to exit", || self.try_exited())
+    }
+
+    /// Its exit status, if it exited.
+    pub fn try_exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     /// SIGKILL, no goodbye.

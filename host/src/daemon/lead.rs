@@ -36,6 +36,11 @@ pub struct Lead {
 pub fn take(queue: &dyn Queue, control: &Arc<Control>) -> Result<Option<Lead>, QueueError> {
     let mut told = false;
     loop {
+        // A stop while the last attempt lasted (NATS out of reach: it
+        // waited out its timeout) is heard before the next.
+        if control.stopping() {
+            return Ok(None);
+        }
         match queue.lead() {
             Ok(claim) => return Ok(Some(Lead::watch(claim, control.clone()))),
             Err(QueueError::Claimed { .. }) => {
@@ -46,6 +51,7 @@ pub fn take(queue: &dyn Queue, control: &Arc<Control>) -> Result<Option<Lead>, Q
                     );
                 }
             }
+            Err(QueueError::Abandoned { .. }) => return Ok(None),
             Err(error @ QueueError::Store { .. }) => {
                 let error = crate::telemetry::chain(&error);
                 tracing::warn!(error, "taking the lead of the source; trying again");
@@ -53,9 +59,6 @@ pub fn take(queue: &dyn Queue, control: &Arc<Control>) -> Result<Option<Lead>, Q
             Err(error) => return Err(error),
         }
         control.wait(LOOK * 4);
-        if control.stopping() {
-            return Ok(None);
-        }
         // A relist asked of a follower is the leader's to do.
         let _ = control.take_relist();
     }

@@ -162,6 +162,9 @@ struct Routes {
     current: Mutex<Current>,
     supervisor: Mutex<Supervisor>,
     control: Arc<Control>,
+    /// Told when the daemon stops, so that nothing waits for a queue out
+    /// of reach ([`Queue::hurry`]).
+    queue: Arc<dyn Queue>,
 }
 
 /// The configuration the router's pipeline was made from, with the
@@ -231,6 +234,7 @@ impl Daemon {
             }),
             supervisor: Mutex::new(supervisor),
             control: Arc::default(),
+            queue: queue.clone(),
         });
         routes.subscribe(&setup.runtime);
         if let Some(bundles) = setup.bundles.filter(|_| !setup.once) {
@@ -323,6 +327,16 @@ impl Daemon {
                     seeded = Some(seed);
                     break;
                 }
+                // Told to stop while NATS is out of reach (the queue
+                // gives up at once then): what was read and not queued,
+                // the next leader reads again.
+                Err(error) if lead.lost() || self.queue.unreachable().is_some() => {
+                    let error = crate::telemetry::chain(&error);
+                    eprintln!(
+                        "warning: stopped with NATS out of reach ({error}): the next replica to lead reads again what was not queued"
+                    );
+                    break;
+                }
                 Err(error) => {
                     routes.supervisor().stop();
                     return Err(error);
@@ -397,6 +411,7 @@ impl Handle {
     /// Stops following: [`Daemon::run`] lets the workers push what is
     /// queued, and returns.
     pub fn stop(&self) {
+        self.routes.queue.hurry();
         self.routes.control.stop();
     }
 }

@@ -289,7 +289,7 @@ impl Tended {
         loop {
             if !self.share.take() {
                 // The share is full: another replica writes this one.
-                if self.ending() || pause(&signals.stop, LOOK_AGAIN) {
+                if self.ending() || self.pause(LOOK_AGAIN) {
                     return Ok(SyncReport::default());
                 }
                 continue;
@@ -330,6 +330,17 @@ impl Tended {
                     }
                     LOOK_AGAIN
                 }
+                // Stopping with NATS out of reach: what it did not push
+                // or acknowledge stays queued for the next holder, who
+                // finds pushed files as they are.
+                Err(error) if self.out_of_reach_at_the_end(&error) => {
+                    let error = crate::telemetry::chain(&error);
+                    eprintln!(
+                        "warning: {}: {error}; the replica that takes it next reads again what was not acknowledged",
+                        self.partition
+                    );
+                    return Ok(SyncReport::default());
+                }
                 Err(error @ SinkError::ClaimLapsed { .. }) => {
                     eprintln!(
                         "warning: {error}: it pushed nothing since, and claims it again if free"
@@ -350,7 +361,7 @@ impl Tended {
                 }
                 other => return other,
             };
-            if pause(&signals.stop, wait) {
+            if self.pause(wait) {
                 return Ok(SyncReport::default());
             }
         }
@@ -360,20 +371,36 @@ impl Tended {
     fn ending(&self) -> bool {
         self.signals.finish.load(Ordering::Acquire)
     }
-}
 
-/// Waits `length`; whether `stop` was set meanwhile.
-fn pause(stop: &AtomicBool, length: Duration) -> bool {
-    let step = Duration::from_millis(100);
-    let mut waited = Duration::ZERO;
-    while waited < length {
-        if stop.load(Ordering::Acquire) {
-            return true;
+    /// Whether `error` ended a worker that was handing its partition
+    /// over, or stopping, because NATS is out of reach.
+    fn out_of_reach_at_the_end(&self, error: &SinkError) -> bool {
+        let handing_over = self.ending() && self.signals.hand_over;
+        match error {
+            SinkError::Queue(QueueError::Abandoned { .. }) => true,
+            SinkError::ClaimLapsed { .. } | SinkError::Queue(_) => handing_over,
+            _ => false,
         }
-        std::thread::sleep(step);
-        waited += step;
     }
-    stop.load(Ordering::Acquire)
+
+    /// Waits `length` between workers; whether to end instead: told to
+    /// stop, or to finish by handing over (holding nothing now, there is
+    /// nothing to push first).
+    fn pause(&self, length: Duration) -> bool {
+        let over = || {
+            self.signals.stop.load(Ordering::Acquire) || (self.ending() && self.signals.hand_over)
+        };
+        let step = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        while waited < length {
+            if over() {
+                return true;
+            }
+            std::thread::sleep(step);
+            waited += step;
+        }
+        over()
+    }
 }
 
 /// How a worker's thread ended, as its report or why there is none.

@@ -163,6 +163,14 @@ pub enum QueueError {
         #[source]
         source: serde_json::Error,
     },
+    /// The process stops while the store is out of reach
+    /// ([`Queue::hurry`]): the call was given up, its work left to whoever
+    /// comes next.
+    #[error("queue {path}: out of reach as the process stops; given up")]
+    Abandoned {
+        /// The store.
+        path: String,
+    },
     /// Another consumer holds the partition.
     #[error("{partition} is claimed by another consumer")]
     Claimed {
@@ -280,6 +288,13 @@ pub trait Queue: Send + Sync {
     fn unreachable(&self) -> Option<String> {
         None
     }
+
+    /// The process is stopping: from now on a call whose store cannot be
+    /// reached fails at once instead of trying again. Nothing is lost by
+    /// it: what was not acknowledged is read again by the next holder
+    /// (and finds its files as they are), and a source resumes from the
+    /// cursors it saved last.
+    fn hurry(&self) {}
 
     /// Where each feed of `source` resumes (a watch's resourceVersion, by
     /// resource), as [`Queue::save_cursors`] left it.

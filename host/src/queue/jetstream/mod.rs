@@ -31,7 +31,7 @@ use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt as _;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -96,6 +96,9 @@ pub struct JetStreamQueue {
     capacity: u64,
     lease: Duration,
     waiting: AtomicUsize,
+    /// Set once the process stops ([`Queue::hurry`]): failures are not
+    /// tried again.
+    hurried: AtomicBool,
     /// Each partition's reader, by token.
     readers: Mutex<HashMap<String, Reader>>,
     /// The lead this replica took last, if any.
@@ -147,6 +150,7 @@ impl JetStreamQueue {
             capacity: options.capacity,
             lease,
             waiting: AtomicUsize::new(0),
+            hurried: AtomicBool::new(false),
             published: AtomicU64::new(0),
             readers: Mutex::default(),
             leading: Mutex::default(),
@@ -175,7 +179,7 @@ impl JetStreamQueue {
                 .await
                 .map_err(|e| self.error(e))
         };
-        match self.run(self.patiently("claiming", take))? {
+        match self.call(self.patiently("claiming", take))? {
             Some(lease) => {
                 let held = lease.checker();
                 Ok(Claim::leased(move || drop(lease), held))
@@ -221,6 +225,29 @@ impl JetStreamQueue {
         crate::nats::block_on(&self.handle, future)
     }
 
+    /// Runs `call` to its end, unless the process stops while NATS is out
+    /// of reach: then it is abandoned (a request to a server that is gone
+    /// waits out its timeout, several for a call that makes a few), and
+    /// what it was to do is done again by whoever comes next, as after a
+    /// timeout.
+    fn call<T>(&self, call: impl Future<Output = Result<T, QueueError>>) -> Result<T, QueueError> {
+        self.run(async {
+            tokio::select! {
+                done = call => done,
+                () = self.abandoned() => Err(QueueError::Abandoned {
+                    path: self.place.clone(),
+                }),
+            }
+        })
+    }
+
+    /// Ends once the process stops while NATS is out of reach.
+    async fn abandoned(&self) {
+        while !(self.hurried.load(Ordering::Acquire) && self.present.failing().is_some()) {
+            tokio::time::sleep(POLL * 5).await;
+        }
+    }
+
     fn lock_leading(&self) -> std::sync::MutexGuard<'_, Option<Leading>> {
         self.leading.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -259,6 +286,12 @@ impl JetStreamQueue {
         Ok(())
     }
 
+    /// Whether a call that started at `started` and failed tries again:
+    /// for [`PATIENCE`], unless the process stops.
+    fn patient(&self, started: Instant) -> bool {
+        started.elapsed() < PATIENCE && !self.hurried.load(Ordering::Acquire)
+    }
+
     /// Runs `attempt` until it succeeds, or until it has failed for
     /// [`PATIENCE`]: the cluster answers nothing about a stream while it
     /// elects the stream's leader.
@@ -270,7 +303,7 @@ impl JetStreamQueue {
         let started = Instant::now();
         loop {
             match attempt().await {
-                Err(error @ QueueError::Store { .. }) if started.elapsed() < PATIENCE => {
+                Err(error @ QueueError::Store { .. }) if self.patient(started) => {
                     let error = crate::telemetry::chain(&error);
                     tracing::warn!(error, "{what} on NATS failed; trying again");
                     tokio::time::sleep(POLL * 10).await;
@@ -345,7 +378,7 @@ impl Queue for JetStreamQueue {
         }
         let leading = self.lock_leading().clone();
         let started = Instant::now();
-        self.run(async {
+        self.call(async {
             loop {
                 // Checked before every attempt: a lead that lapsed while
                 // this append waited appends nothing more.
@@ -367,7 +400,7 @@ impl Queue for JetStreamQueue {
                 };
                 match tried {
                     Ok(last) => return Ok(last),
-                    Err((true, e)) if started.elapsed() < PATIENCE => {
+                    Err((true, e)) if self.patient(started) => {
                         let error = crate::telemetry::chain(&e);
                         tracing::warn!(error, %partition, "appending again");
                         tokio::time::sleep(POLL * 10).await;
@@ -385,21 +418,21 @@ impl Queue for JetStreamQueue {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<(Position, Entry)>, QueueError> {
-        self.run(self.next(partition, after, max, wait))
+        self.call(self.next(partition, after, max, wait))
     }
 
     fn ack(&self, partition: &Partition, through: Position) -> Result<(), QueueError> {
-        self.run(self.patiently("acknowledging", || self.ack_now(partition, through)))
+        self.call(self.patiently("acknowledging", || self.ack_now(partition, through)))
     }
 
     fn acked(&self, partition: &Partition) -> Result<Position, QueueError> {
-        self.run(self.patiently("reading what was acknowledged", || {
+        self.call(self.patiently("reading what was acknowledged", || {
             self.acked_now(partition)
         }))
     }
 
     fn depth(&self, partition: &Partition) -> u64 {
-        self.run(self.count(partition)).unwrap_or(0)
+        self.call(self.count(partition)).unwrap_or(0)
     }
 
     fn claim(&self, partition: &Partition) -> Result<Claim, QueueError> {
@@ -409,7 +442,7 @@ impl Queue for JetStreamQueue {
     fn lead(&self) -> Result<Claim, QueueError> {
         // Tried once: a follower asks again soon, and must hear a stop.
         let take = Lease::take(&self.handle, &self.claims, LEADER, &self.holder, self.lease);
-        let Some(lease) = self.run(take).map_err(|e| self.error(e))? else {
+        let Some(lease) = self.call(async { take.await.map_err(|e| self.error(e)) })? else {
             return Err(QueueError::Claimed {
                 partition: "the source".into(),
             });
@@ -427,7 +460,12 @@ impl Queue for JetStreamQueue {
 
     fn leader(&self) -> Option<String> {
         // The replica's name, without which of its takes it is.
-        let holder = self.run(lease::holder(&self.claims, LEADER)).ok()??;
+        let holder = self
+            .call(async {
+                let holder = lease::holder(&self.claims, LEADER).await;
+                holder.map_err(|e| self.error(e))
+            })
+            .ok()??;
         Some(holder.split('#').next().unwrap_or_default().to_owned())
     }
 
@@ -440,7 +478,7 @@ impl Queue for JetStreamQueue {
         // Counted afresh each time: replicas come and go. While NATS
         // cannot say, the last count stands (not "alone", which would
         // have this replica take every partition).
-        let live = match self.run(self.replicas()) {
+        let live = match self.call(self.replicas()) {
             Ok(live) => {
                 let before = self.live.swap(live.max(1), Ordering::AcqRel);
                 if before != live.max(1) {
@@ -457,12 +495,16 @@ impl Queue for JetStreamQueue {
         partitions.div_ceil(live)
     }
 
+    fn hurry(&self) {
+        self.hurried.store(true, Ordering::Release);
+    }
+
     fn cursors(&self, source: &str) -> Result<Cursors, QueueError> {
         let get = || async {
             let key = cursors_key(source);
             self.state.get(key).await.map_err(|e| self.error(e))
         };
-        let value = self.run(self.patiently("reading cursors", get))?;
+        let value = self.call(self.patiently("reading cursors", get))?;
         match value {
             Some(bytes) if !bytes.is_empty() => {
                 serde_json::from_slice(&bytes).map_err(|e| self.error(e))
@@ -480,7 +522,7 @@ impl Queue for JetStreamQueue {
             return Ok(());
         }
         let key = cursors_key(source);
-        self.run(self.patiently("saving cursors", || self.save_now(&key, changes)))
+        self.call(self.patiently("saving cursors", || self.save_now(&key, changes)))
     }
 }
 
