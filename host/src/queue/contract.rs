@@ -45,18 +45,32 @@ fn each(capacity: u64, check: impl Fn(Arc<dyn Probe>)) {
     check(Arc::new(disk));
     check(Arc::new(MemoryQueue::new(capacity)));
     let server = nats::Nats::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime(2);
     let options = Options {
         replicas: 1,
         capacity,
         lease: LEASE,
     };
-    let queue = JetStreamQueue::connect(runtime.handle().clone(), &server.url(), options);
+    let queue = jetstream(&runtime, &server, options);
     check(Arc::new(queue.unwrap()));
+}
+
+/// A multi-threaded runtime of `workers` threads, as the daemon's.
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A queue on `server`, its calls made on `runtime`.
+fn jetstream(
+    runtime: &tokio::runtime::Runtime,
+    server: &nats::Nats,
+    options: Options,
+) -> Result<JetStreamQueue, QueueError> {
+    JetStreamQueue::connect(runtime.handle().clone(), &server.url(), options)
 }
 
 fn entries(read: &[(Position, Entry)]) -> Vec<Entry> {
@@ -261,17 +275,9 @@ fn a_claim_on_jetstream_lapses_when_its_holder_dies_and_holds_while_it_lives() {
         capacity: 10,
         lease,
     };
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    };
+    let runtime = || runtime(1);
     let (alive, other) = (runtime(), runtime());
-    let queue = |rt: &tokio::runtime::Runtime| {
-        JetStreamQueue::connect(rt.handle().clone(), &server.url(), options).unwrap()
-    };
+    let queue = |rt: &tokio::runtime::Runtime| jetstream(rt, &server, options).unwrap();
     let (a, b) = (queue(&alive), queue(&other));
     let (main, other_partition) = (partition("main"), partition("other"));
     let held = a.claim(&main).unwrap();
@@ -326,17 +332,13 @@ fn a_claim_on_jetstream_lapses_when_its_holder_dies_and_holds_while_it_lives() {
 #[test]
 fn jetstream_drops_a_replayed_watch_event_and_keeps_everything_else() {
     let server = nats::Nats::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime(1);
     let options = Options {
         replicas: 1,
         capacity: 100,
         lease: LEASE,
     };
-    let queue = JetStreamQueue::connect(runtime.handle().clone(), &server.url(), options).unwrap();
+    let queue = jetstream(&runtime, &server, options).unwrap();
     let main = partition("main");
     let replayed = |version: &str| {
         let Entry::File(mut change) = change(1) else {
@@ -369,17 +371,13 @@ fn jetstream_drops_a_replayed_watch_event_and_keeps_everything_else() {
 #[test]
 fn jetstream_reports_a_refused_stream_without_waiting_it_out() {
     let server = nats::Nats::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime(1);
     let options = Options {
         replicas: 3,
         capacity: 100,
         lease: LEASE,
     };
-    let refused = JetStreamQueue::connect(runtime.handle().clone(), &server.url(), options);
+    let refused = jetstream(&runtime, &server, options);
     let error = refused.err().expect("a single server holds one copy");
     assert!(
         !crate::nats::passing(&error),
@@ -393,11 +391,7 @@ fn jetstream_reports_a_refused_stream_without_waiting_it_out() {
 #[test]
 fn a_take_of_ours_that_lapsed_is_taken_over_at_once_and_no_one_elses() {
     let server = nats::Nats::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime(1);
     let handle = runtime.handle();
     let ttl = Duration::from_secs(30);
     let bucket = handle.block_on(async {
