@@ -366,6 +366,43 @@ fn jetstream_drops_a_replayed_watch_event_and_keeps_everything_else() {
     );
 }
 
+/// A stream made before with a narrower duplicate window (an older
+/// version, by hand) is widened: a replay after the window would be
+/// appended twice.
+#[test]
+fn jetstream_widens_a_narrow_duplicate_window_it_finds() {
+    let server = nats::Nats::start();
+    let runtime = runtime(1);
+    let window = |context: &async_nats::jetstream::Context| {
+        runtime.block_on(async {
+            let mut stream = context.get_stream(super::jetstream::STREAM).await.unwrap();
+            stream.info().await.unwrap().config.duplicate_window
+        })
+    };
+    let context = runtime.block_on(async {
+        let context = crate::nats::connect(&server.url()).await.unwrap();
+        let narrow = async_nats::jetstream::stream::Config {
+            name: super::jetstream::STREAM.into(),
+            subjects: vec!["plumbline.queue.*".into()],
+            duplicate_window: Duration::from_secs(2),
+            ..Default::default()
+        };
+        context.create_stream(narrow).await.unwrap();
+        context
+    });
+    assert_eq!(window(&context), Duration::from_secs(2));
+    let options = Options {
+        replicas: 1,
+        capacity: 10,
+        lease: LEASE,
+    };
+    let queue = jetstream(&runtime, &server, options).unwrap();
+    assert_eq!(window(&context), Duration::from_secs(600));
+    let main = partition("main");
+    queue.append(&main, &[change(1)]).unwrap();
+    assert_eq!(queue.depth(&main), 1, "the stream still takes entries");
+}
+
 /// A refusal (three copies asked of a single server) is not waited out
 /// as a cluster electing a leader would be: it is the error, naming why.
 #[test]

@@ -39,7 +39,7 @@ async fn open(
     lease: Duration,
 ) -> Result<(stream::Stream, kv::Store, kv::Store), crate::nats::Error> {
     let replicas = replicas.max(1);
-    let stream = context
+    let mut stream = context
         .get_or_create_stream(stream::Config {
             name: STREAM.into(),
             description: Some("Plumbline's queue: a subject per (repository, branch)".into()),
@@ -50,9 +50,32 @@ async fn open(
             ..Default::default()
         })
         .await?;
+    widen_duplicates(context, &mut stream).await?;
     let state = bucket(context, STATE, replicas, Duration::ZERO).await?;
     let claims = bucket(context, CLAIMS, replicas, lease).await?;
     Ok((stream, state, claims))
+}
+
+/// Widens the duplicate window of a stream made before (by an older
+/// version, or by hand) to [`DUPLICATES`] if it is narrower: a replay
+/// after it would be appended twice. A wider one is the operator's.
+async fn widen_duplicates(
+    context: &jetstream::Context,
+    stream: &mut stream::Stream,
+) -> Result<(), crate::nats::Error> {
+    let mut config = stream.cached_info().config.clone();
+    if config.duplicate_window >= DUPLICATES {
+        return Ok(());
+    }
+    tracing::info!(
+        was = config.duplicate_window.as_secs_f64(),
+        now = DUPLICATES.as_secs_f64(),
+        "widening the duplicate window of the stream {STREAM}"
+    );
+    config.duplicate_window = DUPLICATES;
+    context.update_stream(&config).await?;
+    *stream = context.get_stream(STREAM).await?;
+    Ok(())
 }
 
 /// The bucket `name`, created (with entries living `max_age`, or for ever
