@@ -1471,6 +1471,21 @@ fn a_repository_signs_with_the_key_its_secret_holds_and_writes_nothing_unsigned(
         let (_, text) = crate::support::http_get(&daemon.address(), "/readyz");
         text.contains("[+] rules: ok").then_some(())
     });
+    // The status shows the public key, for the forge: ssh-keygen's own.
+    let public = std::fs::read_to_string(good.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    wait_for("the status to show the public key", || {
+        let shown = api.kubectl(&[
+            "get",
+            "gitrepoconfig",
+            "gitops",
+            "-n",
+            "plumbline",
+            "-o",
+            "jsonpath={.status.signingKey}",
+        ]);
+        (shown.split_whitespace().take(2).collect::<Vec<_>>() == public).then_some(())
+    });
     let stderr = daemon.stderr();
     crate::signing::assert_no_key_material(&stderr, &good);
     crate::signing::assert_no_key_material(&stderr, &locked);

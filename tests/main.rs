@@ -29,6 +29,7 @@ mod replicas;
 mod runtime_limits;
 mod signing;
 mod sink;
+mod sops;
 mod source_hardening;
 mod support;
 mod twelve;

@@ -11,6 +11,11 @@
 //! Each round also seeds with every commit signed (`--signing-key`, an
 //! ed25519 key): the cost of signing, as a ratio to the unsigned seed.
 //!
+//! Then 1,000 Secrets (`SEED_SECRETS`) are seeded with the default chain
+//! (values redacted) and with a `sops` step (values encrypted for an age
+//! recipient): the cost of encryption, as a ratio; and seeded again
+//! unchanged with encryption, which must commit nothing.
+//!
 //! `cargo bench --bench seed` (`SEED_OBJECTS` changes the count, default
 //! 10,000; `SEED_ROUNDS` the rounds, default 3). Prints the median of the
 //! rounds of each, their ratio, objects per second, updates per second and
@@ -126,6 +131,73 @@ fn main() {
         signed.as_secs_f64() / ours.as_secs_f64()
     );
     println!("  plumbline peak RSS       {:>8} MiB", rss_kib / 1024);
+    secrets(work.path(), &cache, rounds);
+}
+
+/// An age recipient: encryption needs no identity.
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+/// Seeds of Secrets redacted (the default chain) and encrypted (`sops`).
+fn secrets(work: &Path, cache: &Path, rounds: usize) {
+    let count: usize = std::env::var("SEED_SECRETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000);
+    let source = work.join("secrets");
+    std::fs::create_dir_all(&source).unwrap();
+    for i in 0..count {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": format!("secret-{i:05}"), "namespace": format!("team-{:02}", i % 50), "uid": format!("uid-{i}")},
+            "data": {"password": "aHVudGVyMg==", "token": format!("dG9rZW4t{i:05}"), "ca.crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"}});
+        std::fs::write(source.join(format!("{i:05}.json")), secret.to_string()).unwrap();
+    }
+    let policy = work.join("sops-policies.yaml");
+    std::fs::write(
+        &policy,
+        format!("decisions:\n  sanitize:\n    steps:\n      - plugin: neat\n      - sops: {{ age: [{RECIPIENT}] }}\n"),
+    )
+    .unwrap();
+    let encrypting = ["--policy".as_ref(), policy.as_os_str()];
+    let (mut redacted, mut encrypted) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let repo = bare(work, &format!("redacted-{round}.git"));
+        let state = work.join(format!("redacted-state-{round}"));
+        redacted.push(mirror(&source, &repo, &state, cache, &[]).0);
+        let repo = bare(work, &format!("encrypted-{round}.git"));
+        let state = work.join(format!("encrypted-state-{round}"));
+        encrypted.push(mirror(&source, &repo, &state, cache, &encrypting).0);
+    }
+    let repo = work.join("encrypted-0.git");
+    let commits = || {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&repo)
+            .args(["rev-list", "--count", "main"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = commits();
+    let (again, _) = mirror(
+        &source,
+        &repo,
+        &work.join("encrypted-state-0"),
+        cache,
+        &encrypting,
+    );
+    assert_eq!(commits(), before, "an unchanged encrypted seed committed");
+    let (redacted, encrypted) = (median(redacted), median(encrypted));
+    println!("seed of {count} Secrets (median of {rounds}):");
+    println!("  redacted (default chain) {:>8.2?}", redacted);
+    println!(
+        "  encrypted (sops, age)    {:>8.2?}  ({:.2}× redacted)",
+        encrypted,
+        encrypted.as_secs_f64() / redacted.as_secs_f64()
+    );
+    println!(
+        "  encrypted, unchanged     {:>8.2?}  (no commit: ciphertext kept)",
+        again
+    );
 }
 
 /// `plumbline run --once` of `source` into `repo`: how long it took and its

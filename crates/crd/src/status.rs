@@ -57,4 +57,9 @@ pub struct Status {
     /// The `metadata.generation` these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// A `GitRepoConfig`'s: the public key its commits are signed with
+    /// (OpenSSH format, from `spec.commit.signingKeyRef`), to add to the
+    /// forge so that it shows them as verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }

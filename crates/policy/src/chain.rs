@@ -30,6 +30,8 @@ pub enum Step {
     Plugin(Plugin),
     /// A CEL expression.
     Cel(CelPolicy),
+    /// SOPS encryption (sanitize only; host code, see [`crate::sops`]).
+    Sops(crate::sops::Sops),
 }
 
 impl Step {
@@ -38,6 +40,7 @@ impl Step {
         match self {
             Step::Plugin(p) => p.name(),
             Step::Cel(c) => c.name(),
+            Step::Sops(s) => s.name(),
         }
     }
 }
@@ -182,6 +185,15 @@ impl Chain {
                     None => false,
                 }),
                 Step::Cel(cel) => cel.test(&[("object", &current)]),
+                // Closed whatever the chain's `failure`: open, it would
+                // write the Secret in clear.
+                Step::Sops(sops) => {
+                    current = sops
+                        .seal(&current)
+                        .map_err(|source| PolicyError::Sops { source })?;
+                    kind = None;
+                    Ok(true)
+                }
             };
             match keep {
                 Ok(true) => {}
@@ -207,6 +219,8 @@ impl Chain {
             }
             let outcome = match step {
                 Step::Plugin(plugin) => plugin.matches(event, rules),
+                // Loaded for sanitize chains only.
+                Step::Sops(_) => Ok(selected.clone()),
                 Step::Cel(cel) => {
                     let view = event_json.get_or_insert_with(|| event_view(event));
                     cel.test(&[("event", view), ("object", &event.object)])
@@ -228,6 +242,7 @@ impl Chain {
         for step in &self.steps {
             let outcome = match step {
                 Step::Plugin(plugin) => plugin.check(schema, context),
+                Step::Sops(_) => Ok(Vec::new()),
                 Step::Cel(cel) => cel
                     .test(&[("schema", schema), ("context", context)])
                     .map(|ok| {
@@ -260,6 +275,7 @@ impl Chain {
         for step in &self.steps {
             let outcome = match step {
                 Step::Plugin(plugin) => plugin.decide(request),
+                Step::Sops(_) => Ok(Verdict::Allow),
                 Step::Cel(cel) => cel.test(&[("request", request)]).map(|ok| {
                     if ok {
                         Verdict::Allow

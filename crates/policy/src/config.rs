@@ -232,6 +232,25 @@ impl PolicyConfig {
         step: &RawStep,
         bundles: &BTreeMap<String, BundleContent>,
     ) -> Result<Vec<Step>, String> {
+        if let Some(sops) = &step.sops {
+            let alone = step.plugin.is_none()
+                && step.cel.is_none()
+                && step.cel_file.is_none()
+                && step.bundle.is_none();
+            if !alone {
+                return Err(
+                    "a step needs exactly one of `plugin`, `cel`, `celFile`, `bundle`, `sops`"
+                        .into(),
+                );
+            }
+            if decision != Decision::Sanitize {
+                return Err(format!("`sops` is a sanitize step, not a {decision} one"));
+            }
+            if step.name.is_some() || step.settings.is_some() || step.grants.is_some() {
+                return Err("`name`, `settings` and `grants` belong to plugin steps".into());
+            }
+            return crate::sops::Sops::new(sops).map(|s| vec![Step::Sops(s)]);
+        }
         match (&step.plugin, &step.cel, &step.cel_file, &step.bundle) {
             (Some(plugin), None, None, None) => self
                 .load_plugin(runtime, decision, plugin, step)
@@ -256,7 +275,9 @@ impl PolicyConfig {
                 }
                 self.load_bundle(runtime, decision, name, bundles)
             }
-            _ => Err("a step needs exactly one of `plugin`, `cel`, `celFile`, `bundle`".into()),
+            _ => Err(
+                "a step needs exactly one of `plugin`, `cel`, `celFile`, `bundle`, `sops`".into(),
+            ),
         }
     }
 
@@ -413,7 +434,11 @@ impl PolicyConfig {
 /// and a step for no kind at all would be a step for nothing.
 fn kinds_of(decision: Decision, step: &RawStep) -> Result<Option<KindSet>, String> {
     let Some(kinds) = &step.kinds else {
-        return Ok(None);
+        // A `sops` step is for Secrets unless it says otherwise.
+        return Ok(step
+            .sops
+            .is_some()
+            .then(|| KindSet::new(["Secret".to_owned()])));
     };
     if !matches!(decision, Decision::Match | Decision::Sanitize) {
         return Err(format!(

@@ -13,6 +13,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[allow(missing_docs)]
 pub enum PolicyError {
+    /// The `sops` step could not encrypt the object: it is not written.
+    #[error("sops: cannot encrypt it, so it is not written: {source}")]
+    Sops {
+        #[source]
+        source: crate::sops::SopsError,
+    },
     /// The engine could not be built with the configured limits.
     #[error("cannot start the WebAssembly engine: {message}")]
     Engine { message: String },

@@ -30,6 +30,7 @@ pub mod plugin;
 mod raw;
 pub mod runtime;
 mod shape;
+pub mod sops;
 pub mod store;
 
 pub use chain::{Chain, FailureMode, PolicySet};

@@ -72,7 +72,8 @@ pub struct RawChain {
     pub steps: Vec<RawStep>,
 }
 
-/// One step as written: exactly one of `plugin`, `cel`, `celFile`, `bundle`.
+/// One step as written: exactly one of `plugin`, `cel`, `celFile`, `bundle`,
+/// `sops`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawStep {
@@ -90,6 +91,9 @@ pub struct RawStep {
     pub cel_file: Option<PathBuf>,
     /// The steps of this decision from the bundle of that name.
     pub bundle: Option<String>,
+    /// SOPS encryption for age recipients (a sanitize step; for Secrets
+    /// unless `kinds` says otherwise).
+    pub sops: Option<crate::sops::RawSops>,
     /// Only objects of these kinds go through the step (match and sanitize
     /// steps); others skip it. Compared trimmed and without regard to
     /// case, in any API group.

@@ -28,6 +28,7 @@ pub fn run(global: &GlobalArgs, args: PolicyCheckArgs) -> anyhow::Result<ExitCod
             match step {
                 Step::Plugin(p) => println!("  - plugin {} {}{only}", p.name(), p.digest()),
                 Step::Cel(c) => println!("  - cel {}: {}{only}", c.name(), c.expression()),
+                Step::Sops(s) => println!("  - sops for {}{only}", s.recipients().join(", ")),
             }
         }
     }

@@ -204,6 +204,10 @@ impl Daemon {
             None => None,
         };
         let queue = open_queue(&setup)?;
+        share_digest_key(&*queue).map_err(|source| DaemonError::Queue {
+            path: "the SOPS digest key".into(),
+            source,
+        })?;
         if setup.nats.is_some() {
             watch_reach(&queue, &health);
         }
@@ -519,6 +523,34 @@ fn watch_reach(queue: &Arc<dyn Queue>, health: &Arc<Health>) {
     if let Err(error) = watching {
         tracing::warn!(%error, "the queue's reach is not watched: /readyz will not say when NATS is out of reach");
     }
+}
+
+/// Where the queue keeps the key of the `sops` step's plaintext digests,
+/// as it keeps a source's cursors: beside the queue, so that every
+/// replica, and the next run, recognise an unchanged Secret by the same
+/// key (and keep its file).
+const SOPS_KEYS: &str = "plumbline.sops";
+const DIGEST_KEY: &str = "digest-key";
+
+/// Sets the `sops` step's digest key from the queue's state, making one
+/// the first time. Two replicas that make one at once both adopt the one
+/// saved last (read back after saving).
+fn share_digest_key(queue: &dyn Queue) -> Result<(), QueueError> {
+    let stored = |queue: &dyn Queue| -> Result<Option<[u8; 32]>, QueueError> {
+        let keys = queue.cursors(SOPS_KEYS)?;
+        let key = keys.get(DIGEST_KEY).and_then(|k| hex::decode(k).ok());
+        Ok(key.and_then(|k| k.try_into().ok()))
+    };
+    let key = match stored(queue)? {
+        Some(key) => key,
+        None => {
+            let made: [u8; 32] = rand::random();
+            queue.save_cursors(SOPS_KEYS, &[(DIGEST_KEY.into(), Some(hex::encode(made)))])?;
+            stored(queue)?.unwrap_or(made)
+        }
+    };
+    crate::policy::sops::set_digest_key(key);
+    Ok(())
 }
 
 fn open_queue(setup: &Setup) -> Result<Arc<dyn Queue>, DaemonError> {

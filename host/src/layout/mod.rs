@@ -42,6 +42,8 @@ const MAX_SEGMENT: usize = 253;
 pub const MAX_COMPONENT: usize = 255;
 /// What follows an object's name in its file's name.
 const SUFFIX: &str = ".yaml";
+/// Before [`SUFFIX`], in the name of an encrypted object's file.
+const SEALED: &str = ".sops";
 /// Hex digits of the name's digest in a shortened file name.
 const DIGEST_HEX: usize = 16;
 /// Bytes of the name kept in a shortened file name.
@@ -247,6 +249,17 @@ pub fn path_of(base: &BaseFolder, key: &ObjectKey) -> Result<String, LayoutError
     })
 }
 
+/// The file of `key` under `base` when encrypted (the `sops` step):
+/// `{name}.sops.yaml` beside where its file would be, as SOPS's own tools
+/// name what they encrypt.
+pub fn sealed_path_of(base: &BaseFolder, key: &ObjectKey) -> Result<String, LayoutError> {
+    let plain = path_of(base, key)?;
+    let stem = plain.strip_suffix(SUFFIX).unwrap_or(&plain);
+    let sealed = format!("{stem}{SEALED}{SUFFIX}");
+    check_path(&sealed)?;
+    Ok(sealed)
+}
+
 /// The file name of an object named `name`: `{name}.yaml`, or its
 /// shortened form when that would pass [`MAX_COMPONENT`] bytes.
 fn file_name(name: &str) -> String {
@@ -380,6 +393,21 @@ mod tests {
             resource: resource.into(),
             name: name.into(),
         }
+    }
+
+    #[test]
+    fn an_encrypted_objects_file_is_beside_its_plain_one_and_as_safe() {
+        let base = BaseFolder::new("live").unwrap();
+        let secret = key(Some("shop"), "", "secrets", "db");
+        assert_eq!(
+            sealed_path_of(&base, &secret).unwrap(),
+            "live/shop/core/secrets/db.sops.yaml"
+        );
+        // A name whose file name is just short enough for `.yaml` is too
+        // long for `.sops.yaml`: refused, not cut.
+        let long = "a".repeat(MAX_COMPONENT - SUFFIX.len());
+        assert!(path_of(&base, &key(Some("shop"), "", "secrets", &long)).is_ok());
+        assert!(sealed_path_of(&base, &key(Some("shop"), "", "secrets", &long)).is_err());
     }
 
     #[test]

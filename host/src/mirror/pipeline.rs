@@ -6,6 +6,7 @@ use super::config::MirrorConfig;
 use crate::layout::yaml;
 use crate::layout::{self, LayoutError, ObjectKey};
 use crate::model::{Event, Operation};
+use crate::policy::chain::Step;
 use crate::policy::{Decision, PolicyError, PolicySet};
 
 /// What an event means for one destination.
@@ -97,14 +98,29 @@ impl Pipeline {
         check_rules(policies, &rules)
     }
 
-    /// The file `target` has in every destination (whether or not a rule
-    /// selects it), by destination index; a path layout refuses has none.
+    /// The files `target` may have in every destination (whether or not a
+    /// rule selects it), by destination index: its file, and its SOPS
+    /// file when the sanitize chain encrypts; a path layout refuses has
+    /// none.
     pub fn paths(&self, target: &crate::model::Target) -> Vec<(usize, String)> {
         let key = target.key();
-        let destinations = &self.config.destinations;
-        (0..destinations.len())
-            .filter_map(|i| Some((i, layout::path_of(&destinations[i].base_folder, &key).ok()?)))
-            .collect()
+        let seals = self.seals();
+        let mut paths = Vec::new();
+        for (i, destination) in self.config.destinations.iter().enumerate() {
+            let base = &destination.base_folder;
+            paths.extend(layout::path_of(base, &key).ok().map(|p| (i, p)));
+            if seals {
+                paths.extend(layout::sealed_path_of(base, &key).ok().map(|p| (i, p)));
+            }
+        }
+        paths
+    }
+
+    /// Whether the sanitize chain encrypts some objects (a `sops` step):
+    /// their files are `{name}.sops.yaml`.
+    fn seals(&self) -> bool {
+        let chain = self.policies.chain(Decision::Sanitize);
+        chain.steps().iter().any(|s| matches!(s, Step::Sops(_)))
     }
 
     /// [`Pipeline::route`], with a panic on the way turned into this
@@ -161,27 +177,60 @@ impl Pipeline {
                 .chain(Decision::Sanitize)
                 .sanitize(&event.object)
                 .map_err(policy_error)?
-                .map(|json| {
-                    yaml::canonical_from_json(&json).map_err(|message| MirrorError::Yaml {
-                        object: key.to_string(),
-                        message,
-                    })
-                })
+                .map(|json| render(&key, &json))
                 .transpose()?,
         };
-        destinations
-            .into_iter()
-            .map(|destination| {
-                let base = &self.config.destinations[destination].base_folder;
-                Ok(Routed {
-                    destination,
-                    path: layout::path_of(base, &key)?,
-                    key: key.clone(),
-                    content: content.clone(),
-                })
-            })
-            .collect()
+        let seals = self.seals();
+        let mut routed = Vec::new();
+        for destination in destinations {
+            let base = &self.config.destinations[destination].base_folder;
+            let file = |path: String, content: Option<String>| Routed {
+                destination,
+                key: key.clone(),
+                path,
+                content,
+            };
+            let plain = layout::path_of(base, &key)?;
+            match &content {
+                // Its file of before goes (encryption turned on).
+                Some(Rendered { text, sealed: true }) => {
+                    let sealed = layout::sealed_path_of(base, &key)?;
+                    routed.push(file(sealed, Some(text.clone())));
+                    routed.push(file(plain, None));
+                }
+                Some(Rendered { text, .. }) => routed.push(file(plain, Some(text.clone()))),
+                None => {
+                    routed.push(file(plain, None));
+                    if seals {
+                        routed.push(file(layout::sealed_path_of(base, &key)?, None));
+                    }
+                }
+            }
+        }
+        Ok(routed)
     }
+}
+
+/// A sanitized object as its file holds it.
+struct Rendered {
+    text: String,
+    /// Encrypted by the `sops` step: its file is `{name}.sops.yaml`.
+    sealed: bool,
+}
+
+/// The canonical YAML of the sanitized object `json`.
+fn render(key: &ObjectKey, json: &str) -> Result<Rendered, MirrorError> {
+    let failed = |message| MirrorError::Yaml {
+        object: key.to_string(),
+        message,
+    };
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| failed(e.to_string()))?;
+    let sealed = value
+        .get("sops")
+        .and_then(|sops| sops.get(crate::policy::sops::DIGEST_FIELD))
+        .is_some();
+    let text = yaml::canonical(&value).map_err(failed)?;
+    Ok(Rendered { text, sealed })
 }
 
 /// What a panic said, when it said it as text.

@@ -457,7 +457,7 @@ fn credentials(
 /// The key `repo`'s `commit.signingKeyRef` names, read by `secrets`. Named
 /// where no Secret can be read (a file of resources), it is refused: the
 /// commits would go unsigned.
-fn signing(
+pub fn signing(
     repo: &RepoSpec,
     namespace: Option<&str>,
     secrets: Option<&Secrets<'_>>,

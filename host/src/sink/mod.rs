@@ -19,6 +19,7 @@ pub mod prune;
 pub mod pushing;
 pub mod remote;
 pub mod retry;
+pub mod sealed;
 pub mod seeds;
 pub mod store;
 pub mod worker;

@@ -144,6 +144,14 @@ impl Store {
         self.files.keys().map(String::as_str)
     }
 
+    /// The bytes the branch holds at `path` now, if it holds a file there
+    /// that can be read.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let id = self.files.get(path)?;
+        let object = self.repo.find_object(*id).ok()?;
+        Some(object.detach().data)
+    }
+
     /// Whether the branch holds `path` now.
     pub fn contains(&self, path: &str) -> bool {
         self.files.contains_key(path)

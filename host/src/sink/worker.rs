@@ -23,6 +23,7 @@ use super::pushing::{InFlight, Totals};
 use super::remote::{GitError, Push, Remote};
 pub use super::retry::FINISH_RETRY;
 use super::retry::{Next, Replay, Retry};
+use super::sealed;
 use super::seeds::Seeds;
 use super::store::{Person, Store};
 use crate::layout;
@@ -549,6 +550,7 @@ impl Worker {
             self.commit(self.cursor.last_read())?;
         }
         let changed = match &change.content {
+            Some(content) if sealed::unchanged(self.store.read(&change.path), content) => false,
             Some(content) => match self.store.write(&change.path, content.as_bytes()) {
                 Ok(changed) => changed,
                 // Nothing but this entry's bytes are involved.

@@ -14,7 +14,7 @@
 use super::Selector;
 use super::reports::{Unread, Unreadable};
 use crate::mirror::MirrorConfig;
-use crate::mirror::resources::{Problem, SecretData, assemble};
+use crate::mirror::resources::{Problem, SecretData, Secrets, assemble};
 use crate::model::GroupResource;
 use crate::policy::cel::CelLimits;
 use k8s_openapi::api::core::v1::Secret;
@@ -69,6 +69,8 @@ pub struct Rules {
     objects: Vec<(&'static str, DynamicObject)>,
     /// The problem of each resource that is not sound, by (kind, id).
     problems: BTreeMap<(String, String), Problem>,
+    /// The public key each `GitRepoConfig` signs with, by id.
+    signing_keys: BTreeMap<String, String>,
 }
 
 fn resource(kind: &'static str, plural: &'static str) -> ApiResource {
@@ -112,6 +114,7 @@ pub async fn read(client: &kube::Client, limits: CelLimits) -> Result<Rules, Rul
             .cloned()
             .unwrap_or_else(|| Err("not read".into()))
     };
+    let signing_keys = signing_keys(&objects, &resolve);
     let (config, found) = assemble(documents, limits, Some(&resolve));
     let problems = found
         .into_iter()
@@ -122,7 +125,36 @@ pub async fn read(client: &kube::Client, limits: CelLimits) -> Result<Rules, Rul
         config,
         objects,
         problems,
+        signing_keys,
     })
+}
+
+/// The public key of each `GitRepoConfig` whose signing key can be used,
+/// by id: its status shows it, for the forge.
+fn signing_keys(
+    objects: &[(&'static str, DynamicObject)],
+    secrets: &Secrets<'_>,
+) -> BTreeMap<String, String> {
+    let repos = objects.iter().filter(|(kind, _)| *kind == "GitRepoConfig");
+    repos
+        .filter_map(|(_, object)| {
+            let spec = serde_json::from_value(object.data.get("spec")?.clone()).ok()?;
+            let namespace = object.metadata.namespace.as_deref();
+            let signer = crate::mirror::resources::signing(&spec, namespace, Some(secrets))
+                .ok()
+                .flatten()?;
+            Some((id_of(object), signer.public_key()))
+        })
+        .collect()
+}
+
+/// A resource's id in messages and maps: `namespace/name`, or its name.
+fn id_of(object: &DynamicObject) -> String {
+    let name = object.metadata.name.as_deref().unwrap_or("");
+    match &object.metadata.namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
 }
 
 /// The data of each Secret a `GitRepoConfig` names (its credentials, its
@@ -182,10 +214,7 @@ impl Rules {
         skip: &Skip,
     ) {
         for (kind, object) in &self.objects {
-            let id = match &object.metadata.namespace {
-                Some(ns) => format!("{ns}/{}", object.metadata.name.as_deref().unwrap_or("")),
-                None => object.metadata.name.clone().unwrap_or_default(),
-            };
+            let id = id_of(object);
             let problem = self.problems.get(&(kind.to_string(), id.clone()));
             let mut said = vec![match problem {
                 Some(p) => Said::not(READY, p.reason, p.message.clone()),
@@ -194,7 +223,12 @@ impl Rules {
             if problem.is_none() && kind.ends_with("WatchRule") {
                 said.push(readable(object, unreadable, skip));
             }
-            if let Err(error) = report_one(client, kind, object, &said).await {
+            let key = self.signing_keys.get(&id).filter(|_| problem.is_none());
+            let report = Report {
+                said: &said,
+                signing_key: key.map(String::as_str),
+            };
+            if let Err(error) = report_one(client, kind, object, &report).await {
                 tracing::warn!(%error, "cannot write the status of {kind} {id}; trying again later");
             }
         }
@@ -281,12 +315,20 @@ fn conditions(object: &DynamicObject) -> &[Value] {
 
 /// Writes `said` as the object's conditions, unless it says that already
 /// of the generation it has; an Event for each condition that changed.
+/// What a resource's status says.
+struct Report<'a> {
+    said: &'a [Said],
+    /// A `GitRepoConfig`'s public signing key; none removes it.
+    signing_key: Option<&'a str>,
+}
+
 async fn report_one(
     client: &kube::Client,
     kind: &'static str,
     object: &DynamicObject,
-    said: &[Said],
+    report: &Report<'_>,
 ) -> Result<(), kube::Error> {
+    let said = report.said;
     let generation = object.metadata.generation;
     let observed = object
         .data
@@ -297,7 +339,15 @@ async fn report_one(
         .iter()
         .filter(|s| !before.iter().any(|c| s.is_in(c)))
         .collect();
-    if changed.is_empty() && before.len() == said.len() && observed == generation {
+    let key_before = object
+        .data
+        .pointer("/status/signingKey")
+        .and_then(Value::as_str);
+    if changed.is_empty()
+        && before.len() == said.len()
+        && observed == generation
+        && key_before == report.signing_key
+    {
         return Ok(());
     }
     let stamp = crate::telemetry::timestamp();
@@ -305,7 +355,12 @@ async fn report_one(
         .iter()
         .map(|s| condition(s, before, generation, &stamp))
         .collect();
-    let status = json!({"status": {"conditions": written, "observedGeneration": generation}});
+    // A merge patch: null removes a key no longer in use.
+    let status = json!({"status": {
+        "conditions": written,
+        "observedGeneration": generation,
+        "signingKey": report.signing_key,
+    }});
     let plural = KINDS
         .iter()
         .find(|(k, ..)| *k == kind)
