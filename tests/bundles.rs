@@ -11,7 +11,7 @@ use std::process::Command;
 
 /// A bundle folder: the neat component, run with `settings`, and a CEL
 /// step that drops objects annotated `ignore`.
-fn bundle_dir(settings: &str) -> tempfile::TempDir {
+pub(crate) fn bundle_dir(settings: &str) -> tempfile::TempDir {
     bundle_keeping(
         settings,
         "not-ignored",
@@ -35,12 +35,12 @@ fn bundle_keeping(settings: &str, name: &str, keep: &str) -> tempfile::TempDir {
 }
 
 /// neat settings that drop one label.
-fn dropping(label: &str) -> String {
+pub(crate) fn dropping(label: &str) -> String {
     format!(r#"{{"rules": [{{"path": "metadata.labels['{label}']"}}]}}"#)
 }
 
 /// `plumbline ARGS` with the registry allowed over plain HTTP.
-fn plumbline(registry: &Registry, args: &[&str]) -> std::process::Output {
+pub(crate) fn plumbline(registry: &Registry, args: &[&str]) -> std::process::Output {
     Command::new(binary())
         .args(args)
         .args(["--insecure-registry", &registry.host(), "--cache-dir"])
@@ -49,7 +49,7 @@ fn plumbline(registry: &Registry, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn push(registry: &Registry, dir: &Path, reference: &str) -> String {
+pub(crate) fn push(registry: &Registry, dir: &Path, reference: &str) -> String {
     let out = plumbline(
         registry,
         &["bundle", "push", dir.to_str().unwrap(), reference],
@@ -150,14 +150,14 @@ fn a_bundle_that_would_not_load_is_not_pushed() {
 }
 
 /// A ConfigMap carrying both labels; the sanitizer serving drops one.
-fn configmap(name: &str) -> String {
+pub(crate) fn configmap(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: team\n  labels:\n    kept-by-v1: \"yes\"\n    kept-by-v2: \"yes\"\ndata:\n  k: v\n"
     )
 }
 
 /// Which sanitizer wrote a file: exactly one of the labels survives.
-fn decided_by(file: &str) -> &'static str {
+pub(crate) fn decided_by(file: &str) -> &'static str {
     match (file.contains("kept-by-v1"), file.contains("kept-by-v2")) {
         (true, false) => "v1",
         (false, true) => "v2",
@@ -166,7 +166,7 @@ fn decided_by(file: &str) -> &'static str {
     }
 }
 
-fn metric(address: &str, line_start: &str) -> Option<f64> {
+pub(crate) fn metric(address: &str, line_start: &str) -> Option<f64> {
     let (_, text) = http_get(address, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix(line_start))
@@ -175,7 +175,7 @@ fn metric(address: &str, line_start: &str) -> Option<f64> {
 
 /// The arguments of a daemon following `src` into `server` with the
 /// policies of `policy`, the registry allowed over plain HTTP.
-fn following(
+pub(crate) fn following(
     server: &GitServer,
     src: &Path,
     state: &Path,

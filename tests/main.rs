@@ -13,6 +13,7 @@ mod cel_policies;
 mod chart;
 mod cli;
 mod cluster;
+mod cosign;
 mod daemon;
 mod default_plugins;
 mod follow;

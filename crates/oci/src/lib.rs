@@ -12,6 +12,7 @@
 
 mod auth;
 mod blocking;
+pub mod cosign;
 mod registry;
 
 pub use auth::Credentials;

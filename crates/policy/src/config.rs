@@ -38,7 +38,7 @@ use super::capability::Grants;
 use super::cel::{CelLimits, CelPolicy, CelSource, RawCel};
 use super::chain::{Chain, KindSet, PolicySet, Step};
 use super::error::PolicyError;
-pub use super::raw::{RawBundle, RawChain, RawConfig, RawLimits, RawStep};
+pub use super::raw::{RawBundle, RawChain, RawConfig, RawLimits, RawStep, RawVerify};
 use super::runtime::{PluginSource, Runtime, RuntimeConfig};
 use super::store::Limits;
 use std::collections::BTreeMap;
@@ -166,8 +166,14 @@ impl PolicyConfig {
                 reference: reference.to_owned(),
                 grants,
                 append: true,
+                verify: None,
             },
         );
+    }
+
+    /// The folder relative paths of this configuration are read from.
+    pub fn base(&self) -> &Path {
+        &self.base
     }
 
     /// Loads every plugin and CEL policy into a policy set, or lists every

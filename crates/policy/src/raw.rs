@@ -42,6 +42,19 @@ pub struct RawBundle {
     /// instead of placing them with `bundle:` steps.
     #[serde(default)]
     pub append: bool,
+    /// Load the bundle only if a cosign signature of its digest verifies
+    /// with one of these keys.
+    #[serde(default)]
+    pub verify: Option<RawVerify>,
+}
+
+/// What a bundle must be signed with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    /// PEM public keys (ECDSA P-256, as `cosign public-key` prints them),
+    /// relative to the configuration file.
+    pub keys: Vec<PathBuf>,
 }
 
 /// Limits as written; absent fields keep their defaults.

@@ -60,4 +60,13 @@ pub enum BundleError {
     /// The bundle's policies do not load.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// The bundle must be signed, and is not by a trusted key.
+    #[error("bundle `{name}`: {source}")]
+    Unverified {
+        /// The bundle's name in the configuration.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::oci::cosign::CosignError,
+    },
 }

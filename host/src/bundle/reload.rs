@@ -8,8 +8,9 @@
 
 use super::BundleError;
 use super::source::BundleSource;
+use crate::oci::cosign;
 use crate::policy::bundled::BundleContent;
-use crate::policy::config::PolicyConfig;
+use crate::policy::config::{PolicyConfig, RawVerify};
 use crate::policy::{PolicySet, Runtime};
 use std::collections::BTreeMap;
 
@@ -135,6 +136,9 @@ impl PolicyLoader {
     fn fetch_and_load(&self, digests: &Digests) -> Result<PolicySet, BundleError> {
         let mut contents: BTreeMap<String, BundleContent> = BTreeMap::new();
         for (name, bundle) in self.config.bundles() {
+            if let Some(verify) = &bundle.verify {
+                self.verify(name, &bundle.reference, &digests[name], verify)?;
+            }
             let content = self
                 .source
                 .fetch(&bundle.reference, &digests[name], &mut |_| {})?;
@@ -148,6 +152,48 @@ impl PolicyLoader {
             })?;
         }
         Ok(set)
+    }
+}
+
+impl PolicyLoader {
+    /// Checks that bundle `name` (`reference` at `digest`) carries a
+    /// cosign signature by one of the keys `verify` names (read each time:
+    /// a key file replaced takes effect at the next refresh).
+    fn verify(
+        &self,
+        name: &str,
+        reference: &str,
+        digest: &str,
+        verify: &RawVerify,
+    ) -> Result<(), BundleError> {
+        let failed = |source| BundleError::Unverified {
+            name: name.to_owned(),
+            source,
+        };
+        let base = self.config.base();
+        let paths: Vec<_> = verify.keys.iter().map(|k| base.join(k)).collect();
+        let keys = cosign::TrustedKeys::read(&paths).map_err(failed)?;
+        if keys.is_empty() {
+            return Err(BundleError::Invalid {
+                origin: format!("bundle `{name}`"),
+                message: "`verify.keys` names no key: nothing could be trusted".into(),
+            });
+        }
+        match cosign::verify(self.source.client(), reference, digest, &keys) {
+            Ok(key) => {
+                tracing::info!(bundle = name, %digest, key, "signature verified");
+                Ok(())
+            }
+            // The registry is out of reach, and this digest loaded before
+            // (verified then): a start without the registry still serves.
+            Err(cosign::CosignError::Registry(error))
+                if self.source.confirmed(reference).as_deref() == Some(digest) =>
+            {
+                tracing::warn!(bundle = name, %digest, %error, "the registry did not answer; the signature was verified when this digest first loaded");
+                Ok(())
+            }
+            Err(error) => Err(failed(error)),
+        }
     }
 }
 

@@ -83,6 +83,11 @@ impl BundleSource {
         Ok(content)
     }
 
+    /// The digest `reference` last loaded at, if it did.
+    pub fn confirmed(&self, reference: &str) -> Option<String> {
+        self.store.last(reference)
+    }
+
     /// Notes that `reference` at `digest` loaded, so that a start without
     /// the registry loads it again.
     pub fn confirm(&self, reference: &str, digest: &str) {

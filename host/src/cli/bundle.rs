@@ -3,7 +3,7 @@
 use super::GlobalArgs;
 use crate::bundle::format::{self, BUNDLE_FILE, TITLE};
 use crate::bundle::{BundleConfig, CEL_MEDIA_TYPE};
-use crate::oci::{Artifact, OciClient};
+use crate::oci::{Artifact, OciClient, cosign};
 use crate::policy::bundled::{BundleContent, BundleStepKind};
 use crate::policy::capability::{Grants, Preopen};
 use crate::policy::config::PolicyConfig;
@@ -25,6 +25,37 @@ pub enum BundleCommand {
     Pull(PullArgs),
     /// Shows what a bundle holds: its steps, settings, asks, sizes, digests.
     Inspect(InspectArgs),
+    /// Signs a pushed bundle as `cosign sign --key` does (the signature at
+    /// the tag `sha256-<digest>.sig`, beside any others), and prints the
+    /// digest signed.
+    Sign(SignArgs),
+    /// Checks that a bundle carries a cosign signature made by one of the
+    /// given public keys, as a daemon whose bundle says `verify` does.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `plumbline bundle sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The bundle: registry/repository:tag or …@sha256:….
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// The private key: PEM, ECDSA P-256, PKCS#8 or SEC1, unencrypted
+    /// (`openssl ecparam -name prime256v1 -genkey -noout -out key.pem`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+}
+
+/// Arguments of `plumbline bundle verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle: registry/repository:tag or …@sha256:….
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// A trusted public key (PEM, as `cosign public-key` or `openssl ec
+    /// -pubout` prints it); give it again for more keys.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    keys: Vec<PathBuf>,
 }
 
 /// Arguments of `plumbline bundle push`.
@@ -64,7 +95,29 @@ pub fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<ExitCo
         BundleCommand::Push(args) => push(global, &client, &args),
         BundleCommand::Pull(args) => pull(&client, &args),
         BundleCommand::Inspect(args) => inspect(&client, &args),
+        BundleCommand::Sign(args) => sign(&client, &args),
+        BundleCommand::Verify(args) => verify(&client, &args),
     }
+}
+
+fn sign(client: &OciClient, args: &SignArgs) -> anyhow::Result<ExitCode> {
+    let key = cosign::SignerKey::read(&args.key)?;
+    let (digest, at) = cosign::sign(client, &args.reference, &key)?;
+    eprintln!(
+        "signed {}@{digest}: the signature is at {at}",
+        args.reference
+    );
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(client: &OciClient, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let keys = cosign::TrustedKeys::read(&args.keys)?;
+    let digest = client.resolve(&args.reference)?;
+    let key = cosign::verify(client, &args.reference, &digest, &keys)?;
+    eprintln!("{}@{digest}: signed with the key {key}", args.reference);
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn push(global: &GlobalArgs, client: &OciClient, args: &PushArgs) -> anyhow::Result<ExitCode> {
