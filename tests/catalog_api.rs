@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// A daemon serving the catalog (and mirroring an empty folder), with
 /// `extra` flags.
-fn serve(dir: &Path, extra: &[&str]) -> Daemon {
+pub(crate) fn serve(dir: &Path, extra: &[&str]) -> Daemon {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     let mut args: Vec<std::ffi::OsString> = vec!["--catalog".into()];
     if !extra.contains(&"--kubeconfig") {
@@ -25,7 +25,7 @@ fn serve(dir: &Path, extra: &[&str]) -> Daemon {
 
 /// A JSON request: the status and the body, which must be JSON of the
 /// content type that goes with the status (a problem for an error).
-fn call(address: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn call(address: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     call_with(address, method, path, &[], body)
 }
 
@@ -59,7 +59,7 @@ fn register_text(address: &str, text: &str) -> (u16, Value) {
     )
 }
 
-fn problem_type(body: &Value) -> &str {
+pub(crate) fn problem_type(body: &Value) -> &str {
     body["type"]
         .as_str()
         .unwrap_or_default()
@@ -677,7 +677,7 @@ fn a_push_to_a_watched_repository_is_registered_with_no_api_call() {
 }
 
 /// A schema like [`SCHEMA`] for the workflow `id`.
-fn schema_for(id: &str) -> String {
+pub(crate) fn schema_for(id: &str) -> String {
     String::from_utf8_lossy(SCHEMA).replace("restart-pod", id)
 }
 

@@ -217,3 +217,108 @@ fn a_following_mirror_refuses_a_bundle_moved_to_an_unsigned_digest_and_keeps_ser
         "{metrics}"
     );
 }
+
+/// With trusted keys, a workflow image is registered only if Python's
+/// signature of its digest verifies, and the record names the key; an
+/// unsigned one is refused as a problem of its own type. A gate policy
+/// (`request.catalog.signed`) then allows executions of signed versions
+/// only.
+#[test]
+fn a_workflow_image_registers_only_signed_and_a_gate_policy_can_require_it() {
+    use crate::catalog::{SCHEMA, client, image, layer};
+    use crate::catalog_api::{call, problem_type, schema_for, serve};
+    use serde_json::json;
+    let registry = Registry::start();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keys(dir.path(), "team");
+    let signed_tag = format!("{host}/workflows/restart:1.0.0");
+    let digest = client(&registry)
+        .push(
+            &signed_tag,
+            &image(vec![layer(&[("workflow-schema.yaml", SCHEMA)])]),
+        )
+        .unwrap();
+    python_signs(&registry, "workflows/restart", &digest, &key, &[]);
+    let unsigned_tag = format!("{host}/workflows/scale:1.0.0");
+    let scale = schema_for("scale");
+    client(&registry)
+        .push(
+            &unsigned_tag,
+            &image(vec![layer(&[("workflow-schema.yaml", scale.as_bytes())])]),
+        )
+        .unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "decisions:\n  gate:\n    steps:\n      - plugin: digest-gate\n      - cel:\n          name: signed-only\n          expression: \"request.catalog.signed\"\n          message: \"the workflow's image must carry a trusted signature\"\n",
+    )
+    .unwrap();
+    let daemon = serve(
+        dir.path(),
+        &[
+            "--insecure-registry",
+            &host,
+            "--catalog-trusted-key",
+            public.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let address = daemon.address();
+    let register = |tag: &str| {
+        call(
+            &address,
+            "POST",
+            "/api/v1/workflows",
+            Some(json!({"schemaImage": tag})),
+        )
+    };
+    let (status, body) = register(&signed_tag);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["record"]["signedBy"], "pub.pem", "{body}");
+    let (status, body) = register(&unsigned_tag);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(problem_type(&body), "image-unverified", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("is not signed"),
+        "{body}"
+    );
+
+    // An inline schema carries no signature: the gate policy denies it.
+    let inline = schema_for("inline-pod");
+    let (status, body) = call(
+        &address,
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"schema": inline})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let job = |workflow: &str, image: &str| {
+        json!({"object": {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "r", "annotations": {"plumbline.dev/workflow": workflow}},
+            "spec": {"template": {"spec": {"containers": [{"name": "w", "image": image}]}}}}})
+    };
+    let pinned = format!("{host}/workflows/restart@{digest}");
+    let (_, decided) = call(
+        &address,
+        "POST",
+        "/gate",
+        Some(job("restart-pod@1.0.0", &pinned)),
+    );
+    assert_eq!(decided["allowed"], true, "{decided}");
+    let (_, decided) = call(
+        &address,
+        "POST",
+        "/gate",
+        Some(job("inline-pod@1.0.0", &pinned)),
+    );
+    assert_eq!(decided["allowed"], false, "{decided}");
+    assert!(
+        decided
+            .to_string()
+            .contains("must carry a trusted signature"),
+        "{decided}"
+    );
+}

@@ -271,6 +271,7 @@ fn search() {
         caps: Default::default(),
         rules: Arc::new(|_: &str, _: &str| Vec::new()),
         reading: Default::default(),
+        trusted: None,
     };
     let catalog = Catalog::open(registrar).unwrap();
     let words = [

@@ -237,6 +237,10 @@ impl Problem {
             "cap-exceeded" => (unprocessable, "A cap of extraction was reached"),
             "unreadable-image" => (unprocessable, "The image's layers cannot be read"),
             "schema-not-found" => (unprocessable, "No schema in the image"),
+            "image-unverified" => (
+                unprocessable,
+                "The image carries no signature a trusted key made",
+            ),
             _ => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The catalog store failed",

@@ -207,6 +207,8 @@ fn refused(error: &RegisterError, generation: Option<i64>) -> Value {
             ("SchemaUnavailable", "Pending", false)
         }
         RegisterError::Store(_) => ("CatalogUnavailable", "Pending", false),
+        // Signed later, it registers at a later try.
+        RegisterError::Unverified(_) => ("ImageUnverified", "Pending", false),
     };
     // What may work later (a registry, the store) is tried again: the
     // generation is not marked as observed.

@@ -103,6 +103,9 @@ impl Gate {
                 "digest": record.execution_digest(),
                 "schemaDigest": record.content_hash,
                 "lifecycle": record.lifecycle,
+                // Whether the image's cosign signature verified when it was
+                // registered: `request.catalog.signed` in a gate policy.
+                "signed": record.signed_by.is_some(),
             },
             "schemaDigest": execution.schema_digest.as_deref().unwrap_or(&record.content_hash),
             "parameters": {"valid": errors.is_empty(), "errors": errors},

@@ -10,6 +10,7 @@
 use super::extract::{ExtractError, Extracted, schema_of};
 use super::store::{CatalogStore, Record, Registered, StoreError};
 use crate::oci::OciClient;
+use crate::oci::cosign::{self, TrustedKeys};
 use plumbline_catalog::layers::Caps;
 use plumbline_catalog::workflow::ReadError;
 use plumbline_catalog::{Violation, Workflow, check, parameters_schema};
@@ -56,6 +57,9 @@ pub enum RegisterError {
     /// As many images are being read as may be at once.
     #[error("{0} images are being read already: try again shortly")]
     Busy(usize),
+    /// Images must be signed, and this one is not by a trusted key.
+    #[error(transparent)]
+    Unverified(cosign::CosignError),
 }
 
 impl RegisterError {
@@ -65,6 +69,11 @@ impl RegisterError {
         match self {
             RegisterError::Store(error) => error.cause(),
             RegisterError::Busy(_) => "busy",
+            RegisterError::Unverified(cosign::CosignError::Registry(e)) if e.is_not_found() => {
+                "image-not-found"
+            }
+            RegisterError::Unverified(cosign::CosignError::Registry(_)) => "registry-unreachable",
+            RegisterError::Unverified(_) => "image-unverified",
             RegisterError::Invalid { .. } => "validation",
             RegisterError::Unreadable { .. } => "unreadable-schema",
             // No registry was asked: the reference itself is wrong.
@@ -117,6 +126,9 @@ pub struct Registrar {
     pub rules: SchemaRules,
     /// Images being read now (each holds a layer in memory and a thread).
     pub reading: Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, an image is registered only if a cosign signature of the
+    /// digest its reference names verifies with one of these keys.
+    pub trusted: Option<Arc<TrustedKeys>>,
 }
 
 /// The most images read at once.
@@ -151,12 +163,17 @@ impl Registrar {
         actor: &str,
         now: &str,
     ) -> Result<Registered, RegisterError> {
+        let mut signed_by = None;
         let (text, image) = match offer {
             Offer::Inline(text) => (text.clone(), None),
             Offer::Image(reference) => {
                 let _reading = Reading::start(&self.reading)?;
+                // Read at the digest that was verified, not the tag again:
+                // it may move in between.
+                let (read_at, key) = self.verified(reference)?;
+                signed_by = key;
                 let paths: Vec<&str> = self.paths.iter().map(String::as_str).collect();
-                let extracted = schema_of(&self.registry, reference, &paths, self.caps)?;
+                let extracted = schema_of(&self.registry, &read_at, &paths, self.caps)?;
                 let text = String::from_utf8_lossy(&extracted.bytes).into_owned();
                 (text, Some((reference.as_str(), extracted)))
             }
@@ -183,9 +200,28 @@ impl Registrar {
         let record = Record {
             schema_reference,
             schema_image,
+            signed_by,
             ..Record::new(workflow, actor, now)
         };
         Ok(self.store.register(record)?)
+    }
+
+    /// Where `reference`'s schema is to be read: as given, or, when images
+    /// must be signed, pinned at the digest whose signature verified, with
+    /// the name of the key that made it.
+    fn verified(&self, reference: &str) -> Result<(String, Option<String>), RegisterError> {
+        let Some(keys) = &self.trusted else {
+            return Ok((reference.to_owned(), None));
+        };
+        let failed = |e: crate::oci::OciError| RegisterError::Unverified(e.into());
+        let digest = self.registry.resolve(reference).map_err(failed)?;
+        let key = cosign::verify(&self.registry, reference, &digest, keys)
+            .map_err(RegisterError::Unverified)?;
+        let name = std::path::Path::new(&key)
+            .file_name()
+            .map_or(key.clone(), |n| n.to_string_lossy().into_owned());
+        let pinned = crate::oci::at_digest(reference, &digest).map_err(failed)?;
+        Ok((pinned, Some(name)))
     }
 }
 

@@ -326,6 +326,14 @@ pub struct ServeArgs {
     /// adopted), and every watched repository's tags are listed.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = super::at_least_one, requires = "catalog")]
     pub catalog_resync: u64,
+    /// A public key (PEM, ECDSA P-256, as `cosign public-key` prints it)
+    /// whose cosign signatures are trusted; given again for more. With
+    /// one, a workflow image is registered only if a signature of the
+    /// digest its reference names verifies with one of them (the record
+    /// says which, `signedBy`), and gate policies see
+    /// `request.catalog.signed`.
+    #[arg(long, value_name = "FILE", requires = "catalog")]
+    pub catalog_trusted_key: Vec<PathBuf>,
 }
 
 /// The catalog's store: on NATS JetStream with `nats`, else in `state`.
@@ -389,7 +397,11 @@ pub fn routes(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let registry = Arc::new(registry);
     let store = store()?;
-    let catalog = open(store, registry.clone(), policies.clone())?;
+    let trusted = match args.catalog_trusted_key.as_slice() {
+        [] => None,
+        keys => Some(Arc::new(crate::oci::cosign::TrustedKeys::read(keys)?)),
+    };
+    let catalog = open(store, registry.clone(), policies.clone(), trusted)?;
     eprintln!(
         "catalog: {} version(s) registered; serving /api/v1/workflows, /mcp, /gate and /registry-webhook",
         catalog.len()
@@ -446,6 +458,7 @@ pub(super) fn open(
     store: Arc<dyn crate::catalog::store::CatalogStore>,
     registry: Arc<crate::oci::OciClient>,
     policies: crate::bundle::Serving,
+    trusted: Option<Arc<crate::oci::cosign::TrustedKeys>>,
 ) -> anyhow::Result<Arc<crate::catalog::Catalog>> {
     use crate::catalog::{Catalog, register::Registrar};
     use anyhow::Context as _;
@@ -460,6 +473,7 @@ pub(super) fn open(
         caps: Default::default(),
         rules: Arc::new(rules),
         reading: Default::default(),
+        trusted,
     };
     Ok(Arc::new(
         Catalog::open(registrar).context("opening the catalog")?,

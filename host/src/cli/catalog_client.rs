@@ -271,7 +271,9 @@ fn disk(global: &GlobalArgs, state: &Path) -> anyhow::Result<Backend> {
     let policies = crate::bundle::Serving::new(Arc::new(loaded.set), Default::default());
     let registry = Arc::new(crate::oci::OciClient::new(global.oci_config()?)?);
     let store = crate::catalog::store::DiskCatalog::open(&state.join("catalog.redb"))?;
-    let catalog = super::catalog::open(Arc::new(store), registry, policies.clone())?;
+    // Registered from the command line, by its operator: no signature
+    // is asked for (the daemon's --catalog-trusted-key is not read here).
+    let catalog = super::catalog::open(Arc::new(store), registry, policies.clone(), None)?;
     let gate = Gate::new(catalog.clone(), Arc::new(move || policies.set()))?;
     Ok(Backend::Disk { catalog, gate })
 }

@@ -118,6 +118,11 @@ pub struct Record {
     /// The tag moved since registration: found, never adopted.
     #[serde(default)]
     pub drift: Option<Drift>,
+    /// The trusted key (its file's name) whose cosign signature of the
+    /// image verified at registration; none when images need no
+    /// signature, or for an inline schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     /// `sha256:` of the schema's canonical JSON: what "the same content"
     /// means.
     pub content_hash: String,
@@ -141,6 +146,7 @@ impl Record {
             schema_image: None,
             schema_reference: None,
             drift: None,
+            signed_by: None,
             registered_by: actor.to_owned(),
             registered_at: at.to_owned(),
             lifecycle: Lifecycle::Active,
