@@ -300,13 +300,15 @@ fn a_deleted_secret_takes_its_sops_file_with_it_when_followed() {
         "--policy".as_ref(),
         policy.as_os_str(),
     ]);
-    // The daemon makes the repository.
+    // The daemon makes the repository, then the branch: none yet is none.
     let files = || {
-        if repo.exists() {
-            git(&repo, &["ls-tree", "-r", "--name-only", "main"])
-        } else {
-            String::new()
-        }
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&repo)
+            .args(["ls-tree", "-r", "--name-only", "main"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     crate::support::wait_for("both SOPS files", || {
         (files().lines().count() == 2).then_some(())
@@ -316,4 +318,48 @@ fn a_deleted_secret_takes_its_sops_file_with_it_when_followed() {
         (files().trim() == "shop/core/secrets/web.sops.yaml").then_some(())
     });
     drop(daemon);
+}
+
+/// A Secret-shaped custom resource goes the same way, in the fields its
+/// step names.
+#[test]
+fn a_secret_shaped_custom_resource_is_encrypted_in_the_fields_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keypair(dir.path());
+    let policy = dir.path().join("policies.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "decisions:\n  sanitize:\n    steps:\n      - plugin: neat\n      - sops: {{ age: [\"{recipient}\"], fields: [spec] }}\n        kinds: [DatabaseCredential]\n"
+        ),
+    )
+    .unwrap();
+    let manifest = dir.path().join("credential.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: db.example.com/v1\nkind: DatabaseCredential\nmetadata:\n  name: orders\n  namespace: shop\nspec:\n  user: orders\n  password: s3cret-orders\n  port: 5432\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n  namespace: shop\ndata:\n  spec: visible\n",
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["sanitize", "--policy"])
+        .arg(&policy)
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (credential, configmap) = text.split_once("\n---\n").unwrap();
+    assert!(!credential.contains("s3cret-orders"), "{credential}");
+    assert!(
+        configmap.contains("spec: visible"),
+        "other kinds skip the step:\n{configmap}"
+    );
+    let plain = decrypted(credential.trim_start_matches("---\n"), &identity);
+    assert_eq!(plain["spec"]["password"], "s3cret-orders");
+    assert_eq!(plain["spec"]["port"], 5432);
+    assert_eq!(plain["metadata"]["name"], "orders");
 }

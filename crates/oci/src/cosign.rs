@@ -29,6 +29,9 @@ pub const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 const SIGNATURE_TYPE: &str = "cosign container image signature";
 /// A payload larger than this is not read (cosign's are a few hundred bytes).
 const MAX_PAYLOAD: u64 = 64 * 1024;
+/// Signatures checked at most: each is a download, and whoever can push a
+/// signature image could otherwise make a verification take for ever.
+const MAX_SIGNATURES: usize = 32;
 
 /// Why a signature could not be made or trusted.
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +255,8 @@ pub fn verify(
     let layers = manifest
         .layers
         .iter()
-        .filter(|l| l.media_type == SIMPLE_SIGNING);
+        .filter(|l| l.media_type == SIMPLE_SIGNING)
+        .take(MAX_SIGNATURES);
     let mut count = 0;
     for layer in layers {
         count += 1;

@@ -120,7 +120,10 @@ impl Sops {
             let text = given.trim();
             let recipient = Recipient::from_str(text)
                 .map_err(|e| format!("`sops.age`: `{text}` is not an age recipient: {e}"))?;
-            recipients.push((text.to_owned(), recipient));
+            // Named twice, encrypted for once.
+            if !recipients.iter().any(|(known, _)| known == text) {
+                recipients.push((text.to_owned(), recipient));
+            }
         }
         let fields: Vec<String> = match &raw.fields {
             Some(fields) => fields.iter().map(|f| f.trim().to_owned()).collect(),
@@ -427,6 +430,16 @@ mod tests {
         })
         .unwrap_err();
         assert!(empty.contains("sops.fields"), "{empty}");
+        let twice = Sops::new(&RawSops {
+            age: vec![RECIPIENT.into(), format!(" {RECIPIENT} ")],
+            fields: None,
+        })
+        .unwrap();
+        assert_eq!(
+            twice.recipients(),
+            [RECIPIENT],
+            "named twice, encrypted for once"
+        );
     }
 
     #[test]
