@@ -69,6 +69,32 @@ pub enum CosignError {
     Registry(#[from] OciError),
 }
 
+/// A PEM key file is far smaller than this.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// The text of the key file `path`: a regular file of at most
+/// [`MAX_KEY_FILE`] bytes (a FIFO or `/dev/zero` named by mistake is
+/// refused, not read for ever).
+fn read_key(path: &Path) -> Result<String, CosignError> {
+    use std::io::Read as _;
+    let failed = |message: String| CosignError::Key {
+        origin: path.display().to_string(),
+        message,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| failed(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(failed("not a regular file".into()));
+    }
+    if metadata.len() > MAX_KEY_FILE {
+        return Err(failed(format!("{} bytes: not a PEM key", metadata.len())));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_FILE).read_to_string(&mut text))
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(text)
+}
+
 /// The public keys whose signatures are trusted.
 #[derive(Clone, Default)]
 pub struct TrustedKeys {
@@ -87,12 +113,8 @@ impl TrustedKeys {
     pub fn read(paths: &[PathBuf]) -> Result<TrustedKeys, CosignError> {
         let mut keys = TrustedKeys::default();
         for path in paths {
-            let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| CosignError::Key {
-                origin: origin.clone(),
-                message: e.to_string(),
-            })?;
-            keys.add(&text, &origin)?;
+            let text = read_key(path)?;
+            keys.add(&text, &path.display().to_string())?;
         }
         Ok(keys)
     }
@@ -137,7 +159,7 @@ impl SignerKey {
             origin: origin.clone(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        let text = read_key(path)?;
         if text.contains("ENCRYPTED") {
             return Err(failed(
                 "an encrypted key is not read: give an unencrypted PKCS#8 or SEC1 P-256 key (`openssl ecparam -name prime256v1 -genkey -noout`)".into(),
@@ -405,5 +427,13 @@ mod tests {
             said.contains("id_ed25519") && said.contains("P-256"),
             "{said}"
         );
+        for special in [Path::new("/dev/zero"), dir.path()] {
+            let said = SignerKey::read(special).err().unwrap().to_string();
+            assert!(said.contains("not a regular file"), "{said}");
+            let said = TrustedKeys::read(&[special.to_owned()])
+                .unwrap_err()
+                .to_string();
+            assert!(said.contains("not a regular file"), "{said}");
+        }
     }
 }
