@@ -207,6 +207,12 @@ fn the_mirror_commits_encrypted_secrets_once_and_changes_only() {
         secret("cache", "cache-password-1"),
     )
     .unwrap();
+    // Named like `db`'s encrypted file: refused, `db`'s file untouched.
+    std::fs::write(
+        source.join("db-sops.yaml"),
+        secret("db.sops", "other-password"),
+    )
+    .unwrap();
     // A top-level `sops` field of its own: it cannot be encrypted.
     let clash = secret("clash", "clash-password-1") + "sops: mine\n";
     std::fs::write(source.join("clash.yaml"), clash).unwrap();
@@ -217,6 +223,10 @@ fn the_mirror_commits_encrypted_secrets_once_and_changes_only() {
     let first = run();
     let said = String::from_utf8_lossy(&first.stderr).into_owned();
     assert!(said.contains("clash") && said.contains("sops"), "{said}");
+    assert!(
+        said.contains("db.sops") && said.contains("reserved"),
+        "{said}"
+    );
     let file = |name: &str| {
         git(
             &repo,
@@ -271,6 +281,7 @@ fn the_mirror_commits_encrypted_secrets_once_and_changes_only() {
         "cache-password-1",
         "cache-password-2",
         "clash-password-1",
+        "other-password",
         "admin-",
     ] {
         assert!(!history.contains(plain), "`{plain}` is in the history");

@@ -91,6 +91,11 @@ pub enum SegmentError {
         "names ending in `~` and {DIGEST_HEX} hex digits are reserved for shortened long names"
     )]
     Reserved,
+    /// A name that would read as another object's encrypted file.
+    #[error(
+        "names ending in `.sops` are reserved where objects are encrypted: its file would read as the encrypted file of the name without it"
+    )]
+    Sealed,
     /// A namespace named like the cluster-scoped folder.
     #[error("it is the cluster-scoped folder")]
     ClusterFolder,
@@ -254,6 +259,14 @@ pub fn path_of(base: &BaseFolder, key: &ObjectKey) -> Result<String, LayoutError
 /// name what they encrypt.
 pub fn sealed_path_of(base: &BaseFolder, key: &ObjectKey) -> Result<String, LayoutError> {
     let plain = path_of(base, key)?;
+    if key.name.ends_with(SEALED) {
+        return Err(LayoutError::UnsafeSegment {
+            object: key.to_string().escape_debug().to_string(),
+            what: "name",
+            value: key.name.escape_debug().to_string(),
+            why: SegmentError::Sealed,
+        });
+    }
     let stem = plain.strip_suffix(SUFFIX).unwrap_or(&plain);
     let sealed = format!("{stem}{SEALED}{SUFFIX}");
     check_path(&sealed)?;
@@ -408,6 +421,11 @@ mod tests {
         let long = "a".repeat(MAX_COMPONENT - SUFFIX.len());
         assert!(path_of(&base, &key(Some("shop"), "", "secrets", &long)).is_ok());
         assert!(sealed_path_of(&base, &key(Some("shop"), "", "secrets", &long)).is_err());
+        // `x.sops.yaml` is `x` encrypted: no object named `x.sops` has it.
+        let said = sealed_path_of(&base, &key(Some("shop"), "", "secrets", "x.sops"))
+            .unwrap_err()
+            .to_string();
+        assert!(said.contains("reserved"), "{said}");
     }
 
     #[test]

@@ -184,6 +184,12 @@ impl Pipeline {
         let mut routed = Vec::new();
         for destination in destinations {
             let base = &self.config.destinations[destination].base_folder;
+            // Where objects are encrypted, `x.sops.yaml` is `x` encrypted:
+            // an object named `x.sops` (any kind: a delete removes both
+            // forms) is refused rather than have its file taken for it.
+            if seals {
+                layout::sealed_path_of(base, &key)?;
+            }
             let file = |path: String, content: Option<String>| Routed {
                 destination,
                 key: key.clone(),
