@@ -152,7 +152,7 @@ fn plumbline_bundle_sign_makes_a_signature_python_verifies() {
 
 #[test]
 fn a_following_mirror_refuses_a_bundle_moved_to_an_unsigned_digest_and_keeps_serving() {
-    let registry = Registry::start();
+    let mut registry = Registry::start();
     let server = GitServer::start();
     let (src, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (key, _) = keys(state.path(), "trusted");
@@ -170,7 +170,7 @@ fn a_following_mirror_refuses_a_bundle_moved_to_an_unsigned_digest_and_keeps_ser
     std::fs::write(src.path().join("cm-0.yaml"), configmap("cm-0")).unwrap();
     let args = following(&server, src.path(), state.path(), &policy, &registry);
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    let daemon = Daemon::start(&args);
+    let mut daemon = Daemon::start(&args);
     let address = daemon.address();
     let written = |name: &str| {
         wait_for(&format!("{name} in Git"), || {
@@ -216,6 +216,22 @@ fn a_following_mirror_refuses_a_bundle_moved_to_an_unsigned_digest_and_keeps_ser
         )),
         "{metrics}"
     );
+
+    // The registry goes: a restart serves v1 from the store (its signature
+    // was verified when it first loaded), and says the registry is gone.
+    registry.stop();
+    daemon.kill();
+    let daemon = Daemon::start(&args);
+    let address = daemon.address();
+    std::fs::write(src.path().join("restarted.yaml"), configmap("restarted")).unwrap();
+    assert_eq!(
+        decided_by(&written("restarted")),
+        "v1",
+        "{}",
+        daemon.stderr()
+    );
+    let (_, readyz) = http_get(&address, "/readyz");
+    assert!(readyz.contains("the registry did not answer"), "{readyz}");
 }
 
 /// With trusted keys, a workflow image is registered only if Python's

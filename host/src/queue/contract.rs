@@ -293,7 +293,15 @@ fn a_claim_on_jetstream_lapses_when_its_holder_dies_and_holds_while_it_lives() {
     // A holder that dies: its runtime (and renewals) gone, never released.
     let dying = runtime();
     let c = queue(&dying);
-    assert_eq!(b.share(12), 4, "three replicas live");
+    // Its first heartbeat is written by a task of its own: soon, not at once.
+    let joined = std::time::Instant::now();
+    while b.share(12) != 4 {
+        assert!(
+            joined.elapsed() < Duration::from_secs(30),
+            "the third replica never counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let lapsing = c.claim(&other_partition).unwrap();
     dying.shutdown_background();
     // It knows before another can take it: not renewed for 2/3 of the lease.
