@@ -550,7 +550,7 @@ impl Worker {
             self.commit(self.cursor.last_read())?;
         }
         let changed = match &change.content {
-            Some(content) if sealed::unchanged(self.store.read(&change.path), content) => false,
+            Some(content) if sealed::unchanged(|| self.store.read(&change.path), content) => false,
             Some(content) => match self.store.write(&change.path, content.as_bytes()) {
                 Ok(changed) => changed,
                 // Nothing but this entry's bytes are involved.
